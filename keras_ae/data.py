@@ -1,0 +1,234 @@
+"""tf.data input pipelines: local IDX files or TensorFlow Datasets, ready for fit and tf.distribute.
+
+    train = keras_ae.data.load("mnist", split="train", batch_size=128, binarize="dynamic")
+
+Sources, in order: `data_dir/<name>/`, `$KERAS_AE_DATA/<name>/`, Debian's
+`/usr/share/datasets/<name-with-dashes>/` (IDX `.gz` files), then `tfds.load`.
+Images stay uint8 in memory (one copy); each batch is converted to float32 in [0, 1]
+inside the pipeline.
+"""
+
+import gzip
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+DEBIAN_DATASETS = Path("/usr/share/datasets")
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+BINARIZE_MODES = (None, "static", "dynamic")
+SPLIT_PATTERN = re.compile(r"^(?P<base>[a-z]+)(\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No local copy and no usable TensorFlow Datasets source."""
+
+
+def read_idx(path):
+    """Read one IDX file (gzip or plain) into a numpy array without an extra copy of the data."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise ValueError(f"Cannot read IDX file {path}: {error}") from error
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(
+            f"{path} is not an IDX file of uint8 data: expected magic bytes 00 00 08 <rank>, got {raw[:4].hex(' ')}."
+        )
+    rank = raw[3]
+    header_size = 4 + 4 * rank
+    if len(raw) < header_size:
+        raise ValueError(f"{path} is truncated: the header needs {header_size} bytes, the file has {len(raw)}.")
+    shape = tuple(int(dim) for dim in np.frombuffer(raw, dtype=">u4", count=rank, offset=4))
+    expected = header_size + int(np.prod(shape))
+    if len(raw) != expected:
+        raise ValueError(
+            f"{path} holds {len(raw)} bytes but its header (shape {shape}) says {expected}: the file is truncated or corrupt."
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def local_directory(name, data_dir=None):
+    """The first local folder that holds `name`'s IDX files, or None."""
+    candidates = [Path(data_dir) / name] if data_dir else []
+    if os.environ.get("KERAS_AE_DATA"):
+        candidates.append(Path(os.environ["KERAS_AE_DATA"]) / name)
+    candidates.append(DEBIAN_DATASETS / name.replace("_", "-"))
+    for folder in candidates:
+        if (folder / IDX_FILES["train"][0]).exists():
+            return folder
+    return None
+
+
+def searched_directories(name, data_dir=None):
+    folders = [Path(data_dir) / name] if data_dir else []
+    folders.append(Path(os.environ["KERAS_AE_DATA"]) / name if os.environ.get("KERAS_AE_DATA") else "$KERAS_AE_DATA (unset)")
+    folders.append(DEBIAN_DATASETS / name.replace("_", "-"))
+    return [str(folder) for folder in folders]
+
+
+def parse_split(split):
+    """Split a TFDS-style split string like `train[:5000]` or `test[10%:]` into (base, start, stop)."""
+    match = SPLIT_PATTERN.match(split) if isinstance(split, str) else None
+    if not match:
+        raise ValueError(f"Unknown split {split!r}; expected 'train', 'test' or 'validation', optionally sliced like 'train[:5000]'.")
+    return match["base"], match["start"], match["stop"]
+
+
+def _slice_bound(bound, size):
+    if bound is None:
+        return None
+    if bound.endswith("%"):
+        return int(round(size * int(bound[:-1]) / 100))
+    return int(bound)
+
+
+def local_split_indices(size, base, start, stop, validation_split, seed):
+    """Indices of a split of a local source; `validation` is a seeded fraction carved from train."""
+    indices = np.arange(size)
+    if validation_split:
+        if not 0.0 < validation_split < 1.0:
+            raise ValueError(f"validation_split must lie between 0 and 1; got {validation_split!r}.")
+        indices = np.random.default_rng(seed).permutation(size)
+        held_out = int(round(size * validation_split))
+        indices = indices[size - held_out:] if base == "validation" else indices[: size - held_out]
+    elif base == "validation":
+        raise ValueError("split 'validation' needs validation_split > 0 (the local files have only train and test).")
+    return indices[_slice_bound(start, len(indices)):_slice_bound(stop, len(indices))]
+
+
+def load_arrays(name, split="train", data_dir=None):
+    """Images `[n, height, width, channels]` uint8 and labels `[n]` of a local IDX dataset's split."""
+    folder = local_directory(name, data_dir)
+    if folder is None:
+        raise DatasetNotFoundError(f"No local copy of {name!r}; looked in {searched_directories(name, data_dir)}.")
+    if split not in IDX_FILES:
+        raise ValueError(f"Unknown split {split!r} for local IDX files; expected one of {sorted(IDX_FILES)}.")
+    image_file, label_file = (folder / file for file in IDX_FILES[split])
+    images, labels = read_idx(image_file), read_idx(label_file)
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if len(images) != len(labels):
+        raise ValueError(f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels.")
+    return images, labels
+
+
+def _tfds_source(name, split, data_dir, download, local_error):
+    """A dataset of (uint8 image, label) from TensorFlow Datasets, or one clear error."""
+    import tensorflow_datasets as tfds
+
+    try:
+        dataset = tfds.load(name, split=split, data_dir=data_dir, download=download, as_supervised=True)
+    except Exception as error:  # TFDS raises many types (network, registry, assertion); report them as one.
+        raise DatasetNotFoundError(
+            f"Could not load dataset {name!r} split {split!r}. {local_error} "
+            f"TensorFlow Datasets failed too: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}\n"
+            "Fix it in one of three ways: set KERAS_AE_DATA to a folder holding "
+            f"{name}/train-images-idx3-ubyte.gz and the other IDX files; install the Debian package with the data "
+            "(e.g. `apt-get install dataset-fashion-mnist`); or allow TensorFlow Datasets to download (download=True, network needed)."
+        ) from None
+    return dataset
+
+
+def _to_float(images, binarize, seeds):
+    images = tf.cast(images, tf.float32) / 255.0
+    if binarize == "static":
+        return tf.cast(images >= 0.5, tf.float32)
+    if binarize == "dynamic":
+        noise = tf.random.stateless_uniform(tf.shape(images), seed=tf.stack([seeds, tf.constant(0, tf.int64)]))
+        return tf.cast(noise < images, tf.float32)
+    return images
+
+
+def load(
+    name,
+    split="train",
+    batch_size=128,
+    binarize=None,
+    with_labels=False,
+    flatten=False,
+    shuffle=None,
+    seed=0,
+    validation_split=None,
+    drop_remainder=None,
+    cache=False,
+    data_dir=None,
+    download=True,
+    input_context=None,
+):
+    """A batched, prefetched `tf.data.Dataset` of images (float32 in [0, 1]) or `(image, label)` pairs.
+
+    Args:
+        name: a local IDX dataset (`mnist`, `fashion_mnist`) or any TFDS image dataset name.
+        split: `train`, `test`, `validation` (with `validation_split`), optionally sliced: `train[:5000]`.
+        batch_size: examples per batch (the per-replica size when `input_context` is given).
+        binarize: None, `"static"` (threshold 0.5) or `"dynamic"` (fresh Bernoulli draws each epoch, seeded).
+        with_labels: yield `(image, label)` instead of images.
+        flatten: flatten each image to a vector, for dense models.
+        shuffle: shuffle every epoch (seeded); default True for the train split.
+        seed: seed of shuffling, validation carving and dynamic binarization.
+        validation_split: fraction of train held out (reproducibly) as `validation`.
+        drop_remainder: drop the last partial batch; default True under a TPU strategy (static shapes).
+        cache: cache the decoded source in memory (useful for TFDS sources).
+        data_dir: a folder holding `<name>/` IDX files, also passed to `tfds.load`.
+        download: let TensorFlow Datasets download when there is no local copy.
+        input_context: a `tf.distribute.InputContext`; shards by input pipeline.
+    """
+    if binarize not in BINARIZE_MODES:
+        raise ValueError(f"Unknown binarize {binarize!r}; expected one of {list(BINARIZE_MODES)}.")
+    base, start, stop = parse_split(split)
+    shuffle = base == "train" if shuffle is None else shuffle
+    if drop_remainder is None:
+        drop_remainder = isinstance(tf.distribute.get_strategy(), (tf.distribute.TPUStrategy,))
+
+    folder = local_directory(name, data_dir)
+    if folder is not None:
+        images, labels = load_arrays(name, "train" if base == "validation" else base, data_dir)
+        indices = local_split_indices(len(images), base, start, stop, validation_split, seed)
+        images, labels = tf.constant(images), tf.constant(labels.astype(np.int64))
+        dataset = tf.data.Dataset.from_tensor_slices(indices)
+        gather = lambda index: (tf.gather(images, index), tf.gather(labels, index))  # noqa: E731
+    else:
+        local_error = f"No local copy (looked in {searched_directories(name, data_dir)})."
+        dataset = _tfds_source(name, split, data_dir, download, local_error)
+        gather = None
+
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(
+            len(indices) if gather is not None else 10_000, seed=seed, reshuffle_each_iteration=True
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
+
+    def prepare(batch, batch_seed):
+        batch_images, batch_labels = gather(batch) if gather is not None else batch
+        batch_images = _to_float(batch_images, binarize, batch_seed)
+        if flatten:
+            batch_images = tf.reshape(batch_images, (tf.shape(batch_images)[0], -1))
+        return (batch_images, batch_labels) if with_labels else batch_images
+
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def distribute(strategy, name, global_batch_size, **kwargs):
+    """A distributed dataset for `strategy`: each input pipeline builds its own shard with the per-replica batch."""
+
+    def dataset_fn(input_context):
+        batch_size = input_context.get_per_replica_batch_size(global_batch_size)
+        return load(name, batch_size=batch_size, input_context=input_context, **kwargs)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)

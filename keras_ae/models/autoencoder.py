@@ -1,0 +1,35 @@
+"""The plain autoencoder: minimise reconstruction error."""
+
+import keras
+
+from keras_ae import losses
+from keras_ae.models.base import BaseAutoencoder, check_choice
+
+RECONSTRUCTION_LOSSES = {"mse": losses.mean_squared_error, "bce": losses.binary_crossentropy}
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class Autoencoder(BaseAutoencoder):
+    """Deterministic autoencoder trained on reconstruction error.
+
+    Args:
+        encoder, decoder: see `BaseAutoencoder`; the decoder outputs values in the data's range
+            (pixel probabilities in [0, 1] for `"bce"`).
+        reconstruction: `"mse"` (mean squared error) or `"bce"` (binary cross-entropy), averaged over data dimensions.
+    """
+
+    metric_names = ("loss", "reconstruction_loss")
+
+    def __init__(self, encoder, decoder, reconstruction="mse", **kwargs):
+        self.reconstruction = check_choice("reconstruction", reconstruction, RECONSTRUCTION_LOSSES)
+        super().__init__(encoder, decoder, **kwargs)
+
+    def reconstruction_loss(self, x, x_hat):
+        return RECONSTRUCTION_LOSSES[self.reconstruction](x, x_hat)
+
+    def loss_terms(self, x, training):
+        reconstruction = self.reconstruction_loss(x, self.decode(self.encoder(x, training=training), training=training))
+        return {"loss": reconstruction, "reconstruction_loss": reconstruction}
+
+    def get_config(self):
+        return {**super().get_config(), "reconstruction": self.reconstruction}

@@ -1,0 +1,55 @@
+"""Denoising autoencoder: corrupt the input inside the train and test steps, reconstruct the clean one."""
+
+import keras
+from keras import ops
+
+from keras_ae.models.autoencoder import Autoencoder
+from keras_ae.models.base import check_choice
+
+NOISE_KINDS = ("gaussian", "masking", "salt_and_pepper")
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class DenoisingAutoencoder(Autoencoder):
+    """Autoencoder trained to undo a corruption; `predict`, `call` and `encode` never corrupt.
+
+    Args:
+        noise: `"gaussian"` (add N(0, noise_level^2), clip to [0, 1]), `"masking"` (zero a
+            `noise_level` fraction of values) or `"salt_and_pepper"` (set a `noise_level` fraction
+            of values to 0 or 1 at random).
+        noise_level: standard deviation or fraction, by `noise`.
+        Other arguments as in `Autoencoder`.
+    """
+
+    def __init__(self, encoder, decoder, noise="gaussian", noise_level=0.5, **kwargs):
+        self.noise = check_choice("noise", noise, NOISE_KINDS)
+        if not noise_level >= 0:
+            raise ValueError(f"noise_level must be a non-negative number; got {noise_level!r}.")
+        self.noise_level = float(noise_level)
+        super().__init__(encoder, decoder, **kwargs)
+
+    def corrupt(self, x, seed=None):
+        """Return a corrupted copy of `x` (inputs in [0, 1]); `seed` defaults to the model's generator."""
+        seed = self.seed_generator if seed is None else seed
+        x = ops.convert_to_tensor(x)
+        shape = ops.shape(x)
+        if self.noise == "gaussian":
+            noise = keras.random.normal(shape, stddev=self.noise_level, dtype=x.dtype, seed=seed)
+            return ops.clip(x + noise, 0.0, 1.0)
+        hit = keras.random.uniform(shape, dtype=x.dtype, seed=seed) < self.noise_level
+        if self.noise == "masking":
+            return ops.where(hit, ops.zeros_like(x), x)
+        salt = keras.random.uniform(shape, dtype=x.dtype, seed=seed) < 0.5
+        return ops.where(hit, ops.cast(salt, x.dtype), x)
+
+    def loss_terms(self, x, training):
+        noisy = self.corrupt(x)
+        reconstruction = self.reconstruction_loss(x, self.decode(self.encoder(noisy, training=training), training=training))
+        return {"loss": reconstruction, "reconstruction_loss": reconstruction}
+
+    def denoise(self, x):
+        """Reconstruction of (possibly noisy) inputs: the model's prediction."""
+        return self(self.check_input(x), training=False)
+
+    def get_config(self):
+        return {**super().get_config(), "noise": self.noise, "noise_level": self.noise_level}

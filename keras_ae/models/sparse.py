@@ -1,0 +1,59 @@
+"""Sparse autoencoder: reconstruction plus a sparsity penalty on the code activations."""
+
+import keras
+from keras import ops
+
+from keras_ae import losses
+from keras_ae.models.autoencoder import Autoencoder
+from keras_ae.models.base import check_choice
+
+SPARSITY_KINDS = ("l1", "kl")
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class SparseAutoencoder(Autoencoder):
+    """Autoencoder with an L1 or KL sparsity penalty on the code, logged as `sparsity_loss`.
+
+    Args:
+        sparsity: `"l1"` (sum of absolute code values per example) or `"kl"` (sum over code units of
+            KL(target || mean activation over the batch); needs codes in [0, 1], e.g. sigmoid).
+        target: the desired mean activation for `"kl"`.
+        sparsity_weight: multiplier of the penalty.
+        Other arguments as in `Autoencoder`.
+    """
+
+    metric_names = ("loss", "reconstruction_loss", "sparsity_loss", "mean_activation")
+
+    def __init__(self, encoder, decoder, sparsity="l1", target=0.05, sparsity_weight=1e-3, **kwargs):
+        self.sparsity = check_choice("sparsity", sparsity, SPARSITY_KINDS)
+        if not 0.0 < target < 1.0:
+            raise ValueError(f"target must lie strictly between 0 and 1; got {target!r}.")
+        self.target = float(target)
+        self.sparsity_weight = float(sparsity_weight)
+        super().__init__(encoder, decoder, **kwargs)
+
+    def sparsity_penalty(self, code):
+        code = ops.cast(code, "float32")
+        if self.sparsity == "l1":
+            return self.sparsity_weight * ops.sum(ops.abs(code), axis=-1)
+        divergence = losses.bernoulli_kl_divergence(self.target, ops.mean(code, axis=0))
+        return self.sparsity_weight * divergence * ops.ones((ops.shape(code)[0],))
+
+    def loss_terms(self, x, training):
+        code = self.encoder(x, training=training)
+        reconstruction = self.reconstruction_loss(x, self.decode(code, training=training))
+        sparsity = self.sparsity_penalty(code)
+        return {
+            "loss": reconstruction + sparsity,
+            "reconstruction_loss": reconstruction,
+            "sparsity_loss": sparsity,
+            "mean_activation": ops.mean(ops.abs(ops.cast(code, "float32")), axis=-1),
+        }
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "sparsity": self.sparsity,
+            "target": self.target,
+            "sparsity_weight": self.sparsity_weight,
+        }

@@ -1,0 +1,91 @@
+"""Where weights come from: the user cache, the copy bundled with the package, or a URL; sha256 always."""
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+
+
+class ChecksumError(ValueError):
+    """A file's sha256 is not the one its card promises."""
+
+
+def cache_dir():
+    """`$KERAS_AE_HOME`, default `~/.keras/keras_ae`."""
+    return Path(os.environ.get("KERAS_AE_HOME", Path.home() / ".keras" / "keras_ae"))
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path, expected_sha256):
+    """Raise ChecksumError unless `path` hashes to `expected_sha256`."""
+    actual = sha256(path)
+    if actual != expected_sha256:
+        raise ChecksumError(f"{path}: sha256 is {actual}, the card expects {expected_sha256}. The file was not loaded.")
+    return path
+
+
+def atomic_copy(write, destination):
+    """Call `write(temporary_path)`, then move the result onto `destination` in one rename."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".partial-", suffix=f"-{destination.name}")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, destination)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return destination
+
+
+def download(url, destination, expected_sha256, timeout=30):
+    """Fetch `url` to `destination`; the file appears only once its sha256 is verified."""
+
+    def fetch(temporary):
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(temporary, "wb") as out:
+            shutil.copyfileobj(response, out)
+        verify(temporary, expected_sha256)
+
+    return atomic_copy(fetch, destination)
+
+
+def check_file_name(file_name):
+    """Refuse weight file names that could escape the zoo or cache folder."""
+    if not file_name or Path(file_name).name != file_name or file_name in (".", ".."):
+        raise ValueError(f"Weight file name {file_name!r} must be a plain file name, without folders or '..'.")
+    return file_name
+
+
+def resolve(card, mirror=None):
+    """Path of a card's verified weights: user cache, then the bundled copy, then a download into the cache.
+
+    Args:
+        card: a zoo card dict.
+        mirror: base URL holding `<name>/<file>`; default `$KERAS_AE_MIRROR`, else the card's URL.
+    """
+    entry = card["weights"]
+    file_name = check_file_name(entry["file"])
+    cached = cache_dir() / card["name"] / file_name
+    bundled = ZOO_DIR / card["name"] / file_name
+    for candidate in (cached, bundled):
+        if candidate.exists():
+            return verify(candidate, entry["sha256"])
+    mirror = mirror or os.environ.get("KERAS_AE_MIRROR")
+    url = f"{mirror.rstrip('/')}/{card['name']}/{file_name}" if mirror else entry.get("url")
+    if not url:
+        raise FileNotFoundError(
+            f"No weights for {card['name']!r}: not in the cache ({cached}), not bundled ({bundled}), and the card has no URL."
+        )
+    return download(url, cached, entry["sha256"])
