@@ -1,0 +1,49 @@
+"""Shared test set-up: two logical CPU devices, and the real data from KERAS_AE_DATA."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+import keras  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    """The real-data folder; skipped only when KERAS_AE_DATA is unset, an error when it is set but wrong."""
+    root = os.environ.get("KERAS_AE_DATA")
+    if not root:
+        pytest.skip("KERAS_AE_DATA is unset: real-data tests need the MNIST/Fashion-MNIST IDX files.")
+    for name in ("mnist", "fashion_mnist"):
+        if not os.path.exists(os.path.join(root, name, "train-images-idx3-ubyte.gz")):
+            pytest.fail(f"KERAS_AE_DATA={root} lacks {name}/train-images-idx3-ubyte.gz")
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_images(data_root):
+    """The first 4,096 MNIST train images as float32 in [0, 1], shape (n, 28, 28, 1)."""
+    from keras_ae import data
+
+    images, _ = data.load_arrays("mnist", "train")
+    return images[:4096].astype("float32") / 255.0
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Each test starts and ends with the float32 policy and a fixed seed."""
+    keras.mixed_precision.set_dtype_policy("float32")
+    keras.utils.set_random_seed(0)
+    yield
+    keras.mixed_precision.set_dtype_policy("float32")
+
+
+def max_abs_difference(a, b):
+    return float(np.max(np.abs(np.asarray(a, dtype="float64") - np.asarray(b, dtype="float64"))))

@@ -1,0 +1,268 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import keras_ae
+from keras_ae import losses, networks
+from conftest import max_abs_difference
+
+SHAPE = (28, 28, 1)
+
+
+def make(family, **kwargs):
+    """A small model of each family."""
+    if family == "autoencoder":
+        return keras_ae.Autoencoder(*networks.dense(SHAPE, 16, hidden_units=(64,)), **kwargs)
+    if family == "denoising":
+        kwargs.setdefault("noise", "masking")
+        kwargs.setdefault("noise_level", 0.3)
+        return keras_ae.DenoisingAutoencoder(*networks.conv(SHAPE, 16, filters=(8, 16)), **kwargs)
+    if family == "sparse":
+        return keras_ae.SparseAutoencoder(*networks.dense(SHAPE, 32, hidden_units=(64,)), **kwargs)
+    if family == "vae":
+        return keras_ae.VAE(*networks.conv(SHAPE, 8, filters=(8, 16), dense_units=32, variational=True), **kwargs)
+    raise ValueError(family)
+
+
+FAMILIES = ("autoencoder", "denoising", "sparse", "vae")
+OWN_TERMS = {
+    "autoencoder": {"reconstruction_loss"},
+    "denoising": {"reconstruction_loss"},
+    "sparse": {"reconstruction_loss", "sparsity_loss", "mean_activation"},
+    "vae": {"reconstruction_loss", "kl_loss"},
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fit_on_real_mnist_lowers_the_loss_and_logs_its_terms(family, mnist_images):
+    model = make(family, seed=1)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    x = mnist_images[:2048]
+    history = model.fit(x, epochs=4, batch_size=64, verbose=0, validation_data=(mnist_images[2048:2560],))
+    losses_by_epoch = history.history["loss"]
+    assert losses_by_epoch[-1] < 0.8 * losses_by_epoch[0]
+    assert OWN_TERMS[family] | {"loss"} <= set(history.history)
+    assert {f"val_{name}" for name in OWN_TERMS[family]} <= set(history.history)
+    assert set(model.evaluate(x[:256], verbose=0, return_dict=True)) == OWN_TERMS[family] | {"loss"}
+
+
+def test_classic_autoencoder_is_one_line():
+    model = keras_ae.Autoencoder(*networks.dense((784,), 32))
+    assert [layer.units for layer in model.encoder.layers if hasattr(layer, "units")] == [32]
+    assert model.decoder.layers[-1].activation.__name__ == "sigmoid"
+    assert model.count_params() == 784 * 32 + 32 + 32 * 784 + 784
+
+
+def test_vae_kl_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    mean = rng.normal(size=(4, 3)).astype("float32")
+    log_var = rng.normal(scale=0.5, size=(4, 3)).astype("float32")
+    analytic = np.asarray(losses.gaussian_kl_divergence(mean, log_var))
+    draws = 200_000
+    z = mean[None] + np.exp(0.5 * log_var)[None] * rng.normal(size=(draws, 4, 3)).astype("float32")
+    log_q = np.asarray(losses.gaussian_log_density(z.reshape(-1, 3), np.tile(mean, (draws, 1)), np.tile(log_var, (draws, 1))))
+    log_p = np.asarray(losses.gaussian_log_density(z.reshape(-1, 3), np.zeros((draws * 4, 3)), np.zeros((draws * 4, 3))))
+    monte_carlo = (log_q - log_p).reshape(draws, 4).mean(axis=0)
+    np.testing.assert_allclose(monte_carlo, analytic, atol=0.02)
+
+
+def test_denoising_corrupts_only_inside_the_steps(mnist_images):
+    model = make("denoising", noise="salt_and_pepper", noise_level=0.4, seed=3)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.fit(mnist_images[:2048], epochs=2, batch_size=64, verbose=0)
+    x = mnist_images[:64]
+    noisy = np.asarray(model.corrupt(x))
+    changed = np.mean(noisy != x)
+    assert 0.2 < changed < 0.4
+    first, second = model.predict(x, verbose=0), model.predict(x, verbose=0)
+    assert max_abs_difference(first, second) == 0.0
+    assert max_abs_difference(first, model.decode(model.encode(x))) < 1e-6
+    clean_errors = np.asarray(keras_ae.losses.mean_squared_error(x, first))
+    noisy_errors = [np.asarray(model.loss_terms(x, training=False)["reconstruction_loss"]) for _ in range(2)]
+    assert max_abs_difference(noisy_errors[0], noisy_errors[1]) > 1e-3
+    assert max_abs_difference(noisy_errors[0], clean_errors) > 1e-3
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "masking", "salt_and_pepper"])
+def test_every_noise_keeps_values_in_range(noise):
+    model = make("denoising", noise=noise, noise_level=0.5)
+    noisy = np.asarray(model.corrupt(np.full((8, *SHAPE), 0.5, "float32")))
+    assert noisy.min() >= 0.0 and noisy.max() <= 1.0 and np.mean(noisy != 0.5) > 0.2
+
+
+def test_sparsity_lowers_mean_code_activation(mnist_images):
+    x = mnist_images[:2048]
+    activations = {}
+    for weight in (0.0, 0.05):
+        keras.utils.set_random_seed(0)
+        model = make("sparse", sparsity="l1", sparsity_weight=weight, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(2e-3))
+        model.fit(x, epochs=3, batch_size=64, verbose=0)
+        activations[weight] = float(np.mean(np.abs(model.encode(x[:512]))))
+    assert activations[0.05] < 0.5 * activations[0.0]
+
+
+def test_kl_sparsity_pulls_mean_activation_towards_target(mnist_images):
+    model = keras_ae.SparseAutoencoder(
+        *networks.dense(SHAPE, 32, hidden_units=(64,), code_activation="sigmoid"), sparsity="kl", target=0.05,
+        sparsity_weight=0.5,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.fit(mnist_images[:2048], epochs=4, batch_size=64, verbose=0)
+    assert float(np.mean(model.encode(mnist_images[:512]))) < 0.15
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_keras_archive_round_trip_in_safe_mode(family, tmp_path, mnist_images):
+    model = make(family, seed=2)
+    model.compile(optimizer="adam")
+    model.fit(mnist_images[:128], epochs=1, batch_size=64, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(reloaded) is type(model)
+    objective = lambda config: {key: value for key, value in config.items() if key not in ("encoder", "decoder")}  # noqa: E731
+    assert objective(reloaded.get_config()) == objective(model.get_config())
+    x = mnist_images[:16]
+    for original, restored in zip(
+        tf.nest.flatten(model.encode(x)), tf.nest.flatten(reloaded.encode(x))
+    ):
+        assert max_abs_difference(original, restored) == 0.0
+    z = tf.nest.flatten(model.encode(x))[0]
+    assert max_abs_difference(model.decode(z), reloaded.decode(z)) == 0.0
+    # The reloaded model trains with its own step (its own terms), not Keras' default one.
+    reloaded.compile(optimizer="adam")
+    logs = reloaded.fit(x, epochs=1, verbose=0).history
+    assert OWN_TERMS[family] <= set(logs)
+
+
+def test_vae_sample_encode_decode_and_warmup_counter(tmp_path, mnist_images):
+    model = make("vae", kl_warmup_steps=100, seed=0)
+    model.compile(optimizer="adam")
+    assert float(model.current_beta()) == pytest.approx(0.01)
+    model.fit(mnist_images[:640], epochs=1, batch_size=64, verbose=0)
+    assert int(model.training_steps.numpy()) == 10
+    assert float(model.current_beta()) == pytest.approx(0.11)
+    z_mean, z_log_var = model.encode(mnist_images[:4])
+    assert z_mean.shape == (4, 8) and z_log_var.shape == (4, 8)
+    probabilities = np.asarray(model.decode(z_mean))
+    assert probabilities.shape == (4, *SHAPE) and probabilities.min() >= 0 and probabilities.max() <= 1
+    assert max_abs_difference(model.sample(5, seed=7), model.sample(5, seed=7)) == 0.0
+    model.save(tmp_path / "vae.keras")
+    assert int(keras.saving.load_model(tmp_path / "vae.keras").training_steps.numpy()) == 10
+
+
+def test_exploding_log_variance_stays_finite():
+    encoder, decoder = networks.dense(SHAPE, 4, variational=True)
+    encoder.get_layer("z_log_var").bias.assign(np.full((4,), 500.0, "float32"))
+    model = keras_ae.VAE(encoder, decoder)
+    model.compile(optimizer="adam")
+    logs = model.evaluate(np.full((8, *SHAPE), 0.5, "float32"), verbose=0, return_dict=True)
+    assert all(np.isfinite(value) for value in logs.values())
+
+
+def test_sample_weights_are_respected(mnist_images):
+    model = make("autoencoder")
+    model.compile(optimizer="adam")
+    x = mnist_images[:64]
+    weights = np.r_[np.ones(32), np.zeros(32)].astype("float32")
+    weighted = model.evaluate(x, x, sample_weight=weights, batch_size=64, verbose=0, return_dict=True)["loss"]
+    first_half = model.evaluate(x[:32], batch_size=64, verbose=0, return_dict=True)["loss"]
+    assert weighted == pytest.approx(first_half / 2, rel=1e-4)
+    labelled = model.evaluate(x, np.zeros(64), batch_size=64, verbose=0, return_dict=True)["loss"]
+    assert labelled == pytest.approx(model.evaluate(x, batch_size=64, verbose=0, return_dict=True)["loss"], rel=1e-5)
+
+
+def test_weight_penalties_enter_the_loss(mnist_images):
+    model = keras_ae.Autoencoder(*networks.dense(SHAPE, 16, kernel_regularizer=keras.regularizers.L2(0.1)))
+    model.compile(optimizer="adam")
+    logs = model.evaluate(mnist_images[:64], verbose=0, return_dict=True)
+    penalty = float(sum(model.losses))
+    assert penalty > 0
+    assert logs["loss"] == pytest.approx(logs["reconstruction_loss"] + penalty, rel=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_jit_compile_steps_per_execution_clipping_and_schedule(family, mnist_images):
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=4, decay_rate=0.5)
+    model = make(family)
+    model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), jit_compile=True, steps_per_execution=4)
+    history = model.fit(mnist_images[:512], epochs=1, batch_size=64, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert int(model.optimizer.iterations.numpy()) == 8
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-3 * 0.5**2)
+
+
+def test_clipvalue_bounds_the_update():
+    model = make("autoencoder")
+    model.compile(optimizer=keras.optimizers.SGD(1.0, clipvalue=1e-4))
+    before = [np.array(w) for w in model.trainable_weights]
+    model.fit(np.random.rand(64, *SHAPE).astype("float32"), epochs=1, batch_size=64, verbose=0)
+    largest = max(np.max(np.abs(np.array(w) - b)) for w, b in zip(model.trainable_weights, before))
+    assert 0 < largest <= 1.001e-4
+
+
+def test_one_and_two_replicas_give_the_same_update(mnist_images):
+    x = mnist_images[:128]
+
+    def one_step(strategy):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = make("autoencoder")
+            model.compile(optimizer=keras.optimizers.SGD(0.5))
+        model.fit(x, epochs=1, batch_size=128, shuffle=False, verbose=0)
+        return [np.array(w) for w in model.trainable_weights]
+
+    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
+    assert len(cpus) == 2
+    single = one_step(tf.distribute.OneDeviceStrategy(cpus[0]))
+    mirrored = one_step(tf.distribute.MirroredStrategy(cpus))
+    start = [np.array(w) for w in (keras.utils.set_random_seed(0) or make("autoencoder")).trainable_weights]
+    assert max(np.max(np.abs(a - b)) for a, b in zip(single, start)) > 1e-4
+    for a, b in zip(single, mirrored):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mixed_precision_gives_finite_float32_losses(policy, family, mnist_images):
+    keras.mixed_precision.set_dtype_policy(policy)
+    model = make(family)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    if policy == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    history = model.fit(mnist_images[:256], epochs=2, batch_size=64, verbose=0)
+    assert all(np.isfinite(value) for values in history.history.values() for value in values)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    terms = model.loss_terms(tf.constant(mnist_images[:8]), training=False)
+    assert all(value.dtype == "float32" for value in terms.values())
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: keras_ae.Autoencoder(*networks.dense(SHAPE, 4), reconstruction="l2"), "expected one of"),
+        (lambda: keras_ae.DenoisingAutoencoder(*networks.dense(SHAPE, 4), noise="pink"), "'gaussian'"),
+        (lambda: keras_ae.SparseAutoencoder(*networks.dense(SHAPE, 4), sparsity="l0"), "'kl', 'l1'"),
+        (lambda: keras_ae.VAE(*networks.dense(SHAPE, 4, variational=True), likelihood="poisson"), "bernoulli"),
+        (lambda: keras_ae.VAE(*networks.dense(SHAPE, 4)), "z_mean, z_log_var"),
+        (lambda: keras_ae.Autoencoder("encoder", "decoder"), "built keras.Model"),
+        (lambda: networks.conv((30, 30, 1), 4), "divisible"),
+        (lambda: networks.build("transformer"), "conv"),
+    ],
+)
+def test_bad_options_name_the_valid_choices(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_bad_inputs_say_what_was_expected():
+    model = make("autoencoder")
+    with pytest.raises(ValueError, match=r"shape \(batch, 28, 28, 1\); got \(2, 784\)"):
+        model.predict(np.zeros((2, 784), "float32"), verbose=0)
+    with pytest.raises(ValueError, match="uint8"):
+        model.encode(np.zeros((2, *SHAPE), "uint8"))
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"got \(None, 32, 32, 1\)|got \(2, 32, 32, 1\)"):
+        model.fit(np.zeros((2, 32, 32, 1), "float32"), verbose=0)
