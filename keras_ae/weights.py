@@ -1,11 +1,15 @@
 """Where weights come from: the user cache, the copy bundled with the package, or a URL; sha256 always."""
 
 import hashlib
+import http.client
 import os
-import shutil
 import tempfile
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import keras
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 
@@ -50,15 +54,53 @@ def atomic_copy(write, destination):
     return destination
 
 
-def download(url, destination, expected_sha256, timeout=30):
-    """Fetch `url` to `destination`; the file appears only once its sha256 is verified."""
+class DownloadError(OSError):
+    """A download that failed after its retries; nothing was written to the cache."""
 
-    def fetch(temporary):
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(temporary, "wb") as out:
-            shutil.copyfileobj(response, out)
+
+def _fetch(url, temporary, timeout, progress):
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(temporary, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0)
+        bar = keras.utils.Progbar(total or None, unit_name="byte") if progress else None
+        done = 0
+        for block in iter(lambda: response.read(1 << 16), b""):
+            out.write(block)
+            done += len(block)
+            if bar:
+                bar.update(done)
+    if total and done != total:
+        raise DownloadError(f"{url}: the connection ended after {done} of {total} bytes.")
+
+
+def download(url, destination, expected_sha256, timeout=30, retries=2, progress=False):
+    """Fetch `url` to `destination`; the file appears only once its sha256 is verified.
+
+    Server errors (5xx), time-outs, dropped connections and hash mismatches are retried
+    `retries` times; other HTTP errors (404) fail at once.
+    """
+
+    def fetch_verified(temporary):
+        _fetch(url, temporary, timeout, progress)
         verify(temporary, expected_sha256)
 
-    return atomic_copy(fetch, destination)
+    last_error = None
+    for attempt in range(retries + 1):
+        try:
+            return atomic_copy(fetch_verified, destination)
+        except PermissionError as error:
+            raise PermissionError(
+                f"Cannot write to the weight cache {Path(destination).parent}: {error.strerror}. "
+                "Make it writable or point KERAS_AE_HOME at a writable folder."
+            ) from None
+        except urllib.error.HTTPError as error:
+            last_error = f"HTTP {error.code} {error.reason}"
+            if error.code < 500:
+                break
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ChecksumError) as error:
+            last_error = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
+        if attempt < retries:
+            time.sleep(0.5 * 2**attempt)
+    raise DownloadError(f"Download of {url} failed ({last_error}); nothing was written to {destination}.")
 
 
 def check_file_name(file_name):
@@ -68,7 +110,7 @@ def check_file_name(file_name):
     return file_name
 
 
-def resolve(card, mirror=None):
+def resolve(card, mirror=None, progress=False):
     """Path of a card's verified weights: user cache, then the bundled copy, then a download into the cache.
 
     Args:
@@ -88,4 +130,4 @@ def resolve(card, mirror=None):
         raise FileNotFoundError(
             f"No weights for {card['name']!r}: not in the cache ({cached}), not bundled ({bundled}), and the card has no URL."
         )
-    return download(url, cached, entry["sha256"])
+    return download(url, cached, entry["sha256"], progress=progress)

@@ -1,0 +1,67 @@
+"""A real HTTP server on 127.0.0.1 that serves one payload well or badly, by the first path segment.
+
+/good/...       the payload
+/truncated/...  the first half, with a Content-Length for the first half
+/corrupt/...    the payload with one byte flipped
+/404/... /500/... that status
+/flaky/...      500 on the first request, the payload after
+/stall/...      headers, then silence until the server stops
+/drop/...       a Content-Length for all of it, half the bytes, then a closed connection
+"""
+
+import contextlib
+import http.server
+import threading
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def send_bytes(self, body, length=None):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802 (the http.server API)
+        server = self.server
+        mode = self.path.strip("/").split("/")[0]
+        server.requests.append(self.path)
+        payload = server.payload
+        if mode == "good" or (mode == "flaky" and server.requests.count(self.path) > 1):
+            self.send_bytes(payload)
+        elif mode == "truncated":
+            self.send_bytes(payload[: len(payload) // 2])
+        elif mode == "corrupt":
+            self.send_bytes(payload[:-1] + bytes([payload[-1] ^ 0xFF]))
+        elif mode in ("404", "500", "flaky"):
+            self.send_error(500 if mode == "flaky" else int(mode))
+        elif mode == "stall":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            server.stop_stalling.wait(timeout=10)
+        elif mode == "drop":
+            self.send_bytes(payload[: len(payload) // 2], length=len(payload))
+            self.close_connection = True
+        else:
+            self.send_error(400)
+
+
+@contextlib.contextmanager
+def serve(payload):
+    """Yield the base URL of a server for `payload`; the server stops when the block ends."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.payload = payload
+    server.requests = []
+    server.stop_stalling = threading.Event()
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", server
+    finally:
+        server.stop_stalling.set()
+        server.shutdown()
+        server.server_close()
