@@ -232,3 +232,13 @@ def distribute(strategy, name, global_batch_size, **kwargs):
         return load(name, batch_size=batch_size, input_context=input_context, **kwargs)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def bundled_sample(name):
+    """The small sample of real test images shipped with the package: (float32 images in [0, 1], labels)."""
+    path = Path(__file__).resolve().parent / "samples" / f"{name}.npz"
+    if not path.exists():
+        available = sorted(file.stem for file in path.parent.glob("*.npz"))
+        raise ValueError(f"No bundled sample named {name!r}; available: {available}.")
+    with np.load(path) as sample:
+        return sample["images"].astype("float32") / 255.0, sample["labels"]

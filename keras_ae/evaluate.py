@@ -45,11 +45,7 @@ def denoising_metrics(model, images, seed=0):
 
 def codes(model, images):
     """The deterministic code of each image (z_mean for a VAE) as a numpy array."""
-    parts = []
-    for batch in _batches(images):
-        code = model.encode(batch)
-        parts.append(np.asarray(code[0] if isinstance(code, (tuple, list)) else code))
-    return np.concatenate(parts)
+    return np.concatenate([np.asarray(model.embed(batch)) for batch in _batches(images)])
 
 
 def sparsity_metrics(model, images):

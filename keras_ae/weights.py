@@ -3,6 +3,7 @@
 import hashlib
 import http.client
 import os
+import shutil
 import tempfile
 import time
 import urllib.error
@@ -131,3 +132,29 @@ def resolve(card, mirror=None, progress=False):
             f"No weights for {card['name']!r}: not in the cache ({cached}), not bundled ({bundled}), and the card has no URL."
         )
     return download(url, cached, entry["sha256"], progress=progress)
+
+
+def fill_cache(card, mirror=None):
+    """Put a card's verified weights into the user cache: a copy of the bundled file, else a download."""
+    file_name = check_file_name(card["weights"]["file"])
+    cached = cache_dir() / card["name"] / file_name
+    bundled = ZOO_DIR / card["name"] / file_name
+    if cached.exists():
+        verify(cached, card["weights"]["sha256"])
+        return f"{card['name']}: already cached at {cached}"
+    if bundled.exists() and not mirror:
+        verify(bundled, card["weights"]["sha256"])
+        atomic_copy(lambda temporary: shutil.copyfile(bundled, temporary), cached)
+        return f"{card['name']}: copied the bundled weights to {cached}"
+    return f"{card['name']}: downloaded to {resolve(card, mirror=mirror, progress=True)}"
+
+
+def check_cache(card):
+    """(ok, message) for a card's weights in the user cache."""
+    cached = cache_dir() / card["name"] / check_file_name(card["weights"]["file"])
+    if not cached.exists():
+        return False, f"{card['name']}: MISSING {cached}"
+    actual = sha256(cached)
+    if actual != card["weights"]["sha256"]:
+        return False, f"{card['name']}: BAD {cached} sha256 {actual}, expected {card['weights']['sha256']}"
+    return True, f"{card['name']}: OK {cached}"

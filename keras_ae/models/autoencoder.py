@@ -27,6 +27,10 @@ class Autoencoder(BaseAutoencoder):
     def reconstruction_loss(self, x, x_hat):
         return RECONSTRUCTION_LOSSES[self.reconstruction](x, x_hat)
 
+    def anomaly_score(self, x):
+        """Per-example reconstruction error (the model's reconstruction loss)."""
+        return self.reconstruction_loss(x, self(self.check_input(x)))
+
     def loss_terms(self, x, training):
         reconstruction = self.reconstruction_loss(x, self.decode(self.encoder(x, training=training), training=training))
         return {"loss": reconstruction, "reconstruction_loss": reconstruction}

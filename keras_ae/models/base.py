@@ -48,7 +48,15 @@ class BaseAutoencoder(keras.Model):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
-        self.built = True
+        self.create_state()
+        # One call on a dummy batch records the input shape, so the model saves and exports before any fit.
+        self(ops.zeros((1, *self.input_shape_per_example)))
+
+    def create_state(self):
+        """Hook for a subclass's own variables, created before the first call."""
+
+    def build(self, input_shape):
+        """Nothing to create: the encoder and decoder come built."""
 
     @property
     def input_shape_per_example(self):
@@ -87,6 +95,22 @@ class BaseAutoencoder(keras.Model):
 
     def call(self, x, training=False):
         return self.decode(self.encode(x, training=training), training=training)
+
+    def embed(self, x):
+        """The deterministic code of `x`: what downstream models and interpolation use."""
+        return self.encode(x)
+
+    def interpolate(self, x_start, x_end, steps=8):
+        """Decode `steps` evenly spaced points between the codes of two batches; shape (batch, steps, *input)."""
+        start, end = self.embed(x_start), self.embed(x_end)
+        weights = ops.reshape(ops.linspace(0.0, 1.0, steps), (1, steps, 1))
+        path = ops.expand_dims(start, 1) * (1.0 - weights) + ops.expand_dims(end, 1) * weights
+        decoded = self.decode(ops.reshape(path, (-1, ops.shape(start)[-1])))
+        return ops.reshape(decoded, (-1, steps, *self.input_shape_per_example))
+
+    def anomaly_score(self, x):
+        """Per-example anomaly score; higher means less like the training data."""
+        raise NotImplementedError
 
     def loss_terms(self, x, training):
         """Per-example terms of the objective as a dict; its `"loss"` entry is minimised."""

@@ -29,17 +29,17 @@ class DenoisingAutoencoder(Autoencoder):
         super().__init__(encoder, decoder, **kwargs)
 
     def corrupt(self, x, seed=None):
-        """Return a corrupted copy of `x` (inputs in [0, 1]); `seed` defaults to the model's generator."""
-        seed = self.seed_generator if seed is None else seed
+        """Return a corrupted copy of `x` (inputs in [0, 1]); an integer `seed` makes it repeatable."""
+        first_seed, second_seed = (self.seed_generator,) * 2 if seed is None else (seed, seed + 1)
         x = ops.convert_to_tensor(x)
         shape = ops.shape(x)
         if self.noise == "gaussian":
-            noise = keras.random.normal(shape, stddev=self.noise_level, dtype=x.dtype, seed=seed)
+            noise = keras.random.normal(shape, stddev=self.noise_level, dtype=x.dtype, seed=first_seed)
             return ops.clip(x + noise, 0.0, 1.0)
-        hit = keras.random.uniform(shape, dtype=x.dtype, seed=seed) < self.noise_level
+        hit = keras.random.uniform(shape, dtype=x.dtype, seed=first_seed) < self.noise_level
         if self.noise == "masking":
             return ops.where(hit, ops.zeros_like(x), x)
-        salt = keras.random.uniform(shape, dtype=x.dtype, seed=seed) < 0.5
+        salt = keras.random.uniform(shape, dtype=x.dtype, seed=second_seed) < 0.5
         return ops.where(hit, ops.cast(salt, x.dtype), x)
 
     def loss_terms(self, x, training):

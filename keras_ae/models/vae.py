@@ -41,6 +41,8 @@ class VAE(BaseAutoencoder):
         self.kl_warmup_steps = int(kl_warmup_steps)
         self.observation_scale = float(observation_scale)
         super().__init__(encoder, decoder, **kwargs)
+
+    def create_state(self):
         self.training_steps = self.add_weight(
             shape=(), initializer="zeros", dtype="int64", trainable=False, name="training_steps",
             aggregation="only_first_replica",
@@ -86,6 +88,20 @@ class VAE(BaseAutoencoder):
     def call(self, x, training=False):
         z_mean, _ = self.encode(x, training=training)
         return self.decode(z_mean, training=training)
+
+    def embed(self, x):
+        """The posterior mean, the VAE's deterministic code."""
+        return self.encode(x)[0]
+
+    def negative_elbo(self, x, seed=0):
+        """Per-example negative ELBO in nats, one reparameterised draw with a fixed `seed` (repeatable)."""
+        z_mean, z_log_var = self.encoder(self.check_input(x))
+        z = self.reparameterize(z_mean, z_log_var, seed=seed)
+        return self.negative_log_likelihood(x, self.decoder(z)) + losses.gaussian_kl_divergence(z_mean, z_log_var)
+
+    def anomaly_score(self, x):
+        """Per-example negative ELBO."""
+        return self.negative_elbo(x)
 
     def sample(self, n, seed=None):
         """Decode `n` draws from the prior; returns likelihood means."""
