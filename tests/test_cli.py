@@ -1,0 +1,107 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_ae import cards, cli, weights
+from http_server import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_console_script_help_and_one_line_errors():
+    for argv in (["--help"], ["train", "--help"], ["download", "--help"]):
+        assert subprocess.run(["keras-ae", *argv], capture_output=True, timeout=300).returncode == 0
+    result = subprocess.run(["keras-ae", "info", "no_such_model"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("keras-ae info: error: Unknown zoo model 'no_such_model'")
+    assert "Traceback" not in result.stderr
+
+
+def test_list_and_info(capsys):
+    code, out, _ = run(capsys, "list", "*vae*")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["vae2d_mnist", "vae_fashion_mnist", "vae_mnist"]
+    code, out, _ = run(capsys, "info", "vae_mnist")
+    assert code == 0 and "[metrics]" in out and "iwae_nll_nats" in out
+
+
+def test_demo_writes_pictures_and_prints_every_model(capsys, tmp_path):
+    code, out, _ = run(capsys, "demo", "--out", str(tmp_path))
+    assert code == 0
+    for name in cards.list_models():
+        assert any(line.startswith(name) for line in out.splitlines()), name
+        assert (tmp_path / f"{name}_reconstructions.png").stat().st_size > 1000
+    for picture in ("dae_mnist_denoising", "vae_mnist_samples", "vae2d_mnist_manifold", "vae2d_mnist_latent_scatter"):
+        assert (tmp_path / f"{picture}.png").exists(), picture
+
+
+def test_sample_reconstruct_export_evaluate(capsys, tmp_path, data_root):
+    assert run(capsys, "sample", "vae_mnist", "-n", "8", "--out", str(tmp_path / "s.png"))[0] == 0
+    assert (tmp_path / "s.png").exists()
+    code, _, err = run(capsys, "sample", "ae_mnist", "--out", str(tmp_path / "no.png"))
+    assert code == 2 and "only VAE entries can sample" in err
+    images, _ = __import__("keras_ae").data.bundled_sample("mnist")
+    np.save(tmp_path / "digits.npy", (images[:4, ..., 0] * 255).astype("uint8"))
+    assert run(capsys, "reconstruct", "conv_ae_mnist", str(tmp_path / "digits.npy"), "--out", str(tmp_path / "r.png"))[0] == 0
+    from PIL import Image
+
+    Image.fromarray((images[0, ..., 0] * 255).astype("uint8")).save(tmp_path / "digit.png")
+    assert run(capsys, "reconstruct", "ae_mnist", str(tmp_path / "digit.png"), "--out", str(tmp_path / "r2.png"))[0] == 0
+    code, _, err = run(capsys, "reconstruct", "ae_mnist", str(tmp_path / "digit.jpg"))
+    assert code == 2 and ".png or .npy" in err
+    assert run(capsys, "export", "ae_mnist", str(tmp_path / "served"))[0] == 0
+    assert (tmp_path / "served" / "saved_model.pb").exists()
+    code, out, _ = run(capsys, "evaluate", "ae_mnist", "--limit", "300")
+    assert code == 0 and "psnr_db" in out and "test_examples: 300" in out
+
+
+def test_train_from_a_card_file_writes_weights_card_and_tensorboard_logs(capsys, tmp_path, data_root):
+    card = cards.model_card("ae_mnist")
+    card["recipe"]["epochs"] = 1
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    code, out, _ = run(
+        capsys, "train", "--card", str(tmp_path / "card.json"), "--output", str(tmp_path / "out"),
+        "--logdir", str(tmp_path / "logs"), "--batch-size", "512",
+    )
+    assert code == 0, out
+    written = json.loads((tmp_path / "out" / "card.json").read_text())
+    assert written["weights"]["sha256"] == weights.sha256(tmp_path / "out" / "model.weights.h5")
+    assert written["training"]["epochs"] == 1
+    assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_download_script_against_a_local_server(tmp_path):
+    card = cards.model_card("ae_mnist")
+    payload = (weights.ZOO_DIR / "ae_mnist" / card["weights"]["file"]).read_bytes()
+    environment = {**os.environ, "KERAS_AE_HOME": str(tmp_path / "cache")}
+    cached = tmp_path / "cache" / "ae_mnist" / card["weights"]["file"]
+
+    def download(*argv):
+        return subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "download_weights.py"), *argv],
+            env=environment, capture_output=True, text=True, timeout=300,
+        )
+
+    with serve(payload) as (url, _):
+        for mode in ("truncated", "corrupt", "404"):
+            result = download("ae_mnist", "--mirror", f"{url}/{mode}")
+            assert result.returncode == 1 and "FAILED" in result.stdout, mode
+            assert not cached.parent.exists() or list(cached.parent.iterdir()) == [], mode
+        assert download("ae_mnist", "--verify").returncode == 1
+        result = download("ae_mnist", "--mirror", f"{url}/good")
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert cached.read_bytes() == payload
+    result = download("--all", "--verify")
+    assert "ae_mnist: OK" in result.stdout and "MISSING" in result.stdout and result.returncode == 1
+    assert download("--all").returncode == 0
+    assert download("--all", "--verify").returncode == 0

@@ -1,0 +1,102 @@
+"""Every zoo card parses, validates, loads and still measures what it says."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras_ae
+from keras_ae import cards, evaluate, weights
+
+NAMES = cards.list_models()
+REQUIRED_ENTRIES = {
+    "ae_mnist", "deep_ae_mnist", "conv_ae_mnist", "dae_mnist", "sae_mnist", "vae_mnist", "vae2d_mnist",
+    "conv_ae_fashion_mnist", "dae_fashion_mnist", "vae_fashion_mnist",
+}
+# Tolerances for re-measuring on the first 1,000 test images what the card measured on all 10,000.
+RELATIVE_TOLERANCE = {"reconstruction_mse": 0.15, "psnr_db": 0.05, "psnr_denoised_db": 0.05, "negative_elbo_nats": 0.05}
+
+
+def test_the_zoo_has_every_required_entry():
+    assert REQUIRED_ENTRIES <= set(NAMES)
+    assert keras_ae.list_models("*vae*") == ["vae2d_mnist", "vae_fashion_mnist", "vae_mnist"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_card_is_complete_and_its_weights_match(name):
+    card = keras_ae.model_card(name)
+    assert card["name"] == name
+    for section in ("training", "metrics"):
+        assert section in card, f"{name} has no measured {section}"
+    assert card["metrics"]["command"].endswith(f"evaluate_zoo.py {name}")
+    assert card["training"]["wall_time_seconds"] > 0 and card["training"]["examples_per_second"] > 0
+    entry = card["weights"]
+    path = weights.ZOO_DIR / name / entry["file"]
+    assert len(entry["sha256"]) == 64 and entry["size"] == path.stat().st_size < 8 * 2**20
+    assert weights.sha256(path) == entry["sha256"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_entry_loads_and_remeasures_its_card_on_real_test_images(name, data_root):
+    card = keras_ae.model_card(name)
+    model = keras_ae.load(name)
+    fresh = keras_ae.load(name, weights=None)
+    assert type(fresh) is type(model) and fresh.count_params() == model.count_params()
+    measured = evaluate.measure(card, model, limit=1000, iwae_samples=10, probe=False)
+    for key, tolerance in RELATIVE_TOLERANCE.items():
+        if key in card["metrics"]:
+            assert measured[key] == pytest.approx(card["metrics"][key], rel=tolerance), key
+    untrained = evaluate.measure(card, fresh, limit=200, iwae_samples=2, probe=False)
+    assert untrained["reconstruction_mse"] > 1.5 * measured["reconstruction_mse"]
+
+
+def test_unknown_names_list_close_matches():
+    with pytest.raises(ValueError, match="Close matches: \\['vae_mnist'"):
+        keras_ae.load("vae_mnsit")
+    with pytest.raises(ValueError, match="Unknown zoo model '../vae_mnist'"):
+        keras_ae.model_card("../vae_mnist")
+
+
+def test_card_validation_names_missing_fields_and_bad_names():
+    card = keras_ae.model_card("ae_mnist")
+    with pytest.raises(ValueError, match="lacks the fields \\['weights'\\]"):
+        cards.validate({key: value for key, value in card.items() if key != "weights"})
+    with pytest.raises(ValueError, match="must match"):
+        cards.validate({**card, "name": "AE-mnist"})
+
+
+def test_vae_mnist_meets_its_likelihood_goal():
+    metrics = keras_ae.model_card("vae_mnist")["metrics"]
+    assert metrics["iwae_samples"] >= 100
+    assert metrics["iwae_nll_nats"] <= metrics["negative_elbo_nats"]
+
+
+def test_wheel_installs_and_loads_offline_outside_the_checkout(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), root],
+        check=True, capture_output=True, timeout=600,
+    )
+    wheel = next((tmp_path / "dist").glob("keras_ae-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True, timeout=600)
+    script = (
+        "import socket, sys\n"
+        "def refuse(*args, **kwargs): raise OSError('network used')\n"
+        "socket.socket.connect = refuse\n"
+        "import numpy as np, keras_ae\n"
+        f"assert keras_ae.__file__.startswith({str(venv)!r}), keras_ae.__file__\n"
+        "model = keras_ae.load('vae_mnist')\n"
+        "images, _ = keras_ae.data.bundled_sample('mnist')\n"
+        "print(float(np.mean(model.negative_elbo(images[:100]))))\n"
+    )
+    environment = {**os.environ, "KERAS_AE_HOME": str(tmp_path / "empty_cache"), "PYTHONNOUSERSITE": "1"}
+    environment.pop("KERAS_AE_DATA", None)
+    result = subprocess.run([str(python), "-c", script], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 0 < float(result.stdout.strip().splitlines()[-1]) < 200
