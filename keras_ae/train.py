@@ -1,5 +1,7 @@
 """One training entry point for the zoo scripts and the command: card recipe + strategy -> fit."""
 
+import json
+import os
 import time
 
 import keras
@@ -12,24 +14,28 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def resolve_strategy(strategy="auto", tpu=None):
-    """A `tf.distribute.Strategy` from a name; `auto` is mirrored over several GPUs, else the default."""
+    """A `tf.distribute.Strategy` from a name.
+
+    `auto`: multi-worker when TF_CONFIG names several workers, mirrored over several GPUs, else one device.
+    A multi-worker strategy must be made before TensorFlow runs anything else in the process.
+    """
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
     if strategy not in STRATEGIES:
         raise ValueError(f"Unknown strategy {strategy!r}; expected one of {list(STRATEGIES)}.")
-    gpus = tf.config.list_logical_devices("GPU")
-    if strategy == "auto":
-        strategy = "mirrored" if len(gpus) > 1 else "one_device"
-    if strategy == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    if strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
+    if strategy == "auto" and len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", [])) > 1:
+        strategy = "multi_worker"
     if strategy == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu or "local")
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
+    if strategy == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu or "local")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    gpus = tf.config.list_logical_devices("GPU")
+    if strategy == "mirrored" or (strategy == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
 def build_optimizer(recipe, steps_per_epoch, epochs):
@@ -74,9 +80,9 @@ def train(
     recipe, spec = card["recipe"], card["data"]
     epochs = epochs or recipe["epochs"]
     batch_size = batch_size or recipe["batch_size"]
+    strategy = resolve_strategy(strategy)
     keras.utils.set_random_seed(recipe.get("seed", 0))
     keras.mixed_precision.set_dtype_policy(precision)
-    strategy = resolve_strategy(strategy)
     pipeline = dict(
         binarize=spec.get("binarize"), flatten=spec.get("flatten", False), seed=recipe.get("seed", 0), data_dir=data_dir
     )
@@ -85,26 +91,92 @@ def train(
         spec["dataset"], split=validation_split or spec["test_split"], batch_size=batch_size, shuffle=False, **pipeline
     )
     steps_per_epoch = int(train_data.cardinality())
+    steps_per_execution = recipe.get("steps_per_execution", 1)
+    if strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
+        steps_per_execution = 1  # keras-team/keras#19246: multi-step execution fails under multi-replica strategies.
     with strategy.scope():
         model = cards.build_model(card)
-        model.compile(
-            optimizer=build_optimizer(recipe, steps_per_epoch, epochs),
-            steps_per_execution=recipe.get("steps_per_execution", 1),
-        )
+        model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
+        model.optimizer.build(model.trainable_weights)
     callbacks = list(callbacks)
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     if backup_dir:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+        worker = strategy.cluster_resolver.task_id if multi_worker else 0
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir) if worker == 0 else f"{backup_dir}/worker-{worker}"))
+    examples_per_epoch = count_examples(train_data)
     start = time.perf_counter()
-    history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    if multi_worker:
+        history = fit_distributed(
+            model, strategy, data_fn=lambda split, shuffle, context: data.load(
+                spec["dataset"], split=split, batch_size=context.get_per_replica_batch_size(batch_size),
+                shuffle=shuffle, input_context=context, drop_remainder=True, **pipeline,
+            ),
+            train_split=train_split or spec["train_split"], validation_split=validation_split or spec["test_split"],
+            steps=examples_per_epoch // batch_size, validation_steps=count_examples(validation_data) // batch_size,
+            epochs=epochs, callbacks=callbacks, verbose=verbose,
+        )
+    else:
+        history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
     wall_time = time.perf_counter() - start
-    examples_per_epoch = int(train_data.reduce(0, lambda count, batch: count + tf.shape(tf.nest.flatten(batch)[0])[0]))
-    seen = examples_per_epoch * len(history.epoch)
     stats = {
         "epochs": len(history.epoch),
         "wall_time_seconds": round(wall_time, 1),
-        "examples_per_second": round(seen / wall_time, 1),
+        "examples_per_second": round(examples_per_epoch * len(history.epoch) / wall_time, 1),
         "strategy": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,
         "precision": precision,
     }
     return model, history, stats
+
+
+def count_examples(dataset):
+    """Examples in one pass of a batched dataset."""
+    return int(dataset.reduce(0, lambda count, batch: count + tf.shape(tf.nest.flatten(batch)[0])[0]))
+
+
+def fit_distributed(model, strategy, data_fn, train_split, validation_split, steps, validation_steps, epochs, callbacks, verbose):
+    """`fit` for strategies where Keras' own fails (MultiWorkerMirroredStrategy, keras-team/keras#20585).
+
+    Calls the model's own `train_step`/`test_step` through `strategy.run` over
+    `distribute_datasets_from_function`, a fixed number of steps per epoch so every worker
+    runs the same collectives, and drives the usual Keras callbacks.
+    """
+    train_data = strategy.distribute_datasets_from_function(lambda context: data_fn(train_split, True, context))
+    validation_data = strategy.distribute_datasets_from_function(lambda context: data_fn(validation_split, False, context))
+
+    @tf.function
+    def train_step(batch):
+        strategy.run(model.train_step, args=(batch,))
+
+    @tf.function
+    def test_step(batch):
+        strategy.run(model.test_step, args=(batch,))
+
+    callback_list = keras.callbacks.CallbackList(
+        callbacks, add_history=True, add_progbar=verbose not in (0, "0"), model=model,
+        verbose=1 if verbose == "auto" else verbose, epochs=epochs, steps=steps,
+    )
+    model.stop_training = False
+    callback_list.on_train_begin()
+    initial_epoch = getattr(model, "_initial_epoch", None) or 0
+    for epoch in range(initial_epoch, epochs):
+        for metric in model.metrics:
+            metric.reset_state()
+        callback_list.on_epoch_begin(epoch)
+        batches = iter(train_data)
+        for step in range(steps):
+            callback_list.on_train_batch_begin(step)
+            train_step(next(batches))
+            callback_list.on_train_batch_end(step)
+        logs = {metric.name: float(metric.result()) for metric in model.metrics}
+        for metric in model.metrics:
+            metric.reset_state()
+        batches = iter(validation_data)
+        for _ in range(validation_steps):
+            test_step(next(batches))
+        logs.update({f"val_{metric.name}": float(metric.result()) for metric in model.metrics})
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end()
+    return model.history
