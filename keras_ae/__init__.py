@@ -2,6 +2,7 @@
 
 from keras_ae import data, losses, networks
 from keras_ae.cards import list_models, load, model_card
+from keras_ae.export import export
 from keras_ae.models import (
     Autoencoder,
     BaseAutoencoder,

@@ -10,6 +10,7 @@ from keras_ae import networks
 from keras_ae import weights as weight_files
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 REQUIRED_FIELDS = ("name", "description", "model", "network", "data", "recipe", "weights")
 
 
@@ -30,6 +31,13 @@ def validate(card, source="card"):
         raise ValueError(f"{source} lacks the fields {missing}; a card needs {list(REQUIRED_FIELDS)}.")
     if not isinstance(card["name"], str) or not NAME_PATTERN.match(card["name"]):
         raise ValueError(f"{source}: name {card['name']!r} must match {NAME_PATTERN.pattern}.")
+    entry = card["weights"]
+    weight_files.check_file_name(entry.get("file"))
+    if entry.get("sha256") is not None and not SHA256_PATTERN.match(str(entry["sha256"])):
+        raise ValueError(f"{source}: weights.sha256 must be 64 lowercase hex digits; got {entry['sha256']!r}.")
+    size = entry.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise ValueError(f"{source}: weights.size must be a non-negative integer of bytes; got {size!r}.")
     return card
 
 
@@ -54,12 +62,23 @@ def build_model(card):
     return model_class(encoder, decoder, **card["model"].get("config", {}))
 
 
-def load(name, weights=True):
-    """A zoo model by name, with its pretrained weights (or fresh ones when `weights=None`)."""
+def load(name, weights=True, verify=True):
+    """A zoo model by name.
+
+    Args:
+        name: a zoo entry (see `list_models`).
+        weights: True for the pretrained weights (cache, bundled copy or download), None for fresh
+            ones, or a path to a `.weights.h5` file.
+        verify: check a weights file given by path against the card's sha256; False opts out.
+    """
     card = model_card(name)
     model = build_model(card)
-    if weights:
+    if weights is True:
         model.load_weights(weight_files.resolve(card))
+    elif weights:
+        if verify:
+            weight_files.verify(weights, card["weights"]["sha256"])
+        model.load_weights(weights)
     return model
 
 

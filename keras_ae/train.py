@@ -119,7 +119,8 @@ def train(
         history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
     wall_time = time.perf_counter() - start
     stats = {
-        "epochs": len(history.epoch),
+        "epochs": epochs,
+        "resumed_from_epoch": epochs - len(history.epoch),
         "wall_time_seconds": round(wall_time, 1),
         "examples_per_second": round(examples_per_epoch * len(history.epoch) / wall_time, 1),
         "strategy": type(strategy).__name__,

@@ -41,18 +41,41 @@ def verify(path, expected_sha256):
 
 
 def atomic_copy(write, destination):
-    """Call `write(temporary_path)`, then move the result onto `destination` in one rename."""
+    """Call `write(temporary_path)`, then move the result onto `destination` in one rename.
+
+    On any failure the temporary file is removed and `destination` keeps its previous content.
+    """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".partial-", suffix=f"-{destination.name}")
-    os.close(handle)
+    temporary = None
     try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".partial-", suffix=f"-{destination.name}")
+        os.close(handle)
         write(temporary)
         os.replace(temporary, destination)
+    except OSError as error:
+        if temporary:
+            Path(temporary).unlink(missing_ok=True)
+        raise type(error)(error.errno, f"Could not write {destination}: {error.strerror or error}") from error
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary:
+            Path(temporary).unlink(missing_ok=True)
         raise
     return destination
+
+
+def check_writable(folder):
+    """Raise a PermissionError naming `folder` unless a file can be created in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise PermissionError(
+            error.errno, f"Cannot write to the weight cache {folder}: {error.strerror}. "
+            "Make it writable or point KERAS_AE_HOME at a writable folder."
+        ) from None
 
 
 class DownloadError(OSError):
@@ -84,15 +107,11 @@ def download(url, destination, expected_sha256, timeout=30, retries=2, progress=
         _fetch(url, temporary, timeout, progress)
         verify(temporary, expected_sha256)
 
+    check_writable(Path(destination).parent)
     last_error = None
     for attempt in range(retries + 1):
         try:
             return atomic_copy(fetch_verified, destination)
-        except PermissionError as error:
-            raise PermissionError(
-                f"Cannot write to the weight cache {Path(destination).parent}: {error.strerror}. "
-                "Make it writable or point KERAS_AE_HOME at a writable folder."
-            ) from None
         except urllib.error.HTTPError as error:
             last_error = f"HTTP {error.code} {error.reason}"
             if error.code < 500:

@@ -32,7 +32,7 @@ class Autoencoder(BaseAutoencoder):
         return self.reconstruction_loss(x, self(self.check_input(x)))
 
     def loss_terms(self, x, training):
-        reconstruction = self.reconstruction_loss(x, self.decode(self.encoder(x, training=training), training=training))
+        reconstruction = self.reconstruction_loss(x, self.decoder(self.encoder(x, training=training), training=training))
         return {"loss": reconstruction, "reconstruction_loss": reconstruction}
 
     def get_config(self):

@@ -1,6 +1,7 @@
 """What every autoencoder shares: encode/decode/call, the train and test steps, trackers, input checks, config."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -67,34 +68,69 @@ class BaseAutoencoder(keras.Model):
         return list(self.trackers.values())
 
     def check_input(self, x):
-        """Validate a batch against the encoder's input spec; return it as a float tensor."""
-        if not hasattr(x, "dtype"):
-            x = ops.convert_to_tensor(x)
-        dtype = keras.backend.standardize_dtype(x.dtype)
+        """Validate a batch of inputs against the encoder's input spec; return it as a tensor.
+
+        Floating-point inputs of any precision are accepted, values outside [0, 1] as they are;
+        integer (uint8 included), bool and other dtypes are refused, and so are NaN and Inf: a
+        ValueError when called eagerly, an InvalidArgumentError with the same message inside a step.
+        """
+        return self._check_batch(x, self.input_shape_per_example, "inputs scaled to [0, 1]")
+
+    def check_code(self, z):
+        """Validate a batch of codes against the decoder's input spec, as `check_input` does for inputs."""
+        return self._check_batch(z, tuple(self.decoder.inputs[0].shape[1:]), "codes")
+
+    def _check_batch(self, x, expected, what):
+        name = type(self).__name__
+        if not hasattr(x, "dtype") or isinstance(x, np.ndarray) and x.dtype == object:
+            x = np.asarray(x)
+        try:
+            dtype = keras.backend.standardize_dtype(x.dtype)
+        except ValueError:
+            dtype = str(x.dtype)
         if not dtype.startswith(("float", "bfloat")):
             raise ValueError(
-                f"{type(self).__name__} expects floating-point inputs scaled to [0, 1]; got dtype {dtype}. "
+                f"{name} expects floating-point {what}; got dtype {dtype}. "
                 "Convert first, e.g. x.astype('float32') / 255 for uint8 images."
             )
-        expected = self.input_shape_per_example
         got = tuple(x.shape)
         matches = len(got) == len(expected) + 1 and all(
             want is None or have is None or want == have for want, have in zip(expected, got[1:])
         )
         if not matches:
-            raise ValueError(
-                f"{type(self).__name__} expects a batch of shape (batch, {', '.join(map(str, expected))}); got {got}."
-            )
-        return x
+            raise ValueError(f"{name} expects {what} of shape (batch, {', '.join(map(str, expected))}); got {got}.")
+        message = f"{name} got NaN or Inf in its {what.split()[0]}; clean the data (e.g. np.nan_to_num) first."
+        if isinstance(x, np.ndarray) or tf.executing_eagerly():
+            if not np.all(np.isfinite(ops.convert_to_numpy(x).astype("float32"))):
+                raise ValueError(message)
+            return x
+        return tf.debugging.assert_all_finite(x, message)
+
+    def _check_arrays(self, x):
+        """Validate in-memory inputs before Keras turns them into a dataset."""
+        if isinstance(x, np.ndarray):
+            self.check_input(x)
+
+    def fit(self, x=None, *args, **kwargs):
+        self._check_arrays(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_arrays(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_arrays(x)
+        return super().predict(x, *args, **kwargs)
 
     def encode(self, x, training=False):
         return self.encoder(self.check_input(x), training=training)
 
     def decode(self, z, training=False):
-        return self.decoder(z, training=training)
+        return self.decoder(self.check_code(z), training=training)
 
     def call(self, x, training=False):
-        return self.decode(self.encode(x, training=training), training=training)
+        return self.decoder(self.encode(x, training=training), training=training)
 
     def embed(self, x):
         """The deterministic code of `x`: what downstream models and interpolation use."""

@@ -44,7 +44,7 @@ class DenoisingAutoencoder(Autoencoder):
 
     def loss_terms(self, x, training):
         noisy = self.corrupt(x)
-        reconstruction = self.reconstruction_loss(x, self.decode(self.encoder(noisy, training=training), training=training))
+        reconstruction = self.reconstruction_loss(x, self.decoder(self.encoder(noisy, training=training), training=training))
         return {"loss": reconstruction, "reconstruction_loss": reconstruction}
 
     def denoise(self, x):

@@ -41,7 +41,7 @@ class SparseAutoencoder(Autoencoder):
 
     def loss_terms(self, x, training):
         code = self.encoder(x, training=training)
-        reconstruction = self.reconstruction_loss(x, self.decode(code, training=training))
+        reconstruction = self.reconstruction_loss(x, self.decoder(code, training=training))
         sparsity = self.sparsity_penalty(code)
         return {
             "loss": reconstruction + sparsity,

@@ -83,11 +83,11 @@ class VAE(BaseAutoencoder):
         return losses.gaussian_negative_log_likelihood(x, decoder_output, self.observation_scale)
 
     def decode(self, z, training=False):
-        return self.likelihood_mean(self.decoder(z, training=training))
+        return self.likelihood_mean(self.decoder(self.check_code(z), training=training))
 
     def call(self, x, training=False):
         z_mean, _ = self.encode(x, training=training)
-        return self.decode(z_mean, training=training)
+        return self.likelihood_mean(self.decoder(z_mean, training=training))
 
     def embed(self, x):
         """The posterior mean, the VAE's deterministic code."""

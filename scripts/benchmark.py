@@ -1,0 +1,409 @@
+"""Benchmark keras_ae on MNIST: input pipeline, training throughput, FLOP/s, batch size, memory, inference.
+
+    KERAS_AE_DATA=../shared/data TF_CPP_MIN_LOG_LEVEL=3 python scripts/benchmark.py [--quick] [--output benchmarks/results.json]
+
+Prints one table per section and writes every number, with the machine and versions, as JSON.
+`--quick` shrinks every section to a smoke test (about two minutes on two CPU cores).
+"""
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+import keras_ae
+from keras_ae import cards, data, export, networks
+
+SEED = 0
+MEMORY_SPLITS = ("train[:10%]", "train[:50%]", "train")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Sizes of every section; QUICK and FULL below."""
+
+    mode: str
+    steps_per_epoch: int  # training steps per timed epoch at batch 128 (a multiple of every steps_per_execution)
+    timed_epochs: int  # steady-state epochs timed after one warm-up epoch (vae_mnist sections)
+    repeats: int  # alternating repeats of the keras.io comparison
+    steps_per_execution_values: tuple
+    batch_sizes: tuple
+    pipeline_passes: int
+    matmul_size: int
+    matmul_repeats: int
+    inference_repeats: int
+
+
+QUICK = Settings("quick", 10, 1, 2, (1, 10), (32, 256), 1, 1024, 3, 3)
+FULL = Settings("full", 100, 3, 5, (1, 10, 50), (32, 64, 128, 256, 512, 1024), 3, 4096, 5, 20)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall-clock seconds of each epoch of a `fit` call."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.started)
+
+
+def time_calls(function, repeats):
+    """`(result of one untimed warm-up call, wall seconds of each of the next `repeats` calls)` of `function`."""
+    warmup_result = function()
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        timings.append(time.perf_counter() - start)
+    return warmup_result, timings
+
+
+def timed_epoch_seconds(model, x, epochs, **fit_kwargs):
+    """Seconds of each epoch of one `model.fit` call."""
+    timer = EpochTimer()
+    model.fit(x, epochs=epochs, callbacks=[timer], verbose=0, **fit_kwargs)
+    return timer.seconds
+
+
+def steps_for(settings, batch_size, steps_per_execution):
+    """Steps per timed epoch: about the examples of `settings.steps_per_epoch` batches of 128, whole executions."""
+    steps = math.ceil(settings.steps_per_epoch * 128 / batch_size)
+    return math.ceil(steps / steps_per_execution) * steps_per_execution
+
+
+def build_vae_mnist(steps_per_execution):
+    """A fresh vae_mnist model compiled with Adam."""
+    model = cards.build_model(cards.model_card("vae_mnist"))
+    model.compile(optimizer=keras.optimizers.Adam(), steps_per_execution=steps_per_execution)
+    return model
+
+
+@functools.cache
+def vae_mnist_examples_per_second(settings, batch_size, steps_per_execution):
+    """Steady-state training examples/s of vae_mnist on dynamically binarized MNIST (median of timed epochs)."""
+    steps = steps_for(settings, batch_size, steps_per_execution)
+    dataset = data.load("mnist", split=f"train[:{steps * batch_size}]", batch_size=batch_size, binarize="dynamic")
+    seconds = timed_epoch_seconds(build_vae_mnist(steps_per_execution), dataset, 1 + settings.timed_epochs)
+    return steps * batch_size / statistics.median(seconds[1:])
+
+
+def input_pipeline(settings):
+    """Section 1: images/s of the input pipeline alone against the rate at which vae_mnist training consumes them."""
+    dataset = data.load("mnist", split="train", batch_size=128, binarize="dynamic")
+
+    def one_pass():
+        return sum(int(batch.shape[0]) for batch in dataset)
+
+    examples, seconds = time_calls(one_pass, settings.pipeline_passes)
+    pipeline = examples / statistics.median(seconds)
+    training = vae_mnist_examples_per_second(settings, 128, 10)
+    return {"pipeline_images_per_second": pipeline, "training_examples_per_second": training,
+            "pipeline_over_training": pipeline / training, "goal_met": pipeline >= 10 * training}
+
+
+class Sampling(layers.Layer):
+    """keras.io VAE example: z = z_mean + exp(z_log_var / 2) * epsilon."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+
+
+class KerasIoVAE(keras.Model):
+    """The keras.io VAE example's model and custom `train_step`, unchanged in substance."""
+
+    def __init__(self, latent_dim=2, **kwargs):
+        super().__init__(**kwargs)
+        inputs = keras.Input((28, 28, 1))
+        x = layers.Conv2D(32, 3, activation="relu", strides=2, padding="same")(inputs)
+        x = layers.Conv2D(64, 3, activation="relu", strides=2, padding="same")(x)
+        x = layers.Dense(16, activation="relu")(layers.Flatten()(x))
+        z_mean, z_log_var = layers.Dense(latent_dim, name="z_mean")(x), layers.Dense(latent_dim, name="z_log_var")(x)
+        self.encoder = keras.Model(inputs, [z_mean, z_log_var, Sampling()([z_mean, z_log_var])], name="encoder")
+        code = keras.Input((latent_dim,))
+        x = layers.Reshape((7, 7, 64))(layers.Dense(7 * 7 * 64, activation="relu")(code))
+        x = layers.Conv2DTranspose(64, 3, activation="relu", strides=2, padding="same")(x)
+        x = layers.Conv2DTranspose(32, 3, activation="relu", strides=2, padding="same")(x)
+        outputs = layers.Conv2DTranspose(1, 3, activation="sigmoid", padding="same")(x)
+        self.decoder = keras.Model(code, outputs, name="decoder")
+        self.trackers = [keras.metrics.Mean(name=name) for name in ("total_loss", "reconstruction_loss", "kl_loss")]
+
+    @property
+    def metrics(self):
+        return self.trackers
+
+    def train_step(self, batch):
+        with tf.GradientTape() as tape:
+            z_mean, z_log_var, z = self.encoder(batch)
+            reconstruction = self.decoder(z)
+            reconstruction_loss = ops.mean(ops.sum(keras.losses.binary_crossentropy(batch, reconstruction), axis=(1, 2)))
+            kl_loss = ops.mean(ops.sum(-0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var)), axis=1))
+            total_loss = reconstruction_loss + kl_loss
+        gradients = tape.gradient(total_loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        for tracker, value in zip(self.trackers, (total_loss, reconstruction_loss, kl_loss)):
+            tracker.update_state(value)
+        return {tracker.name: tracker.result() for tracker in self.trackers}
+
+
+def build_keras_ae_vae(steps_per_execution, dtype_policy="float32"):
+    """keras_ae's VAE with the keras.io architecture, built under `dtype_policy`."""
+    keras.mixed_precision.set_dtype_policy(dtype_policy)
+    try:
+        model = keras_ae.VAE(*networks.conv(
+            (28, 28, 1), 2, filters=(32, 64), kernel_size=3, strides=2, dense_units=16, variational=True
+        ))
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    model.compile(optimizer=keras.optimizers.Adam(), steps_per_execution=steps_per_execution)
+    return model
+
+
+def keras_io_comparison(settings):
+    """Section 2: keras.io VAE (numpy arrays, plain fit) against keras_ae's VAE fed by keras_ae.data, alternated."""
+    examples = settings.steps_per_epoch * 128
+    train_images, _ = data.load_arrays("mnist", "train")
+    test_images, _ = data.load_arrays("mnist", "test")
+    mnist_digits = np.concatenate([train_images, test_images])[:examples].astype("float32") / 255
+    pipeline = data.load("mnist", split=f"train[:{examples}]", batch_size=128)
+    plain = KerasIoVAE()
+    plain.compile(optimizer=keras.optimizers.Adam())
+    runs = {"plain": functools.partial(timed_epoch_seconds, plain, mnist_digits, batch_size=128)}
+    for steps_per_execution in settings.steps_per_execution_values:
+        model = build_keras_ae_vae(steps_per_execution)
+        runs[f"keras_ae_spe{steps_per_execution}"] = functools.partial(timed_epoch_seconds, model, pipeline)
+    bfloat16_model = build_keras_ae_vae(10, "mixed_bfloat16")
+    runs["keras_ae_spe10_bfloat16"] = functools.partial(timed_epoch_seconds, bfloat16_model, pipeline)
+
+    for run in runs.values():
+        run(1)  # warm-up: trace and compile
+    samples = {name: [] for name in runs}
+    for repeat in range(settings.repeats):
+        names = list(runs) if repeat % 2 == 0 else list(reversed(runs))
+        for name in names:
+            samples[name].append(examples / runs[name](1)[0])
+    medians = {name: statistics.median(rates) for name, rates in samples.items()}
+    best = max((name for name in medians if name.startswith("keras_ae") and "bfloat16" not in name), key=medians.get)
+    bfloat16_speedup = medians["keras_ae_spe10_bfloat16"] / medians["keras_ae_spe10"]
+    return {
+        "examples_per_epoch": examples,
+        "median_examples_per_second": medians,
+        "samples_examples_per_second": samples,
+        "ratio_keras_ae_over_plain": {name: rate / medians["plain"] for name, rate in medians.items() if name != "plain"},
+        "best_keras_ae": best,
+        "best_ratio_over_plain": medians[best] / medians["plain"],
+        "bfloat16_speedup_at_spe10": bfloat16_speedup,
+        "bfloat16_helps": bfloat16_speedup > 1.05,  # beyond 5%, taken as noise
+    }
+
+
+def vae_mnist_training(settings):
+    """Section 3: vae_mnist training throughput (keras_ae path, batch 128) at steps_per_execution 1 and 10."""
+    return {f"spe{spe}": vae_mnist_examples_per_second(settings, 128, spe) for spe in (1, 10)}
+
+
+def forward_flops_per_example(model):
+    """Multiply-add FLOPs (2 per MAC) of the Conv2D, Conv2DTranspose and Dense layers of `model`'s encoder and decoder."""
+    total = 0
+    for layer in model.encoder.layers + model.decoder.layers:
+        kernel_weights = math.prod(layer.kernel.shape) if hasattr(layer, "kernel") else 0
+        if isinstance(layer, layers.Conv2DTranspose):  # each input pixel scatters into a kernel window
+            total += 2 * math.prod(layer.input.shape[1:3]) * kernel_weights
+        elif isinstance(layer, layers.Conv2D):  # each output pixel gathers a kernel window
+            total += 2 * math.prod(layer.output.shape[1:3]) * kernel_weights
+        elif isinstance(layer, layers.Dense):
+            total += 2 * kernel_weights
+    return total
+
+
+def achieved_flops(settings):
+    """Section 4: vae_mnist training FLOP/s (3x forward FLOPs x examples/s) as a fraction of measured matmul peak."""
+    size = settings.matmul_size
+    a = tf.random.stateless_normal((size, size), seed=(SEED, 1))
+    b = tf.random.stateless_normal((size, size), seed=(SEED, 2))
+    _, matmul_seconds = time_calls(lambda: tf.linalg.matmul(a, b)[0, 0].numpy(), settings.matmul_repeats)
+    peak = 2 * size**3 / min(matmul_seconds)  # the fastest run: a peak, not a typical rate
+    forward = forward_flops_per_example(cards.build_model(cards.model_card("vae_mnist")))
+    rate = vae_mnist_examples_per_second(settings, 128, 10)
+    return {"forward_flops_per_example": forward, "training_flops_per_example": 3 * forward,
+            "training_examples_per_second": rate, "achieved_flops_per_second": 3 * forward * rate,
+            "matmul_size": size, "matmul_peak_flops_per_second": peak,
+            "fraction_of_peak": 3 * forward * rate / peak}
+
+
+def peak_resident_mib():
+    """This process's peak resident memory (Linux VmHWM; ru_maxrss would also count the parent's peak at fork)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+
+
+def peak_memory_of_iterating(split):
+    """Run in a child process: peak resident MiB after importing, then after one pass over `split`."""
+    keras.utils.set_random_seed(SEED)
+    after_import = peak_resident_mib()
+    examples = sum(int(batch.shape[0]) for batch in data.load("mnist", split=split, batch_size=128, binarize="dynamic"))
+    after_pass = peak_resident_mib()
+    return {"split": split, "examples": examples, "peak_mib_after_import": after_import, "peak_mib": after_pass}
+
+
+def scaling(settings):
+    """Section 5: vae_mnist throughput against batch size; peak memory against dataset size, each in a fresh process."""
+    throughput = {batch_size: vae_mnist_examples_per_second(settings, batch_size, 10) for batch_size in settings.batch_sizes}
+    children = [  # concurrent, to save time: each peak is still its own process's
+        subprocess.Popen([sys.executable, __file__, "--memory-probe", split], stdout=subprocess.PIPE, text=True)
+        for split in MEMORY_SPLITS
+    ]
+    memory = []
+    for child in children:
+        stdout, _ = child.communicate()
+        if child.returncode:
+            raise RuntimeError(f"memory probe {child.args} failed with exit status {child.returncode}")
+        memory.append(json.loads(stdout.strip().splitlines()[-1]))
+    return {"examples_per_second_by_batch_size": throughput, "memory_by_split": memory}
+
+
+def inference(settings):
+    """Section 6: encode images/s at batch 1000: exported SavedModel vs Keras `model.encode` and `encoder.predict`."""
+    model = build_vae_mnist(1)
+    images, _ = data.load_arrays("mnist", "test")
+    x = tf.constant(images[:1000].astype("float32") / 255)
+    with tempfile.TemporaryDirectory() as folder:
+        export.export(model, Path(folder) / "vae_mnist")
+        saved_model = tf.saved_model.load(str(Path(folder) / "vae_mnist"))
+        encoders = {
+            "saved_model_encode": lambda: saved_model.encode(x)["z_mean"].numpy(),
+            "keras_model_encode": lambda: model.encode(x)[0].numpy(),
+            "keras_encoder_predict": lambda: model.encoder.predict(x, batch_size=1000, verbose=0),
+        }
+        return {
+            name: len(x) / statistics.median(time_calls(encode, settings.inference_repeats)[1])
+            for name, encode in encoders.items()
+        }
+
+
+def print_table(title, rows):
+    """Print `rows` (tuples of cells) under `title`, columns aligned; the first row is the header."""
+    cells = [[f"{cell:,.1f}" if isinstance(cell, float) else str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(cells[0]))]
+    print(f"\n== {title}")
+    for index, row in enumerate(cells):
+        print("  ".join(cell.ljust(width) if column == 0 else cell.rjust(width)
+                        for column, (cell, width) in enumerate(zip(row, widths))))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def print_results(results):
+    """One table per section."""
+    pipeline = results["input_pipeline"]
+    print_table("1. Input pipeline vs vae_mnist training (batch 128, dynamic binarization)", [
+        ("measure", "value"),
+        ("pipeline images/s", pipeline["pipeline_images_per_second"]),
+        ("training examples/s (spe 10)", pipeline["training_examples_per_second"]),
+        ("pipeline / training", f"{pipeline['pipeline_over_training']:.1f}x"),
+        ("goal >= 10x met", pipeline["goal_met"]),
+    ])
+    comparison = results["keras_io_comparison"]
+    print_table(f"2. keras.io VAE vs keras_ae VAE ({comparison['examples_per_epoch']} examples/epoch, median of repeats)", [
+        ("implementation", "examples/s", "vs plain"),
+        *[(name, rate, "1.00x" if name == "plain" else f"{comparison['ratio_keras_ae_over_plain'][name]:.2f}x")
+          for name, rate in comparison["median_examples_per_second"].items()],
+        (f"best keras_ae: {comparison['best_keras_ae']}", "", f"{comparison['best_ratio_over_plain']:.2f}x"),
+        ("bfloat16 / float32 at spe 10", "", f"{comparison['bfloat16_speedup_at_spe10']:.2f}x"
+         f" ({'helps' if comparison['bfloat16_helps'] else 'does not help'})"),
+    ])
+    print_table("3. vae_mnist training throughput (batch 128)", [
+        ("steps_per_execution", "examples/s"), *[(name[3:], rate) for name, rate in results["vae_mnist_training"].items()],
+    ])
+    flops = results["achieved_flops"]
+    print_table("4. Achieved FLOP/s (vae_mnist training, spe 10)", [
+        ("measure", "value"),
+        ("forward MFLOP/example", flops["forward_flops_per_example"] / 1e6),
+        ("training MFLOP/example (3x)", flops["training_flops_per_example"] / 1e6),
+        ("achieved GFLOP/s", flops["achieved_flops_per_second"] / 1e9),
+        (f"matmul {flops['matmul_size']}^2 peak GFLOP/s", flops["matmul_peak_flops_per_second"] / 1e9),
+        ("fraction of peak", f"{flops['fraction_of_peak']:.1%}"),
+    ])
+    scaled = results["scaling"]
+    print_table("5a. vae_mnist throughput vs batch size (spe 10)", [
+        ("batch size", "examples/s"), *scaled["examples_per_second_by_batch_size"].items(),
+    ])
+    print_table("5b. Peak resident memory of one pass of keras_ae.data.load (fresh process each)", [
+        ("split", "examples", "peak MiB after import", "peak MiB after pass"),
+        *[(row["split"], row["examples"], row["peak_mib_after_import"], row["peak_mib"]) for row in scaled["memory_by_split"]],
+    ])
+    print_table("6. Encode throughput, vae_mnist, batch 1000", [("path", "images/s"), *results["inference"].items()])
+
+
+def write_json(results, path):
+    """Write `results` to `path` atomically: a temporary file in the same folder, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
+        json.dump(results, handle, indent=2, default=str)
+        handle.write("\n")
+    os.replace(handle.name, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shrink every section to a smoke test (~2 minutes)")
+    parser.add_argument("--output", default="benchmarks/results.json", help="JSON results path")
+    parser.add_argument("--memory-probe", metavar="SPLIT", help=argparse.SUPPRESS)  # internal: child of section 5
+    args = parser.parse_args(argv)
+    if args.memory_probe:
+        print(json.dumps(peak_memory_of_iterating(args.memory_probe)))
+        return
+    settings = QUICK if args.quick else FULL
+    keras.utils.set_random_seed(SEED)
+    started = time.perf_counter()
+    results = {"metadata": {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_ae": keras_ae.__version__,
+        "mode": settings.mode,
+        "settings": dataclasses.asdict(settings),
+    }}
+    sections = (input_pipeline, keras_io_comparison, vae_mnist_training, achieved_flops, scaling, inference)
+    section_seconds = results["metadata"]["section_seconds"] = {}
+    for section in sections:
+        print(f"running {section.__name__} ...", file=sys.stderr, flush=True)
+        section_started = time.perf_counter()
+        results[section.__name__] = section(settings)
+        section_seconds[section.__name__] = round(time.perf_counter() - section_started, 1)
+    results["metadata"]["wall_seconds"] = round(time.perf_counter() - started, 1)
+    print_results(results)
+    write_json(results, args.output)
+    print(f"\n{settings.mode} run took {results['metadata']['wall_seconds']} s; results written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
