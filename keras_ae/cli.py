@@ -39,14 +39,14 @@ def command_info(args):
 def command_train(args):
     import keras
 
-    from keras_ae import cards, weights
+    from keras_ae import cards, plot, weights
     from keras_ae.train import train
 
     if bool(args.name) == bool(args.card):
         raise ValueError("give a zoo name or --card FILE, not both and not neither")
     card = cards.model_card(args.name) if args.name else cards.validate(json.loads(Path(args.card).read_text()), args.card)
     callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir else []
-    model, _, stats = train(
+    model, history, stats = train(
         card, strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size, precision=args.precision,
         data_dir=args.data_dir, callbacks=callbacks, backup_dir=args.backup_dir,
     )
@@ -55,7 +55,8 @@ def command_train(args):
     card["weights"].update(sha256=weights.sha256(path), size=path.stat().st_size, url=None)
     card["training"] = stats
     cards.write_card(card, output / "card.json")
-    print(f"wrote {path} and {output / 'card.json'}")
+    plot.training_curves(history, output / "training_curves.png")
+    print(f"wrote {path}, {output / 'card.json'} and {output / 'training_curves.png'}")
 
 
 def command_evaluate(args):

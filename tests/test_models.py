@@ -266,3 +266,28 @@ def test_bad_inputs_say_what_was_expected():
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match=r"got \(None, 32, 32, 1\)|got \(2, 32, 32, 1\)"):
         model.fit(np.zeros((2, 32, 32, 1), "float32"), verbose=0)
+
+
+def test_anomaly_threshold_and_auroc_separate_digits_from_noise(mnist_images):
+    from keras_ae import anomaly
+
+    model = make("autoencoder")
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.fit(mnist_images[:2048], epochs=3, batch_size=64, verbose=0)
+    threshold = anomaly.fit_threshold(model, mnist_images[2048:3072], percentile=95)
+    normal_flags = anomaly.detect(model, mnist_images[3072:4096], threshold)
+    assert 0.0 < normal_flags.mean() < 0.15
+    noise = np.random.default_rng(0).random((256, *SHAPE), dtype=np.float32)
+    assert anomaly.detect(model, noise, threshold).mean() == 1.0
+    x = np.concatenate([mnist_images[3072:3328], noise])
+    assert anomaly.evaluate_detection(model, x, np.r_[np.zeros(256), np.ones(256)]) > 0.99
+    with pytest.raises(ValueError, match="percentile"):
+        anomaly.fit_threshold(model, noise, percentile=100)
+
+
+def test_interpolation_and_embedding(mnist_images):
+    model = make("vae")
+    strips = np.asarray(model.interpolate(mnist_images[:3], mnist_images[3:6], steps=5))
+    assert strips.shape == (3, 5, *SHAPE)
+    np.testing.assert_allclose(strips[:, 0], model.decode(model.embed(mnist_images[:3])), atol=1e-5)
+    np.testing.assert_allclose(strips[:, -1], model.decode(model.embed(mnist_images[3:6])), atol=1e-5)
