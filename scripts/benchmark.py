@@ -27,7 +27,8 @@ import tensorflow as tf
 from keras import layers, ops
 
 import keras_ae
-from keras_ae import cards, data, export, networks
+from keras_ae import cards, data, networks
+from keras_ae.export import export
 
 SEED = 0
 MEMORY_SPLITS = ("train[:10%]", "train[:50%]", "train")
@@ -293,7 +294,7 @@ def inference(settings):
     images, _ = data.load_arrays("mnist", "test")
     x = tf.constant(images[:1000].astype("float32") / 255)
     with tempfile.TemporaryDirectory() as folder:
-        export.export(model, Path(folder) / "vae_mnist")
+        export(model, Path(folder) / "vae_mnist")
         saved_model = tf.saved_model.load(str(Path(folder) / "vae_mnist"))
         encoders = {
             "saved_model_encode": lambda: saved_model.encode(x)["z_mean"].numpy(),
@@ -367,6 +368,7 @@ def write_json(results, path):
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
         json.dump(results, handle, indent=2, default=str)
         handle.write("\n")
+    os.chmod(handle.name, 0o644)  # NamedTemporaryFile creates 0600
     os.replace(handle.name, path)
 
 
