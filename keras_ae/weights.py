@@ -56,7 +56,9 @@ def atomic_copy(write, destination):
     except OSError as error:
         if temporary:
             Path(temporary).unlink(missing_ok=True)
-        raise type(error)(error.errno, f"Could not write {destination}: {error.strerror or error}") from error
+        if error.errno is None:  # not a file-system error (e.g. an HTTP error raised by `write`)
+            raise
+        raise OSError(error.errno, f"Could not write {destination}: {error.strerror or error}") from error
     except BaseException:
         if temporary:
             Path(temporary).unlink(missing_ok=True)

@@ -16,6 +16,12 @@ import keras  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs for the whole session: several in one process collide in their collective keys."""
+    return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
+
+
+@pytest.fixture(scope="session")
 def data_root():
     """The real-data folder; skipped only when KERAS_AE_DATA is unset, an error when it is set but wrong."""
     root = os.environ.get("KERAS_AE_DATA")

@@ -86,9 +86,8 @@ def test_slices_and_drop_remainder(data_root):
     assert sizes == [300, 300, 300]
 
 
-def test_distributed_entry_point_under_mirrored_strategy(data_root):
-    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
-    strategy = tf.distribute.MirroredStrategy(cpus)
+def test_distributed_entry_point_under_mirrored_strategy(data_root, mirrored_strategy):
+    strategy = mirrored_strategy
     distributed = data.distribute(strategy, "mnist", global_batch_size=64, split="test[:256]", shuffle=False)
     batches = list(distributed)
     assert len(batches) == 4

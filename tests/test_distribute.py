@@ -67,10 +67,9 @@ def test_two_workers_on_loopback_end_identical_and_match_one_process(tmp_path, d
     np.testing.assert_allclose(results[0]["val_loss"], alone["val_loss"], rtol=0.03)
 
 
-def test_train_with_a_mirrored_strategy_over_two_logical_cpus(data_root):
-    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
+def test_train_with_a_mirrored_strategy_over_two_logical_cpus(data_root, mirrored_strategy):
     model, history, stats = keras_ae.train(
-        keras_ae.model_card("conv_ae_mnist"), strategy=tf.distribute.MirroredStrategy(cpus), epochs=1, batch_size=128,
+        keras_ae.model_card("conv_ae_mnist"), strategy=mirrored_strategy, epochs=1, batch_size=128,
         train_split="train[:2048]", validation_split="test[:512]", verbose=0,
     )
     assert stats["replicas"] == 2 and stats["strategy"] == "MirroredStrategy"

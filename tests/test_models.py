@@ -203,7 +203,7 @@ def test_clipvalue_bounds_the_update():
     assert 0 < largest <= 1.001e-4
 
 
-def test_one_and_two_replicas_give_the_same_update(mnist_images):
+def test_one_and_two_replicas_give_the_same_update(mnist_images, mirrored_strategy):
     x = mnist_images[:128]
 
     def one_step(strategy):
@@ -217,7 +217,7 @@ def test_one_and_two_replicas_give_the_same_update(mnist_images):
     cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
     assert len(cpus) == 2
     single = one_step(tf.distribute.OneDeviceStrategy(cpus[0]))
-    mirrored = one_step(tf.distribute.MirroredStrategy(cpus))
+    mirrored = one_step(mirrored_strategy)
     start = [np.array(w) for w in (keras.utils.set_random_seed(0) or make("autoencoder")).trainable_weights]
     assert max(np.max(np.abs(a - b)) for a, b in zip(single, start)) > 1e-4
     for a, b in zip(single, mirrored):
