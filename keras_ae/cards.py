@@ -89,3 +89,10 @@ def write_card(card, path=None):
     text = json.dumps(card, indent=2) + "\n"
     weight_files.atomic_copy(lambda temporary: open(temporary, "w").write(text), path)
     return path
+
+
+def save_weights(model, card, path):
+    """Write only the model's weights (no optimizer state) for `card`'s architecture, atomically."""
+    bare = build_model(card)
+    bare.set_weights(model.get_weights())
+    return weight_files.atomic_copy(lambda temporary: bare.save_weights(temporary), path)

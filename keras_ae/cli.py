@@ -51,7 +51,7 @@ def command_train(args):
         data_dir=args.data_dir, callbacks=callbacks, backup_dir=args.backup_dir,
     )
     output = Path(args.output or f"trained/{card['name']}")
-    path = weights.atomic_copy(lambda temporary: model.save_weights(temporary), output / card["weights"]["file"])
+    path = cards.save_weights(model, card, output / card["weights"]["file"])
     card["weights"].update(sha256=weights.sha256(path), size=path.stat().st_size, url=None)
     card["training"] = stats
     cards.write_card(card, output / "card.json")

@@ -37,7 +37,7 @@ def main(argv=None):
             card, strategy=args.strategy, epochs=args.epochs, backup_dir=args.backup_dir, verbose=2
         )
         path = weights.ZOO_DIR / name / card["weights"]["file"]
-        weights.atomic_copy(lambda temporary: model.save_weights(temporary), path)
+        cards.save_weights(model, card, path)
         card["weights"].update(sha256=weights.sha256(path), size=path.stat().st_size)
         card["training"] = {
             **stats,
