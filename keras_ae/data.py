@@ -55,23 +55,24 @@ def read_idx(path):
     return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
+def candidate_directories(name, data_dir=None):
+    """The local folders searched for `name`'s IDX files, in order."""
+    folders = [Path(data_dir) / name] if data_dir else []
+    if os.environ.get("KERAS_AE_DATA"):
+        folders.append(Path(os.environ["KERAS_AE_DATA"]) / name)
+    folders.append(DEBIAN_DATASETS / name.replace("_", "-"))
+    return folders
+
+
 def local_directory(name, data_dir=None):
     """The first local folder that holds `name`'s IDX files, or None."""
-    candidates = [Path(data_dir) / name] if data_dir else []
-    if os.environ.get("KERAS_AE_DATA"):
-        candidates.append(Path(os.environ["KERAS_AE_DATA"]) / name)
-    candidates.append(DEBIAN_DATASETS / name.replace("_", "-"))
-    for folder in candidates:
-        if (folder / IDX_FILES["train"][0]).exists():
-            return folder
-    return None
+    return next((folder for folder in candidate_directories(name, data_dir) if (folder / IDX_FILES["train"][0]).exists()), None)
 
 
 def searched_directories(name, data_dir=None):
-    folders = [Path(data_dir) / name] if data_dir else []
-    folders.append(Path(os.environ["KERAS_AE_DATA"]) / name if os.environ.get("KERAS_AE_DATA") else "$KERAS_AE_DATA (unset)")
-    folders.append(DEBIAN_DATASETS / name.replace("_", "-"))
-    return [str(folder) for folder in folders]
+    """The searched folders as text, saying when KERAS_AE_DATA is unset."""
+    unset = [] if os.environ.get("KERAS_AE_DATA") else ["$KERAS_AE_DATA (unset)"]
+    return [str(folder) for folder in candidate_directories(name, data_dir)] + unset
 
 
 def parse_split(split):
@@ -194,7 +195,10 @@ def load(
         indices = local_split_indices(len(images), base, start, stop, validation_split, seed)
         images, labels = tf.constant(images), tf.constant(labels.astype(np.int64))
         dataset = tf.data.Dataset.from_tensor_slices(indices)
-        gather = lambda index: (tf.gather(images, index), tf.gather(labels, index))  # noqa: E731
+
+        def gather(index):
+            return tf.gather(images, index), tf.gather(labels, index)
+
     else:
         local_error = f"No local copy (looked in {searched_directories(name, data_dir)})."
         dataset = _tfds_source(name, split, data_dir, download, local_error)

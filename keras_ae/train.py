@@ -106,11 +106,15 @@ def train(
     examples_per_epoch = count_examples(train_data)
     start = time.perf_counter()
     if multi_worker:
-        history = fit_distributed(
-            model, strategy, data_fn=lambda split, shuffle, context: data.load(
+
+        def data_fn(split, shuffle, context):
+            return data.load(
                 spec["dataset"], split=split, batch_size=context.get_per_replica_batch_size(batch_size),
                 shuffle=shuffle, input_context=context, drop_remainder=True, **pipeline,
-            ),
+            )
+
+        history = fit_distributed(
+            model, strategy, data_fn=data_fn,
             train_split=train_split or spec["train_split"], validation_split=validation_split or spec["test_split"],
             steps=examples_per_epoch // batch_size, validation_steps=count_examples(validation_data) // batch_size,
             epochs=epochs, callbacks=callbacks, verbose=verbose,
