@@ -3,6 +3,9 @@
 import fnmatch
 import json
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
 import keras
 
@@ -92,7 +95,14 @@ def write_card(card, path=None):
 
 
 def save_weights(model, card, path):
-    """Write only the model's weights (no optimizer state) for `card`'s architecture, atomically."""
+    """Write only the model's weights (no optimizer state) for `card`'s architecture, atomically.
+
+    The HDF5 file is staged in a scratch folder and then copied into place: an HDF5 writer that
+    hits a full disk leaves h5py in a state that crashes the interpreter at exit, a plain copy does not.
+    """
     bare = build_model(card)
     bare.set_weights(model.get_weights())
-    return weight_files.atomic_copy(lambda temporary: bare.save_weights(temporary), path)
+    with tempfile.TemporaryDirectory() as scratch:
+        staged = Path(scratch) / "model.weights.h5"
+        bare.save_weights(staged)
+        return weight_files.atomic_copy(lambda temporary: shutil.copyfile(staged, temporary), path)

@@ -81,10 +81,10 @@ def _read_images(path, shape):
         raise ValueError(f"INPUT must be a .png or .npy file; got {path.name}")
     if array.dtype == np.uint8:
         array = array.astype("float32") / 255.0
-    array = np.asarray(array, "float32")
-    if array.ndim == len(shape):
-        array = array[None]
-    return array.reshape((len(array), *shape))
+    per_image = int(np.prod(shape))
+    if array.size == 0 or array.size % per_image:
+        raise ValueError(f"{path.name} holds {array.size} values; expected whole images of shape {shape} ({per_image} values each)")
+    return np.asarray(array, "float32").reshape((-1, *shape))
 
 
 def command_reconstruct(args):

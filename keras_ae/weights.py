@@ -132,6 +132,14 @@ def check_file_name(file_name):
     return file_name
 
 
+def source_url(card, mirror=None):
+    """Where a card's weights download from: `<mirror>/<name>/<file>` (default `$KERAS_AE_MIRROR`), else the card's URL."""
+    mirror = mirror or os.environ.get("KERAS_AE_MIRROR")
+    if mirror:
+        return f"{mirror.rstrip('/')}/{card['name']}/{check_file_name(card['weights']['file'])}"
+    return card["weights"].get("url")
+
+
 def resolve(card, mirror=None, progress=False):
     """Path of a card's verified weights: user cache, then the bundled copy, then a download into the cache.
 
@@ -146,8 +154,7 @@ def resolve(card, mirror=None, progress=False):
     for candidate in (cached, bundled):
         if candidate.exists():
             return verify(candidate, entry["sha256"])
-    mirror = mirror or os.environ.get("KERAS_AE_MIRROR")
-    url = f"{mirror.rstrip('/')}/{card['name']}/{file_name}" if mirror else entry.get("url")
+    url = source_url(card, mirror)
     if not url:
         raise FileNotFoundError(
             f"No weights for {card['name']!r}: not in the cache ({cached}), not bundled ({bundled}), and the card has no URL."
@@ -167,7 +174,10 @@ def fill_cache(card, mirror=None):
         verify(bundled, card["weights"]["sha256"])
         atomic_copy(lambda temporary: shutil.copyfile(bundled, temporary), cached)
         return f"{card['name']}: copied the bundled weights to {cached}"
-    return f"{card['name']}: downloaded to {resolve(card, mirror=mirror, progress=True)}"
+    url = source_url(card, mirror)
+    if not url:
+        raise FileNotFoundError(f"{card['name']}: no bundled weights and no URL to download them from.")
+    return f"{card['name']}: downloaded to {download(url, cached, card['weights']['sha256'], progress=True)}"
 
 
 def check_cache(card):

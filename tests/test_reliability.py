@@ -170,12 +170,13 @@ def test_a_weights_file_given_by_path_is_checked_against_the_card(tmp_path):
 
 
 def test_disk_full_while_saving_weights_keeps_the_previous_file(tmp_path):
-    model = keras_ae.Autoencoder(*networks.dense(SHAPE, 64, hidden_units=(256,)))
+    card = keras_ae.model_card("deep_ae_mnist")
+    model = keras_ae.load("deep_ae_mnist", weights=None)
     with mounted_tmpfs(tmp_path / "small", "size=256k") as disk:
         target = disk / "model.weights.h5"
         target.write_bytes(b"previous weights")
-        with pytest.raises(OSError, match=str(target)):
-            weights.atomic_copy(lambda temporary: model.save_weights(temporary), target)
+        with pytest.raises(OSError, match=f"Could not write {target}: No space left"):
+            cards.save_weights(model, card, target)
         assert target.read_bytes() == b"previous weights"
         assert [path.name for path in disk.iterdir()] == ["model.weights.h5"]
 
