@@ -95,7 +95,7 @@ def write_card(card, path=None):
 
 
 def save_weights(model, card, path):
-    """Write only the model's weights (no optimizer state) for `card`'s architecture, atomically.
+    """Write only the model's weights (no optimizer state) atomically, and record their sha256 and size in `card`.
 
     The HDF5 file is staged in a scratch folder and then copied into place: an HDF5 writer that
     hits a full disk leaves h5py in a state that crashes the interpreter at exit, a plain copy does not.
@@ -105,4 +105,6 @@ def save_weights(model, card, path):
     with tempfile.TemporaryDirectory() as scratch:
         staged = Path(scratch) / "model.weights.h5"
         bare.save_weights(staged)
-        return weight_files.atomic_copy(lambda temporary: shutil.copyfile(staged, temporary), path)
+        path = weight_files.atomic_copy(lambda temporary: shutil.copyfile(staged, temporary), path)
+    card["weights"].update(sha256=weight_files.sha256(path), size=path.stat().st_size)
+    return path

@@ -39,7 +39,7 @@ def command_info(args):
 def command_train(args):
     import keras
 
-    from keras_ae import cards, plot, weights
+    from keras_ae import cards, plot
     from keras_ae.train import train
 
     if bool(args.name) == bool(args.card):
@@ -51,8 +51,8 @@ def command_train(args):
         data_dir=args.data_dir, callbacks=callbacks, backup_dir=args.backup_dir,
     )
     output = Path(args.output or f"trained/{card['name']}")
+    card["weights"]["url"] = None
     path = cards.save_weights(model, card, output / card["weights"]["file"])
-    card["weights"].update(sha256=weights.sha256(path), size=path.stat().st_size, url=None)
     card["training"] = stats
     cards.write_card(card, output / "card.json")
     plot.training_curves(history, output / "training_curves.png")

@@ -132,6 +132,12 @@ def check_file_name(file_name):
     return file_name
 
 
+def locations(card):
+    """(cached, bundled) paths of a card's weights file."""
+    file_name = check_file_name(card["weights"]["file"])
+    return cache_dir() / card["name"] / file_name, ZOO_DIR / card["name"] / file_name
+
+
 def source_url(card, mirror=None):
     """Where a card's weights download from: `<mirror>/<name>/<file>` (default `$KERAS_AE_MIRROR`), else the card's URL."""
     mirror = mirror or os.environ.get("KERAS_AE_MIRROR")
@@ -148,9 +154,7 @@ def resolve(card, mirror=None, progress=False):
         mirror: base URL holding `<name>/<file>`; default `$KERAS_AE_MIRROR`, else the card's URL.
     """
     entry = card["weights"]
-    file_name = check_file_name(entry["file"])
-    cached = cache_dir() / card["name"] / file_name
-    bundled = ZOO_DIR / card["name"] / file_name
+    cached, bundled = locations(card)
     for candidate in (cached, bundled):
         if candidate.exists():
             return verify(candidate, entry["sha256"])
@@ -164,9 +168,7 @@ def resolve(card, mirror=None, progress=False):
 
 def fill_cache(card, mirror=None):
     """Put a card's verified weights into the user cache: a copy of the bundled file, else a download."""
-    file_name = check_file_name(card["weights"]["file"])
-    cached = cache_dir() / card["name"] / file_name
-    bundled = ZOO_DIR / card["name"] / file_name
+    cached, bundled = locations(card)
     if cached.exists():
         verify(cached, card["weights"]["sha256"])
         return f"{card['name']}: already cached at {cached}"
@@ -182,7 +184,7 @@ def fill_cache(card, mirror=None):
 
 def check_cache(card):
     """(ok, message) for a card's weights in the user cache."""
-    cached = cache_dir() / card["name"] / check_file_name(card["weights"]["file"])
+    cached, _ = locations(card)
     if not cached.exists():
         return False, f"{card['name']}: MISSING {cached}"
     actual = sha256(cached)

@@ -38,7 +38,6 @@ def main(argv=None):
         )
         path = weights.ZOO_DIR / name / card["weights"]["file"]
         cards.save_weights(model, card, path)
-        card["weights"].update(sha256=weights.sha256(path), size=path.stat().st_size)
         card["training"] = {
             **stats,
             "hardware": hardware(),
