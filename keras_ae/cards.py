@@ -1,39 +1,79 @@
-"""Zoo cards: read, validate, list, build and load models by name."""
+"""Cards and presets: read, validate, list, load a model from any source, save one as a preset.
 
+A preset is a folder holding `card.json` (what the model is, how it was trained and measured, and
+the sha256 of its weights) and the weights file. `keras_ae.load` takes a zoo name, such a folder,
+an http(s) URL of one, or `hf://owner/repo[@revision]`.
+"""
+
+import copy
+import dataclasses
 import fnmatch
 import json
 import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import keras
 
 from keras_ae import networks
 from keras_ae import weights as weight_files
+from keras_ae.models import BaseAutoencoder
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
-REQUIRED_FIELDS = ("name", "description", "model", "network", "data", "recipe", "weights")
+REQUIRED_FIELDS = ("name", "model", "weights")
+CARD_FILE = "card.json"
+WEIGHTS_FILE = "model.weights.h5"
+SOURCE_FORMS = (
+    "a zoo name (see keras_ae.list_models())",
+    "a folder holding card.json and its weights (what keras-ae train and keras_ae.save_preset write)",
+    "an https:// or http:// URL of such a folder",
+    "hf://owner/repo or hf://owner/repo@revision (Hugging Face Hub)",
+)
 
 
 def card_path(name):
-    return weight_files.ZOO_DIR / name / "card.json"
+    return weight_files.ZOO_DIR / name / CARD_FILE
 
 
 def list_models(pattern="*"):
     """Names of every zoo entry, filtered by an fnmatch pattern such as `"*vae*"`."""
-    names = sorted(path.parent.name for path in weight_files.ZOO_DIR.glob("*/card.json"))
+    names = sorted(path.parent.name for path in weight_files.ZOO_DIR.glob(f"*/{CARD_FILE}"))
     return [name for name in names if fnmatch.fnmatch(name, pattern)]
+
+
+def model_class(card, source="card"):
+    """The registered keras_ae model class a card names (`"VAE"`, or `"package>Class"` for a family defined elsewhere)."""
+    name = str(card["model"].get("class_name"))
+    registered = keras.saving.get_registered_object(name if ">" in name else f"keras_ae>{name}")
+    if not (isinstance(registered, type) and issubclass(registered, BaseAutoencoder)):
+        raise ValueError(
+            f"{source} names model class {name!r}, which is not a registered keras_ae model; "
+            "import the module that defines it (registered with keras.saving.register_keras_serializable) first."
+        )
+    return registered
 
 
 def validate(card, source="card"):
     """Check a card's fields and their form; return it."""
+    if not isinstance(card, dict):
+        raise ValueError(f"{source} must hold a JSON object; got {type(card).__name__}.")
     missing = [field for field in REQUIRED_FIELDS if field not in card]
     if missing:
         raise ValueError(f"{source} lacks the fields {missing}; a card needs {list(REQUIRED_FIELDS)}.")
     if not isinstance(card["name"], str) or not NAME_PATTERN.match(card["name"]):
         raise ValueError(f"{source}: name {card['name']!r} must match {NAME_PATTERN.pattern}.")
+    if "network" not in card and "encoder" not in card["model"].get("config", {}):
+        raise ValueError(f"{source} needs a network section (builder arguments) or the encoder and decoder in model.config.")
+    family = model_class(card, source)
+    unknown = set(card.get("evaluation", {})) - set(family.evaluation_defaults) - {"linear_probe"}
+    if unknown:
+        raise ValueError(
+            f"{source}: evaluation settings {sorted(unknown)} are not {family.__name__}'s; "
+            f"it takes {sorted(family.evaluation_defaults) + ['linear_probe']}."
+        )
     entry = card["weights"]
     weight_files.check_file_name(entry.get("file"))
     if entry.get("sha256") is not None and not SHA256_PATTERN.match(str(entry["sha256"])):
@@ -44,43 +84,126 @@ def validate(card, source="card"):
     return card
 
 
-def model_card(name):
-    """The card of zoo entry `name` as a dict; an unknown name lists close matches."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or not card_path(name).exists():
-        import difflib
-
-        close = difflib.get_close_matches(str(name), list_models(), n=5, cutoff=0.5)
-        hint = f" Close matches: {close}." if close else ""
-        raise ValueError(f"Unknown zoo model {name!r}.{hint} Available: {list_models()}.")
-    with open(card_path(name)) as handle:
-        return validate(json.load(handle), source=str(card_path(name)))
+def read_card(path):
+    """A card from a JSON file, validated; errors name the file."""
+    path = Path(path)
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}.") from None
+    return validate(card, source=str(path))
 
 
 def build_model(card):
     """A fresh, untrained model with the card's architecture and objective."""
-    model_class = keras.saving.get_registered_object(f"keras_ae>{card['model']['class_name']}")
-    if model_class is None:
-        raise ValueError(f"Card {card['name']!r} names unknown model class {card['model']['class_name']!r}.")
-    encoder, decoder = networks.build(**card["network"])
-    return model_class(encoder, decoder, **card["model"].get("config", {}))
+    family = model_class(card)
+    config = dict(card["model"].get("config", {}))
+    if "network" in card:
+        return family(*networks.build(**card["network"]), **config)
+    return family.from_config(config)
 
 
-def load(name, weights=True, verify=True):
-    """A zoo model by name.
+@dataclasses.dataclass
+class Preset:
+    """A model's card, and how to get its verified weights file."""
+
+    card: dict
+    source: str
+    fetch_weights: Callable[[], Path]
+
+
+def _zoo_preset(name):
+    card = read_card(card_path(name))
+    return Preset(card, name, lambda: weight_files.resolve(card))
+
+
+def _folder_preset(folder):
+    card = read_card(folder / CARD_FILE)
+    return Preset(card, str(folder), lambda: weight_files.verify(folder / card["weights"]["file"], card["weights"]["sha256"]))
+
+
+def _url_preset(url):
+    url = url.rstrip("/")
+    folder = weight_files.url_cache_folder(url)
+    if not (folder / CARD_FILE).exists():
+        weight_files.download(f"{url}/{CARD_FILE}", folder / CARD_FILE, expected_sha256=None)
+    card = read_card(folder / CARD_FILE)
+
+    def fetch():
+        entry = card["weights"]
+        local = folder / weight_files.check_file_name(entry["file"])
+        if local.exists() and weight_files.sha256(local) == entry["sha256"]:
+            return local
+        return weight_files.download(f"{url}/{entry['file']}", local, entry["sha256"])
+
+    return Preset(card, url, fetch)
+
+
+def _hub_preset(address):
+    repo, _, revision = address.removeprefix("hf://").partition("@")
+    card = read_card(weight_files.hub_file(repo, CARD_FILE, revision or None))
+    entry = card["weights"]
+    return Preset(
+        card, address,
+        lambda: weight_files.verify(weight_files.hub_file(repo, weight_files.check_file_name(entry["file"]), revision or None), entry["sha256"]),
+    )
+
+
+def unknown_source(source, reason):
+    import difflib
+
+    close = difflib.get_close_matches(str(source), list_models(), n=5, cutoff=0.5)
+    hint = f" Close matches: {close}." if close else ""
+    forms = "; ".join(SOURCE_FORMS)
+    return ValueError(f"Unknown model source {source!r}: {reason}.{hint} A source is {forms}. Zoo names: {list_models()}.")
+
+
+def find_preset(source):
+    """Where a model comes from: a zoo name, a preset folder, an http(s) URL of one, or `hf://owner/repo[@revision]`."""
+    if isinstance(source, Path):
+        source = str(source)
+    if not isinstance(source, str) or not source:
+        raise unknown_source(source, "not a non-empty string or path")
+    if source.startswith("hf://"):
+        if not re.match(r"^hf://[\w.-]+/[\w.-]+(@[\w./-]+)?$", source):
+            raise unknown_source(source, "a Hub address is hf://owner/repo or hf://owner/repo@revision")
+        return _hub_preset(source)
+    if source.startswith(("https://", "http://")):
+        return _url_preset(source)
+    if "://" in source:
+        raise unknown_source(source, f"the scheme {source.split('://')[0]}:// is not supported")
+    if NAME_PATTERN.match(source) and card_path(source).exists():
+        return _zoo_preset(source)
+    folder = Path(source).expanduser()
+    if (folder / CARD_FILE).is_file():
+        return _folder_preset(folder)
+    if folder.is_dir():
+        raise unknown_source(source, f"the folder holds no {CARD_FILE}")
+    reason = "no zoo entry has that name" if NAME_PATTERN.match(source) else "no such folder"
+    raise unknown_source(source, reason)
+
+
+def model_card(source):
+    """The card of a model source (see `load`) as a dict; an unknown one lists every accepted form."""
+    return copy.deepcopy(find_preset(source).card)
+
+
+def load(source, weights=True, verify=True):
+    """A model from a zoo name, a preset folder, an http(s) URL of one, or `hf://owner/repo[@revision]`.
 
     Args:
-        name: a zoo entry (see `list_models`).
-        weights: True for the pretrained weights (cache, bundled copy or download), None for fresh
-            ones, or a path to a `.weights.h5` file.
+        source: where the model comes from; an unknown form gets one error listing every accepted form.
+        weights: True for the trained weights (verified against the card's sha256; a zoo entry's come from
+            the cache, the bundled copy or a download), None for fresh ones, or a path to a `.weights.h5` file.
         verify: check a weights file given by path against the card's sha256; False opts out.
     """
-    card = model_card(name)
-    model = build_model(card)
+    preset = find_preset(source)
+    model = build_model(preset.card)
     if weights is True:
-        model.load_weights(weight_files.resolve(card))
+        model.load_weights(preset.fetch_weights())
     elif weights:
         if verify:
-            weight_files.verify(weights, card["weights"]["sha256"])
+            weight_files.verify(weights, preset.card["weights"]["sha256"])
         model.load_weights(weights)
     return model
 
@@ -103,8 +226,41 @@ def save_weights(model, card, path):
     bare = build_model(card)
     bare.set_weights(model.get_weights())
     with tempfile.TemporaryDirectory() as scratch:
-        staged = Path(scratch) / "model.weights.h5"
+        staged = Path(scratch) / WEIGHTS_FILE
         bare.save_weights(staged)
         path = weight_files.atomic_copy(lambda temporary: shutil.copyfile(staged, temporary), path)
     card["weights"].update(sha256=weight_files.sha256(path), size=path.stat().st_size)
     return path
+
+
+def describe(model, name):
+    """A minimal card for a model built by hand: its class, its full config (encoder and decoder included)."""
+    registered = keras.saving.get_registered_name(type(model))
+    return {
+        "name": name,
+        "description": f"A {type(model).__name__} saved with keras_ae.save_preset.",
+        "model": {"class_name": registered.removeprefix("keras_ae>"), "config": model.get_config()},
+        "weights": {"file": WEIGHTS_FILE},
+    }
+
+
+def save_preset(model, folder, card=None):
+    """Write `model` as a preset folder that `keras_ae.load(folder)` (or a URL or Hub copy of it) loads back.
+
+    Args:
+        model: a keras_ae model.
+        folder: where to write `card.json` and the weights; created if needed, files replaced atomically.
+        card: the model's card (e.g. a zoo card with its recipe and metrics); default: a minimal card
+            naming the model's class and config. Its weights' sha256 and size are filled in.
+    Returns:
+        the card as written.
+    """
+    folder = Path(folder)
+    if card is None:
+        card = describe(model, re.sub(r"[^a-z0-9_]+", "_", folder.resolve().name.lower()).strip("_") or "model")
+    card = copy.deepcopy(card)
+    card["weights"] = {"file": card.get("weights", {}).get("file", WEIGHTS_FILE), "url": None}
+    validate(card)
+    save_weights(model, card, folder / card["weights"]["file"])
+    write_card(card, folder / CARD_FILE)
+    return card

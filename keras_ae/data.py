@@ -21,7 +21,7 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-BINARIZE_MODES = (None, "static", "dynamic")
+BINARIZE_MODES = (None, "static", "dynamic", "fixed")
 SPLIT_PATTERN = re.compile(r"^(?P<base>[a-z]+)(\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
 
 
@@ -138,14 +138,31 @@ def _tfds_source(name, split, data_dir, download, local_error):
     return dataset
 
 
-def _to_float(images, binarize, seeds):
-    images = tf.cast(images, tf.float32) / 255.0
-    if binarize == "static":
+def binarize_images(images, mode, seed=0, indices=None, batch_seed=None):
+    """Binarize float images in [0, 1].
+
+    Args:
+        mode: None (unchanged), `"static"` (threshold at 0.5), `"fixed"` (one Bernoulli draw per example,
+            keyed by `(seed, example index)`: the same in every epoch, batching and slice, as a test set
+            is measured) or `"dynamic"` (fresh draws for each batch from `batch_seed`, as training wants).
+        indices: example indices of the batch (default 0..n-1), for `"fixed"`.
+        batch_seed: an int64 scalar tensor, fresh per batch and epoch, for `"dynamic"`.
+    """
+    if mode not in BINARIZE_MODES:
+        raise ValueError(f"Unknown binarize {mode!r}; expected one of {list(BINARIZE_MODES)}.")
+    images = tf.convert_to_tensor(images, tf.float32)
+    if mode == "static":
         return tf.cast(images >= 0.5, tf.float32)
-    if binarize == "dynamic":
-        noise = tf.random.stateless_uniform(tf.shape(images), seed=tf.stack([seeds, tf.constant(0, tf.int64)]))
-        return tf.cast(noise < images, tf.float32)
-    return images
+    if mode == "dynamic":
+        noise = tf.random.stateless_uniform(tf.shape(images), seed=tf.stack([batch_seed, tf.constant(0, tf.int64)]))
+    elif mode == "fixed":
+        indices = tf.range(tf.shape(images, out_type=tf.int64)[0]) if indices is None else tf.cast(indices, tf.int64)
+        seeds = tf.stack([tf.fill(tf.shape(indices), tf.constant(seed, tf.int64)), indices], axis=1)
+        shape = tf.shape(images)[1:]
+        noise = tf.map_fn(lambda pair: tf.random.stateless_uniform(shape, seed=pair), seeds, fn_output_signature=tf.float32)
+    else:
+        return images
+    return tf.cast(noise < images, tf.float32)
 
 
 def load(
@@ -170,7 +187,8 @@ def load(
         name: a local IDX dataset (`mnist`, `fashion_mnist`) or any TFDS image dataset name.
         split: `train`, `test`, `validation` (with `validation_split`), optionally sliced: `train[:5000]`.
         batch_size: examples per batch (the per-replica size when `input_context` is given).
-        binarize: None, `"static"` (threshold 0.5) or `"dynamic"` (fresh Bernoulli draws each epoch, seeded).
+        binarize: None, `"static"` (threshold 0.5), `"dynamic"` (fresh Bernoulli draws each epoch, seeded) or
+            `"fixed"` (one seeded draw per example, the same every epoch); see `binarize_images`.
         with_labels: yield `(image, label)` instead of images.
         flatten: flatten each image to a vector, for dense models.
         shuffle: shuffle every epoch (seeded); default True for the train split.
@@ -197,11 +215,11 @@ def load(
         dataset = tf.data.Dataset.from_tensor_slices(indices)
 
         def gather(index):
-            return tf.gather(images, index), tf.gather(labels, index)
+            return index, tf.gather(images, index), tf.gather(labels, index)
 
     else:
         local_error = f"No local copy (looked in {searched_directories(name, data_dir)})."
-        dataset = _tfds_source(name, split, data_dir, download, local_error)
+        dataset = _tfds_source(name, split, data_dir, download, local_error).enumerate()
         gather = None
 
     if input_context is not None and input_context.num_input_pipelines > 1:
@@ -216,8 +234,8 @@ def load(
     dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
 
     def prepare(batch, batch_seed):
-        batch_images, batch_labels = gather(batch) if gather is not None else batch
-        batch_images = _to_float(batch_images, binarize, batch_seed)
+        batch_indices, batch_images, batch_labels = gather(batch) if gather is not None else (batch[0], *batch[1])
+        batch_images = binarize_images(tf.cast(batch_images, tf.float32) / 255.0, binarize, seed, batch_indices, batch_seed)
         if flatten:
             batch_images = tf.reshape(batch_images, (tf.shape(batch_images)[0], -1))
         return (batch_images, batch_labels) if with_labels else batch_images
@@ -226,6 +244,21 @@ def load(
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def count(name, split="train", validation_split=None, seed=0, data_dir=None):
+    """Examples in a split, from the local label file or the TFDS metadata, without a pass over the images."""
+    base, start, stop = parse_split(split)
+    folder = local_directory(name, data_dir)
+    if folder is None:
+        import tensorflow_datasets as tfds
+
+        return tfds.builder(name, data_dir=data_dir).info.splits[split].num_examples
+    file_split = "train" if base == "validation" else base
+    if file_split not in IDX_FILES:
+        raise ValueError(f"Unknown split {split!r} for local IDX files; expected one of {sorted(IDX_FILES)}.")
+    size = len(read_idx(folder / IDX_FILES[file_split][1]))
+    return len(local_split_indices(size, base, start, stop, validation_split, seed))
 
 
 def distribute(strategy, name, global_batch_size, **kwargs):

@@ -4,8 +4,22 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ae import cards, data, evaluate, plot
-from keras_ae.models import DenoisingAutoencoder, VAE
+from keras_ae import cards, data, evaluate
+from keras_ae.models import BaseAutoencoder
+
+
+def show(name, out_dir):
+    """One zoo entry on its bundled sample: (card, its family's metrics, {title: picture path}); None without weights."""
+    card = cards.model_card(name)
+    if not card["weights"].get("sha256"):
+        return None
+    model = cards.load(name)
+    images, labels = data.bundled_sample(card["data"]["dataset"])
+    images = images.reshape((len(images), *model.input_shape_per_example))
+    inputs = np.asarray(data.binarize_images(images, evaluate.EVALUATION_BINARIZATION[card["data"].get("binarize")]))
+    metrics = model.measure(images, inputs, **evaluate.evaluation_settings(card, model, {"iwae_samples": 0}))
+    metrics["test_examples"] = len(images)
+    return card, metrics, model.draw(images, labels, out_dir, name)
 
 
 def run(out_dir="demo_output"):
@@ -14,30 +28,14 @@ def run(out_dir="demo_output"):
     results = {}
     print(f"{'model':<24} {'sample':>6} {'MSE':>8} {'PSNR dB':>8}  more")
     for name in cards.list_models():
-        card = cards.model_card(name)
-        if not card["weights"].get("sha256"):
+        shown = show(name, out)
+        if shown is None:
             print(f"{name:<24} skipped: no trained weights yet")
             continue
-        model = cards.load(name)
-        images, labels = data.bundled_sample(card["data"]["dataset"])
-        shaped = images.reshape((len(images), *model.input_shape_per_example))
-        metrics = evaluate.reconstruction_metrics(model, shaped)
-        plot.reconstructions(model, shaped, out / f"{name}_reconstructions.png")
-        more = ""
-        if isinstance(model, DenoisingAutoencoder):
-            metrics.update(evaluate.denoising_metrics(model, shaped))
-            plot.denoising_triplets(model, shaped, out / f"{name}_denoising.png")
-            more = f"noisy {metrics['psnr_noisy_db']:.2f} dB -> denoised {metrics['psnr_denoised_db']:.2f} dB"
-        if isinstance(model, VAE):
-            binary = evaluate.binarized(shaped, seed=0) if card["data"].get("binarize") else shaped
-            metrics["negative_elbo_nats"] = float(np.mean(model.negative_elbo(binary)))
-            plot.samples(model, out / f"{name}_samples.png")
-            plot.interpolation(model, shaped[:5], shaped[5:10], out / f"{name}_interpolation.png")
-            more = f"negative ELBO {metrics['negative_elbo_nats']:.2f} nats"
-            if model.latent_dim == 2:
-                plot.latent_manifold(model, out / f"{name}_manifold.png")
-                plot.latent_scatter(model, shaped, labels, out / f"{name}_latent_scatter.png")
-        print(f"{name:<24} {len(shaped):>6} {metrics['reconstruction_mse']:>8.5f} {metrics['psnr_db']:>8.2f}  {more}", flush=True)
+        card, metrics, _ = shown
+        headline = cards.model_class(card).headline(metrics)
+        more = "" if headline == BaseAutoencoder.headline(metrics) else headline
+        print(f"{name:<24} {metrics['test_examples']:>6} {metrics['reconstruction_mse']:>8.5f} {metrics['psnr_db']:>8.2f}  {more}", flush=True)
         results[name] = metrics
     print(f"pictures in {out.resolve()}")
     return results

@@ -1,15 +1,20 @@
-"""Measured quality of a model: reconstruction MSE/PSNR, denoising PSNR, sparsity, ELBO and IWAE bound, linear probe, AUROC."""
+"""Measured quality of a model: generic measures here (MSE/PSNR, codes, linear probe, AUROC); each family adds its own.
+
+    metrics = keras_ae.evaluate.measure(keras_ae.model_card("vae_mnist"), keras_ae.load("vae_mnist"))
+
+The test images are read through `keras_ae.data`, as in training; a card that binarizes its
+training data is measured on one fixed, seeded binarization of the test split (see `data.binarize_images`).
+"""
 
 import math
 
 import numpy as np
-import tensorflow as tf
-from keras import ops
 
-from keras_ae import cards, data, losses
-from keras_ae.models import DenoisingAutoencoder, SparseAutoencoder, VAE
+from keras_ae import data
 
 NEAR_ZERO = 1e-2  # a code unit counts as silent when |activation| < NEAR_ZERO
+EVALUATION_BINARIZATION = {None: None, "static": "static", "dynamic": "fixed", "fixed": "fixed"}
+READ_BATCH = 1000
 
 
 def psnr(mse, data_range=1.0):
@@ -17,68 +22,28 @@ def psnr(mse, data_range=1.0):
     return float(10.0 * math.log10(data_range**2 / mse))
 
 
-def _batches(images, batch_size=500):
-    for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size]
+def batches(array, batch_size=500):
+    """Consecutive slices of `array` holding `batch_size` examples (the last one may hold fewer)."""
+    for start in range(0, len(array), batch_size):
+        yield array[start:start + batch_size]
+
+
+def per_example(function, array, batch_size=500):
+    """`function` applied batch by batch, its per-example results joined into one numpy array."""
+    return np.concatenate([np.asarray(function(batch)) for batch in batches(array, batch_size)])
 
 
 def reconstruction_metrics(model, images):
     """Mean squared error per value and its PSNR, over all `images` (float in [0, 1])."""
-    squared = [np.asarray(losses.mean_squared_error(batch, model(batch))) for batch in _batches(images)]
-    mse = float(np.concatenate(squared).mean())
+    from keras_ae.losses import mean_squared_error
+
+    mse = float(per_example(lambda batch: mean_squared_error(batch, model(batch)), images).mean())
     return {"reconstruction_mse": mse, "psnr_db": psnr(mse)}
-
-
-def denoising_metrics(model, images, seed=0):
-    """PSNR of the corrupted input and of the model's output against the clean images, noise drawn with `seed`."""
-    noisy_errors, denoised_errors = [], []
-    for index, batch in enumerate(_batches(images)):
-        noisy = model.corrupt(batch, seed=seed * 100_003 + index)
-        noisy_errors.append(np.asarray(losses.mean_squared_error(batch, noisy)))
-        denoised_errors.append(np.asarray(losses.mean_squared_error(batch, model(noisy))))
-    return {
-        "noise": f"{model.noise} {model.noise_level}",
-        "psnr_noisy_db": psnr(float(np.concatenate(noisy_errors).mean())),
-        "psnr_denoised_db": psnr(float(np.concatenate(denoised_errors).mean())),
-    }
 
 
 def codes(model, images):
     """The deterministic code of each image (z_mean for a VAE) as a numpy array."""
-    return np.concatenate([np.asarray(model.embed(batch)) for batch in _batches(images)])
-
-
-def sparsity_metrics(model, images):
-    activations = np.abs(codes(model, images))
-    return {"mean_code_activation": float(activations.mean()), "near_zero_code_fraction": float(np.mean(activations < NEAR_ZERO))}
-
-
-def vae_bounds(model, binary_images, samples=100, seed=0, batch_size=50):
-    """Test negative ELBO (one sample) and the importance-weighted bound on -log p(x) with `samples` draws, in nats."""
-    negative_elbos, iwae_bounds = [], []
-    for index, batch in enumerate(_batches(binary_images, batch_size)):
-        batch = tf.convert_to_tensor(batch)
-        z_mean, z_log_var = model.encoder(batch)
-        z_mean, z_log_var = ops.cast(z_mean, "float32"), losses.clamp_log_variance(z_log_var)
-        z = model.reparameterize(z_mean, z_log_var, seed=seed * 100_003 + index)
-        negative_elbos.append(
-            np.asarray(model.negative_log_likelihood(batch, model.decoder(z)) + losses.gaussian_kl_divergence(z_mean, z_log_var))
-        )
-        repeated = lambda tensor: tf.repeat(tensor, samples, axis=0)  # noqa: E731
-        mean_k, log_var_k, x_k = repeated(z_mean), repeated(z_log_var), repeated(batch)
-        z_k = model.reparameterize(mean_k, log_var_k, seed=seed * 100_003 + index + 50_000)
-        log_weights = (
-            -model.negative_log_likelihood(x_k, model.decoder(z_k))
-            + losses.gaussian_log_density(z_k, tf.zeros_like(z_k), tf.zeros_like(z_k))
-            - losses.gaussian_log_density(z_k, mean_k, log_var_k)
-        )
-        log_weights = tf.reshape(tf.cast(log_weights, tf.float64), (-1, samples))
-        iwae_bounds.append(-(tf.reduce_logsumexp(log_weights, axis=1) - math.log(samples)).numpy())
-    return {
-        "negative_elbo_nats": float(np.concatenate(negative_elbos).mean()),
-        "iwae_nll_nats": float(np.concatenate(iwae_bounds).mean()),
-        "iwae_samples": samples,
-    }
+    return per_example(model.embed, images)
 
 
 def linear_probe(train_codes, train_labels, test_codes, test_labels):
@@ -88,8 +53,8 @@ def linear_probe(train_codes, train_labels, test_codes, test_labels):
     from sklearn.preprocessing import StandardScaler
 
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    probe.fit(train_codes, train_labels)
-    return float(probe.score(test_codes, test_labels))
+    probe.fit(train_codes.reshape(len(train_codes), -1), train_labels)
+    return float(probe.score(test_codes.reshape(len(test_codes), -1), test_labels))
 
 
 def auroc(scores, is_anomaly):
@@ -99,51 +64,44 @@ def auroc(scores, is_anomaly):
     return float(roc_auc_score(np.asarray(is_anomaly, bool), np.asarray(scores)))
 
 
-def card_images(card, split, limit=None):
-    """The card's dataset split as float images shaped for the model, and labels."""
-    images, labels = data.load_arrays(card["data"]["dataset"], split)
-    if limit:
-        images, labels = images[:limit], labels[:limit]
-    images = images.astype("float32") / 255.0
-    if card["data"].get("flatten"):
-        images = images.reshape(len(images), -1)
-    return images, labels
+def split_arrays(card, split, limit=None, binarize=None, data_dir=None):
+    """A card's dataset split read through `keras_ae.data` as numpy arrays: (examples, labels)."""
+    spec = card.get("data")
+    if not spec or "dataset" not in spec:
+        raise ValueError(f"Card {card.get('name')!r} names no dataset (its data.dataset field); it cannot be measured.")
+    dataset = data.load(
+        spec["dataset"], split=f"{split}[:{limit}]" if limit else split, batch_size=READ_BATCH, shuffle=False,
+        with_labels=True, binarize=binarize, flatten=spec.get("flatten", False), data_dir=data_dir,
+    )
+    examples, labels = zip(*dataset.as_numpy_iterator())
+    return np.concatenate(examples), np.concatenate(labels)
 
 
-def binarized(images, seed):
-    """A fixed stochastic binarization of grayscale images."""
-    return (np.random.default_rng(seed).random(images.shape, dtype=np.float32) < images).astype("float32")
+def evaluation_settings(card, model, overrides=None):
+    """The family's evaluation settings: its defaults, then the card's `evaluation` section, then `overrides`."""
+    defaults = type(model).evaluation_defaults
+    given = {**card.get("evaluation", {}), **(overrides or {})}
+    return {**defaults, **{key: value for key, value in given.items() if key in defaults}}
 
 
-def measure(card, model, limit=None, iwae_samples=None, probe=None):
-    """Every metric the card's family records, on the test split (first `limit` images if given)."""
-    test_images, test_labels = card_images(card, "test", limit)
-    metrics = reconstruction_metrics(model, test_images)
-    if isinstance(model, DenoisingAutoencoder):
-        metrics.update(denoising_metrics(model, test_images))
-    if isinstance(model, SparseAutoencoder):
-        metrics.update(sparsity_metrics(model, test_images))
-    if isinstance(model, VAE):
-        samples = iwae_samples or card.get("evaluation", {}).get("iwae_samples", 100)
-        test_set = binarized(test_images, seed=0) if card["data"].get("binarize") else test_images
-        metrics.update(vae_bounds(model, test_set, samples=samples))
+def measure(card, model, limit=None, probe=None, data_dir=None, **settings):
+    """Every metric the model's family records, on the card's test split (the first `limit` examples if given).
+
+    Args:
+        card: the model's card (its `data` section says which dataset and how it was prepared).
+        model: a keras_ae model; its class's `measure` adds the family's own metrics.
+        limit: measure only the first `limit` test examples.
+        probe: fit a linear probe on train-split codes (default: the card's `evaluation.linear_probe`).
+        settings: family settings (e.g. `iwae_samples=200` for a VAE), over the card's.
+    """
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive number of test examples; got {limit!r}.")
+    images, labels = split_arrays(card, "test", limit, data_dir=data_dir)
+    mode = EVALUATION_BINARIZATION[card["data"].get("binarize")]
+    inputs = split_arrays(card, "test", limit, binarize=mode, data_dir=data_dir)[0] if mode else images
+    metrics = model.measure(images, inputs, **evaluation_settings(card, model, settings))
     if probe if probe is not None else card.get("evaluation", {}).get("linear_probe", False):
-        train_images, train_labels = card_images(card, "train")
-        metrics["linear_probe_accuracy"] = linear_probe(
-            codes(model, train_images), train_labels, codes(model, test_images), test_labels
-        )
-    metrics["test_examples"] = len(test_images)
+        train_images, train_labels = split_arrays(card, "train", data_dir=data_dir)
+        metrics["linear_probe_accuracy"] = linear_probe(codes(model, train_images), train_labels, codes(model, images), labels)
+    metrics["test_examples"] = len(images)
     return metrics
-
-
-def write_metrics(name, model=None):
-    """Measure a zoo entry on the full test split and write the numbers into its card."""
-    card = cards.model_card(name)
-    model = model or cards.load(name)
-    card["metrics"] = {
-        **{key: round(value, 5) if isinstance(value, float) else value for key, value in measure(card, model).items()},
-        "command": f"KERAS_AE_DATA=../shared/data python scripts/evaluate_zoo.py {name}",
-    }
-    cards.write_card(card)
-    print(f"{name}: {card['metrics']}", flush=True)
-    return card["metrics"]

@@ -49,17 +49,17 @@ def clamp_log_variance(z_log_var):
 
 
 def gaussian_kl_divergence(z_mean, z_log_var):
-    """KL(N(z_mean, exp(z_log_var)) || N(0, I)) summed over latent dimensions."""
-    z_mean = ops.cast(z_mean, "float32")
-    z_log_var = clamp_log_variance(z_log_var)
+    """KL(N(z_mean, exp(z_log_var)) || N(0, I)) summed over latent dimensions (of a vector or a feature-map code)."""
+    z_mean = _flatten_per_example(z_mean)
+    z_log_var = clamp_log_variance(_flatten_per_example(z_log_var))
     return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
 
 
 def gaussian_log_density(z, mean, log_var):
-    """log N(z; mean, exp(log_var)) summed over the last axis."""
-    z = ops.cast(z, "float32")
-    mean = ops.cast(mean, "float32")
-    log_var = clamp_log_variance(log_var)
+    """log N(z; mean, exp(log_var)) summed over all but the batch axis."""
+    z = _flatten_per_example(z)
+    mean = _flatten_per_example(mean)
+    log_var = clamp_log_variance(_flatten_per_example(log_var))
     return -0.5 * ops.sum(
         math.log(2 * math.pi) + log_var + ops.square(z - mean) * ops.exp(-log_var), axis=-1
     )

@@ -10,6 +10,7 @@ The classic single-hidden-layer autoencoder, 784 -> 32 (relu) -> 784 (sigmoid):
     keras_ae.Autoencoder(*keras_ae.networks.dense((784,), 32))
 """
 
+import functools
 import math
 
 import keras
@@ -33,12 +34,13 @@ def _hidden(x, units_or_filters, layer_factory, activation, batch_norm, dropout,
     return x
 
 
-def _latent_heads(x, latent_dim, variational, code_activation, kernel_regularizer):
+def _latent_heads(x, latent_dim, variational, code_activation, kernel_regularizer, head=layers.Dense):
+    """The code layer(s): `head` is Dense for a vector code, a 1x1 convolution for a feature-map code."""
     if variational:
-        z_mean = layers.Dense(latent_dim, name="z_mean")(x)
-        z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+        z_mean = head(latent_dim, name="z_mean")(x)
+        z_log_var = head(latent_dim, name="z_log_var")(x)
         return [z_mean, z_log_var]
-    return layers.Dense(latent_dim, activation=code_activation, kernel_regularizer=kernel_regularizer, name="code")(x)
+    return head(latent_dim, activation=code_activation, kernel_regularizer=kernel_regularizer, name="code")(x)
 
 
 def dense(
@@ -108,16 +110,19 @@ def conv(
     batch_norm=False,
     kernel_regularizer=None,
     variational=False,
+    spatial_code=False,
 ):
     """Convolutional encoder (strided convolutions) and its transposed-convolution mirror.
 
     Args:
         input_shape: `(height, width, channels)`; height and width must divide by `strides ** len(filters)`.
-        latent_dim: size of the code.
+        latent_dim: size of the code, or with `spatial_code` its channels.
         filters: encoder convolution widths, outermost first.
         kernel_size, strides: of every convolution.
-        dense_units: optional dense layer between the flattened features and the code.
+        dense_units: optional dense layer between the flattened features and a vector code.
         activation, code_activation, output_activation, batch_norm, kernel_regularizer, variational: as in `dense`.
+        spatial_code: the code is a feature map `(height / r, width / r, latent_dim)` (r = `strides ** len(filters)`,
+            a 1x1 convolution of the last features) instead of a vector.
     """
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
@@ -144,19 +149,28 @@ def conv(
     def dense_layer(units, act, name):
         return layers.Dense(units, activation=act, kernel_regularizer=regularizer, name=name)
 
+    def pointwise_layer(width, act, name):
+        return layers.Conv2D(width, 1, activation=act, kernel_regularizer=regularizer, name=name)
+
     inputs = keras.Input(input_shape, name="x")
     x = inputs
     for index, width_ in enumerate(filters):
         x = _hidden(x, width_, conv_layer, activation, batch_norm, 0.0, f"encoder_conv_{index}")
-    x = layers.Flatten(name="flatten")(x)
-    if dense_units:
-        x = _hidden(x, dense_units, dense_layer, activation, batch_norm, 0.0, "encoder_dense")
-    encoder = keras.Model(inputs, _latent_heads(x, latent_dim, variational, code_activation, regularizer), name="encoder")
+    if not spatial_code:
+        x = layers.Flatten(name="flatten")(x)
+        if dense_units:
+            x = _hidden(x, dense_units, dense_layer, activation, batch_norm, 0.0, "encoder_dense")
+    head = functools.partial(layers.Conv2D, kernel_size=1) if spatial_code else layers.Dense
+    encoder = keras.Model(inputs, _latent_heads(x, latent_dim, variational, code_activation, regularizer, head), name="encoder")
 
     feature_shape = (height // reduction, width // reduction, filters[-1])
-    code = keras.Input((latent_dim,), name="z")
-    x = _hidden(code, math.prod(feature_shape), dense_layer, activation, batch_norm, 0.0, "decoder_dense")
-    x = layers.Reshape(feature_shape, name="decoder_reshape")(x)
+    if spatial_code:
+        code = keras.Input((*feature_shape[:2], latent_dim), name="z")
+        x = _hidden(code, filters[-1], pointwise_layer, activation, batch_norm, 0.0, "decoder_pointwise")
+    else:
+        code = keras.Input((latent_dim,), name="z")
+        x = _hidden(code, math.prod(feature_shape), dense_layer, activation, batch_norm, 0.0, "decoder_dense")
+        x = layers.Reshape(feature_shape, name="decoder_reshape")(x)
     for index, width_ in enumerate(reversed(filters)):
         x = _hidden(x, width_, transposed_layer, activation, batch_norm, 0.0, f"decoder_conv_transpose_{index}")
     outputs = layers.Conv2D(

@@ -1,8 +1,11 @@
-"""One training entry point for the zoo scripts and the command: card recipe + strategy -> fit."""
+"""One training path for the zoo scripts and the command: card recipe + strategy -> fit -> a finished preset folder."""
 
+import datetime
 import json
 import os
+import platform
 import time
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -83,14 +86,13 @@ def train(
     strategy = resolve_strategy(strategy)
     keras.utils.set_random_seed(recipe.get("seed", 0))
     keras.mixed_precision.set_dtype_policy(precision)
+    splits = {"train": train_split or spec["train_split"], "validation": validation_split or spec["test_split"]}
     pipeline = dict(
         binarize=spec.get("binarize"), flatten=spec.get("flatten", False), seed=recipe.get("seed", 0), data_dir=data_dir
     )
-    train_data = data.load(spec["dataset"], split=train_split or spec["train_split"], batch_size=batch_size, **pipeline)
-    validation_data = data.load(
-        spec["dataset"], split=validation_split or spec["test_split"], batch_size=batch_size, shuffle=False, **pipeline
-    )
-    steps_per_epoch = int(train_data.cardinality())
+    examples_per_epoch = data.count(spec["dataset"], splits["train"], data_dir=data_dir)
+    steps_per_epoch = -(-examples_per_epoch // batch_size)
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     steps_per_execution = recipe.get("steps_per_execution", 1)
     if strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
         steps_per_execution = 1  # keras-team/keras#19246: multi-step execution fails under multi-replica strategies.
@@ -99,27 +101,29 @@ def train(
         model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
         model.optimizer.build(model.trainable_weights)
     callbacks = list(callbacks)
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     if backup_dir:
         worker = strategy.cluster_resolver.task_id if multi_worker else 0
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir) if worker == 0 else f"{backup_dir}/worker-{worker}"))
-    examples_per_epoch = count_examples(train_data)
     start = time.perf_counter()
     if multi_worker:
-
-        def data_fn(split, shuffle, context):
-            return data.load(
-                spec["dataset"], split=split, batch_size=context.get_per_replica_batch_size(batch_size),
-                shuffle=shuffle, input_context=context, drop_remainder=True, **pipeline,
+        # Every worker runs the same number of whole global batches, so their collectives line up.
+        distributed = {
+            role: data.distribute(
+                strategy, spec["dataset"], batch_size, split=split, shuffle=role == "train", drop_remainder=True, **pipeline
             )
-
+            for role, split in splits.items()
+        }
         history = fit_distributed(
-            model, strategy, data_fn=data_fn,
-            train_split=train_split or spec["train_split"], validation_split=validation_split or spec["test_split"],
-            steps=examples_per_epoch // batch_size, validation_steps=count_examples(validation_data) // batch_size,
+            model, strategy, distributed["train"], distributed["validation"],
+            steps=examples_per_epoch // batch_size,
+            validation_steps=data.count(spec["dataset"], splits["validation"], data_dir=data_dir) // batch_size,
             epochs=epochs, callbacks=callbacks, verbose=verbose,
         )
     else:
+        train_data, validation_data = (
+            data.load(spec["dataset"], split=split, batch_size=batch_size, shuffle=role == "train", **pipeline)
+            for role, split in splits.items()
+        )
         history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
     wall_time = time.perf_counter() - start
     stats = {
@@ -130,24 +134,40 @@ def train(
         "strategy": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,
         "precision": precision,
+        "hardware": hardware(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "date": datetime.date.today().isoformat(),
+        "final_losses": {key: round(float(values[-1]), 4) for key, values in history.history.items()},
     }
     return model, history, stats
 
 
-def count_examples(dataset):
-    """Examples in one pass of a batched dataset."""
-    return int(dataset.reduce(0, lambda count, batch: count + tf.shape(tf.nest.flatten(batch)[0])[0]))
+def hardware():
+    """The machine in a few words, for a card's training record."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, " + (f"{len(gpus)} GPU" if gpus else "no GPU")
 
 
-def fit_distributed(model, strategy, data_fn, train_split, validation_split, steps, validation_steps, epochs, callbacks, verbose):
+def finish(model, card, history, stats, folder):
+    """Write a finished training run as a preset folder: the weights, the card with its training record, the curves.
+
+    Returns the card as written; `keras_ae.load(folder)` loads the model back.
+    """
+    from keras_ae import plot
+
+    card = cards.save_preset(model, folder, {**card, "training": stats})
+    plot.training_curves(history, Path(folder) / "training_curves.png")
+    return card
+
+
+def fit_distributed(model, strategy, train_data, validation_data, steps, validation_steps, epochs, callbacks, verbose):
     """`fit` for strategies where Keras' own fails (MultiWorkerMirroredStrategy, keras-team/keras#20585).
 
-    Calls the model's own `train_step`/`test_step` through `strategy.run` over
-    `distribute_datasets_from_function`, a fixed number of steps per epoch so every worker
-    runs the same collectives, and drives the usual Keras callbacks.
+    Calls the model's own `train_step`/`test_step` through `strategy.run` over distributed datasets
+    (`keras_ae.data.distribute`), a fixed number of steps per epoch so every worker runs the same
+    collectives, and drives the usual Keras callbacks.
     """
-    train_data = strategy.distribute_datasets_from_function(lambda context: data_fn(train_split, True, context))
-    validation_data = strategy.distribute_datasets_from_function(lambda context: data_fn(validation_split, False, context))
 
     @tf.function
     def train_step(batch):

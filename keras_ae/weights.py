@@ -1,4 +1,4 @@
-"""Where weights come from: the user cache, the copy bundled with the package, or a URL; sha256 always."""
+"""Where weight files come from: the user cache, the copy bundled with the package, a URL or the Hugging Face Hub; sha256 always."""
 
 import hashlib
 import http.client
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import keras
 
-ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Installed from a wheel, the zoo ships inside the package; in a checkout it is the top-level zoo/ folder.
+ZOO_DIR = next((folder for folder in (PACKAGE_DIR / "zoo", PACKAGE_DIR.parent / "zoo") if folder.is_dir()), PACKAGE_DIR / "zoo")
 
 
 class ChecksumError(ValueError):
@@ -33,7 +35,9 @@ def sha256(path):
 
 
 def verify(path, expected_sha256):
-    """Raise ChecksumError unless `path` hashes to `expected_sha256`."""
+    """Raise ChecksumError unless `path` hashes to `expected_sha256`; return `path`."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"No weights file at {path}.")
     actual = sha256(path)
     if actual != expected_sha256:
         raise ChecksumError(f"{path}: sha256 is {actual}, the card expects {expected_sha256}. The file was not loaded.")
@@ -99,7 +103,7 @@ def _fetch(url, temporary, timeout, progress):
 
 
 def download(url, destination, expected_sha256, timeout=30, retries=2, progress=False):
-    """Fetch `url` to `destination`; the file appears only once its sha256 is verified.
+    """Fetch `url` to `destination`; the file appears only once whole and, unless `expected_sha256` is None, verified.
 
     Server errors (5xx), time-outs, dropped connections and hash mismatches are retried
     `retries` times; other HTTP errors (404) fail at once.
@@ -107,7 +111,8 @@ def download(url, destination, expected_sha256, timeout=30, retries=2, progress=
 
     def fetch_verified(temporary):
         _fetch(url, temporary, timeout, progress)
-        verify(temporary, expected_sha256)
+        if expected_sha256 is not None:
+            verify(temporary, expected_sha256)
 
     check_writable(Path(destination).parent)
     last_error = None
@@ -146,40 +151,55 @@ def source_url(card, mirror=None):
     return card["weights"].get("url")
 
 
-def resolve(card, mirror=None, progress=False):
-    """Path of a card's verified weights: user cache, then the bundled copy, then a download into the cache.
+def resolve(card, mirror=None, into_cache=False, progress=False):
+    """Path of a zoo card's verified weights, from the first source that has them.
 
-    Args:
-        card: a zoo card dict.
-        mirror: base URL holding `<name>/<file>`; default `$KERAS_AE_MIRROR`, else the card's URL.
+    The order: the user cache, the bundled copy (skipped when a `mirror` is named), a download into
+    the cache from `mirror` (default `$KERAS_AE_MIRROR`, else the card's URL). With `into_cache`,
+    a bundled copy is copied into the cache and the cached path returned.
     """
-    entry = card["weights"]
+    expected = card["weights"]["sha256"]
     cached, bundled = locations(card)
-    for candidate in (cached, bundled):
-        if candidate.exists():
-            return verify(candidate, entry["sha256"])
+    if cached.exists():
+        return verify(cached, expected)
+    if bundled.exists() and not mirror:
+        verify(bundled, expected)
+        return atomic_copy(lambda temporary: shutil.copyfile(bundled, temporary), cached) if into_cache else bundled
     url = source_url(card, mirror)
     if not url:
         raise FileNotFoundError(
             f"No weights for {card['name']!r}: not in the cache ({cached}), not bundled ({bundled}), and the card has no URL."
         )
-    return download(url, cached, entry["sha256"], progress=progress)
+    return download(url, cached, expected, progress=progress)
 
 
 def fill_cache(card, mirror=None):
-    """Put a card's verified weights into the user cache: a copy of the bundled file, else a download."""
+    """Put a zoo card's verified weights into the user cache (as `resolve` finds them); return what was done."""
     cached, bundled = locations(card)
     if cached.exists():
-        verify(cached, card["weights"]["sha256"])
-        return f"{card['name']}: already cached at {cached}"
-    if bundled.exists() and not mirror:
-        verify(bundled, card["weights"]["sha256"])
-        atomic_copy(lambda temporary: shutil.copyfile(bundled, temporary), cached)
-        return f"{card['name']}: copied the bundled weights to {cached}"
-    url = source_url(card, mirror)
-    if not url:
-        raise FileNotFoundError(f"{card['name']}: no bundled weights and no URL to download them from.")
-    return f"{card['name']}: downloaded to {download(url, cached, card['weights']['sha256'], progress=True)}"
+        return f"{card['name']}: already cached at {verify(cached, card['weights']['sha256'])}"
+    how = "copied the bundled weights to" if bundled.exists() and not mirror else "downloaded to"
+    return f"{card['name']}: {how} {resolve(card, mirror, into_cache=True, progress=True)}"
+
+
+def url_cache_folder(url):
+    """The cache folder of a preset downloaded from `url`: `$KERAS_AE_HOME/presets/<sha256 of the URL, 16 digits>`."""
+    return cache_dir() / "presets" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def hub_file(repo_id, file_name, revision=None):
+    """Local path of one file of a Hugging Face Hub repository, through `huggingface_hub`'s own download and cache."""
+    try:
+        import huggingface_hub
+        from huggingface_hub import errors
+    except ImportError:
+        raise ImportError("hf:// sources need the huggingface_hub package: pip install huggingface_hub") from None
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo_id, file_name, revision=revision))
+    except (errors.HfHubHTTPError, errors.EntryNotFoundError, errors.LocalEntryNotFoundError) as error:
+        where = f"hf://{repo_id}{'@' + revision if revision else ''}"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise FileNotFoundError(f"{where}: could not get {file_name} ({type(error).__name__}: {first_line})") from None
 
 
 def check_cache(card):

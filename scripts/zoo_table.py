@@ -1,4 +1,4 @@
-"""Print the zoo as a markdown table, every number read from the cards (which the training and evaluation scripts wrote).
+"""Print the zoo as a markdown table, every number read from the cards; each family says which columns it adds.
 
     python scripts/zoo_table.py
 """
@@ -6,25 +6,21 @@
 from keras_ae import cards
 
 
-def cell(metrics, key, digits):
-    value = metrics.get(key)
-    return "" if value is None else f"{value:.{digits}f}"
-
-
 def main():
-    print("| entry | model | data | MSE/pixel | PSNR dB | denoising PSNR dB (noisy -> out) | sparsity (mean / near-zero) "
-          "| -ELBO nats | NLL nats (IWAE k) | linear probe | train time |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for name in cards.list_models():
-        card = cards.model_card(name)
+    entries = [(name, cards.model_card(name)) for name in cards.list_models()]
+    columns = {}
+    for _, card in entries:
+        columns.update(cards.model_class(card).card_columns())
+    headings = ["entry", "model", "data", *columns, "linear probe", "train time"]
+    print("| " + " | ".join(headings) + " |")
+    print("|" + "---|" * len(headings))
+    for name, card in entries:
         metrics, training = card.get("metrics", {}), card.get("training", {})
-        denoise = f"{cell(metrics, 'psnr_noisy_db', 2)} -> {cell(metrics, 'psnr_denoised_db', 2)} ({metrics['noise']})" if "noise" in metrics else ""
-        sparse = f"{cell(metrics, 'mean_code_activation', 3)} / {cell(metrics, 'near_zero_code_fraction', 3)}" if "mean_code_activation" in metrics else ""
-        nll = f"{cell(metrics, 'iwae_nll_nats', 2)} (k={metrics['iwae_samples']})" if "iwae_nll_nats" in metrics else ""
+        own = cards.model_class(card).card_columns()
+        cells = [own[heading](metrics) if heading in own else "" for heading in columns]
+        probe = f"{metrics['linear_probe_accuracy']:.4f}" if "linear_probe_accuracy" in metrics else ""
         cost = f"{training['epochs']} ep, {training['wall_time_seconds'] / 60:.1f} min" if training else "not trained"
-        print(f"| `{name}` | {card['model']['class_name']} | {card['data']['dataset']} | {cell(metrics, 'reconstruction_mse', 4)} "
-              f"| {cell(metrics, 'psnr_db', 2)} | {denoise} | {sparse} | {cell(metrics, 'negative_elbo_nats', 2)} | {nll} "
-              f"| {cell(metrics, 'linear_probe_accuracy', 4)} | {cost} |")
+        print("| " + " | ".join([f"`{name}`", card["model"]["class_name"], card["data"]["dataset"], *cells, probe, cost]) + " |")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,29 @@ def run(capsys, *argv):
     return code, captured.out, captured.err
 
 
+def keras_ae_command(*argv, environment=None):
+    """The installed console script, in an environment without the tests' TF_CPP_MIN_LOG_LEVEL."""
+    environment = environment or {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run(["keras-ae", *argv], capture_output=True, text=True, timeout=300, env=environment)
+
+
 def test_console_script_help_and_one_line_errors():
-    for argv in (["--help"], ["train", "--help"], ["download", "--help"]):
-        assert subprocess.run(["keras-ae", *argv], capture_output=True, timeout=300).returncode == 0
-    result = subprocess.run(["keras-ae", "info", "no_such_model"], capture_output=True, text=True, timeout=300)
+    for argv in (["--help"], ["train", "--help"], ["download", "--help"], ["gallery", "--help"]):
+        assert keras_ae_command(*argv).returncode == 0
+    result = keras_ae_command("info", "no_such_model")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("keras-ae info: error: Unknown zoo model 'no_such_model'")
-    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("keras-ae info: error: Unknown model source 'no_such_model'")
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_the_command_prints_no_tensorflow_log_lines_unless_asked(tmp_path):
+    quiet = keras_ae_command("export", "ae_mnist", str(tmp_path / "quiet"))
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert quiet.stdout.strip() == f"wrote {tmp_path / 'quiet'}"
+    verbose = keras_ae_command("--verbose", "export", "ae_mnist", str(tmp_path / "verbose"))
+    assert verbose.returncode == 0 and "oneDNN" in verbose.stderr
+    own_level = keras_ae_command("list", environment={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert own_level.returncode == 0 and "oneDNN" in own_level.stderr
 
 
 def test_list_and_info(capsys):
@@ -49,7 +65,8 @@ def test_sample_reconstruct_export_evaluate(capsys, tmp_path, data_root):
     assert run(capsys, "sample", "vae_mnist", "-n", "8", "--out", str(tmp_path / "s.png"))[0] == 0
     assert (tmp_path / "s.png").exists()
     code, _, err = run(capsys, "sample", "ae_mnist", "--out", str(tmp_path / "no.png"))
-    assert code == 2 and "only VAE entries can sample" in err
+    assert code == 2 and "ae_mnist (Autoencoder) does not support `keras-ae sample`" in err
+    assert not (tmp_path / "no.png").exists()
     images, _ = __import__("keras_ae").data.bundled_sample("mnist")
     np.save(tmp_path / "digits.npy", (images[:4, ..., 0] * 255).astype("uint8"))
     assert run(capsys, "reconstruct", "conv_ae_mnist", str(tmp_path / "digits.npy"), "--out", str(tmp_path / "r.png"))[0] == 0

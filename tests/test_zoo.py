@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,7 +58,7 @@ def test_entry_loads_and_remeasures_its_card_on_real_test_images(name, data_root
 def test_unknown_names_list_close_matches():
     with pytest.raises(ValueError, match="Close matches: \\['vae_mnist'"):
         keras_ae.load("vae_mnsit")
-    with pytest.raises(ValueError, match="Unknown zoo model '../vae_mnist'"):
+    with pytest.raises(ValueError, match="Unknown model source '../vae_mnist': no such folder"):
         keras_ae.model_card("../vae_mnist")
 
 
@@ -82,9 +84,16 @@ def test_wheel_installs_and_loads_offline_outside_the_checkout(tmp_path):
     )
     wheel = next((tmp_path / "dist").glob("keras_ae-*.whl"))
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True, timeout=600)
+    # The new venv sees this interpreter's packages (TensorFlow...) through a path file, whether this
+    # interpreter is a system Python or itself a venv (--system-site-packages would reach only the base
+    # interpreter). Path files inside those folders are not run, so the checkout's editable keras_ae stays out.
+    outer = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    inner = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    (Path(inner) / "outer_environment.pth").write_text("\n".join(sorted(outer)) + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)], check=True, capture_output=True, timeout=600)
     script = (
         "import socket, sys\n"
         "def refuse(*args, **kwargs): raise OSError('network used')\n"

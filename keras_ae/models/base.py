@@ -1,4 +1,13 @@
-"""What every autoencoder shares: encode/decode/call, the train and test steps, trackers, input checks, config."""
+"""What every autoencoder shares, and the hooks through which a family says what is special about it.
+
+Shared: encode/decode/call, the train and test steps, trackers, input checks, config.
+Hooks a family fills in (every other module asks the class, never checks its type):
+`measure` (its metrics), `headline` and `card_columns` (how its numbers read), `export_endpoints`
+(its SavedModel signatures), `draw` (its pictures) and `verbs` (the keras-ae commands it supports).
+"""
+
+import copy
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -28,6 +37,12 @@ def scale_for_replicas(loss):
     return loss / replicas if replicas > 1 else loss
 
 
+def metric_text(metrics, key, digits):
+    """A card metric formatted with `digits` decimals, or "" where the card lacks it."""
+    value = metrics.get(key)
+    return "" if value is None else f"{value:.{digits}f}"
+
+
 class BaseAutoencoder(keras.Model):
     """An encoder, a decoder and an objective; subclasses define the objective in `loss_terms`.
 
@@ -38,6 +53,10 @@ class BaseAutoencoder(keras.Model):
     """
 
     metric_names = ("loss",)
+    #: keras-ae commands that work on this family (`keras-ae sample` only where the family samples).
+    verbs = ("info", "evaluate", "export", "reconstruct")
+    #: Settings of a card's `evaluation` section that `measure` takes, with their defaults.
+    evaluation_defaults = {}
 
     def __init__(self, encoder, decoder, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -64,6 +83,11 @@ class BaseAutoencoder(keras.Model):
         return tuple(self.encoder.inputs[0].shape[1:])
 
     @property
+    def code_shape(self):
+        """Shape of one code, read from the decoder's input: a vector or, e.g., a feature map."""
+        return tuple(self.decoder.inputs[0].shape[1:])
+
+    @property
     def metrics(self):
         return list(self.trackers.values())
 
@@ -78,7 +102,7 @@ class BaseAutoencoder(keras.Model):
 
     def check_code(self, z):
         """Validate a batch of codes against the decoder's input spec, as `check_input` does for inputs."""
-        return self._check_batch(z, tuple(self.decoder.inputs[0].shape[1:]), "codes")
+        return self._check_batch(z, self.code_shape, "codes")
 
     def _check_batch(self, x, expected, what):
         name = type(self).__name__
@@ -139,9 +163,9 @@ class BaseAutoencoder(keras.Model):
     def interpolate(self, x_start, x_end, steps=8):
         """Decode `steps` evenly spaced points between the codes of two batches; shape (batch, steps, *input)."""
         start, end = self.embed(x_start), self.embed(x_end)
-        weights = ops.reshape(ops.linspace(0.0, 1.0, steps), (1, steps, 1))
+        weights = ops.reshape(ops.linspace(0.0, 1.0, steps), (1, steps) + (1,) * len(self.code_shape))
         path = ops.expand_dims(start, 1) * (1.0 - weights) + ops.expand_dims(end, 1) * weights
-        decoded = self.decode(ops.reshape(path, (-1, ops.shape(start)[-1])))
+        decoded = self.decode(ops.reshape(path, (-1, *self.code_shape)))
         return ops.reshape(decoded, (-1, steps, *self.input_shape_per_example))
 
     def anomaly_score(self, x):
@@ -184,6 +208,50 @@ class BaseAutoencoder(keras.Model):
         terms, batch_size = self.compute_step(data, training=False)
         return self.update_trackers(terms, batch_size)
 
+    # --- What a family declares: its metrics, how they read, its signatures, its pictures ---------------------------
+
+    def measure(self, images, inputs):
+        """This family's metrics on a test set, as a flat dict of numbers (and short strings).
+
+        Args:
+            images: clean test examples, shaped for the model, floats in the data's range.
+            inputs: the same examples as the model saw them in training (binarized where its card binarizes).
+            Subclasses may take keyword settings, named with defaults in `evaluation_defaults`.
+        """
+        from keras_ae.evaluate import reconstruction_metrics
+
+        return reconstruction_metrics(self, images)
+
+    @classmethod
+    def headline(cls, metrics):
+        """One short phrase of this family's headline numbers, for listings and the demo."""
+        return f"PSNR {metrics['psnr_db']:.2f} dB" if "psnr_db" in metrics else "not measured"
+
+    @classmethod
+    def card_columns(cls):
+        """{column heading: function of a card's metrics -> cell text} for the zoo table."""
+        return {
+            "MSE/pixel": lambda metrics: metric_text(metrics, "reconstruction_mse", 4),
+            "PSNR dB": lambda metrics: metric_text(metrics, "psnr_db", 2),
+        }
+
+    def export_endpoints(self):
+        """{name: (function, input signature)} that `keras_ae.export` writes into a SavedModel."""
+        x = tf.TensorSpec([None, *self.input_shape_per_example], tf.float32, name="x")
+        z = tf.TensorSpec([None, *self.code_shape], tf.float32, name="z")
+        return {
+            "serve": (lambda x: self(x, training=False), [x]),
+            "encode": (lambda x: self.encode(x), [x]),
+            "decode": (lambda z: self.decode(z), [z]),
+            "anomaly_score": (lambda x: self.anomaly_score(x), [x]),
+        }
+
+    def draw(self, images, labels, folder, name):
+        """Write this family's pictures of `images` into `folder`; return {title: path}."""
+        from keras_ae import plot
+
+        return {"Reconstructions": plot.reconstructions(self, images, Path(folder) / f"{name}_reconstructions.png")}
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -197,5 +265,6 @@ class BaseAutoencoder(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         for role in ("encoder", "decoder"):
-            config[role] = keras.saving.deserialize_keras_object(config[role])
+            # A copy: Keras' deserialization empties the dict it is given, which may be a card's.
+            config[role] = keras.saving.deserialize_keras_object(copy.deepcopy(config[role]))
         return cls(**config)

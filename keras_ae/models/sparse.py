@@ -1,11 +1,12 @@
 """Sparse autoencoder: reconstruction plus a sparsity penalty on the code activations."""
 
 import keras
+import numpy as np
 from keras import ops
 
-from keras_ae import losses
+from keras_ae import evaluate, losses
 from keras_ae.models.autoencoder import Autoencoder
-from keras_ae.models.base import check_choice
+from keras_ae.models.base import check_choice, metric_text
 
 SPARSITY_KINDS = ("l1", "kl")
 
@@ -49,6 +50,24 @@ class SparseAutoencoder(Autoencoder):
             "sparsity_loss": sparsity,
             "mean_activation": ops.mean(ops.abs(ops.cast(code, "float32")), axis=-1),
         }
+
+    def measure(self, images, inputs):
+        """Reconstruction metrics, plus the mean |code| and the fraction of code values below `evaluate.NEAR_ZERO`."""
+        activations = np.abs(evaluate.codes(self, images))
+        return {
+            **super().measure(images, inputs),
+            "mean_code_activation": float(activations.mean()),
+            "near_zero_code_fraction": float(np.mean(activations < evaluate.NEAR_ZERO)),
+        }
+
+    @classmethod
+    def card_columns(cls):
+        def sparsity(metrics):
+            if "mean_code_activation" not in metrics:
+                return ""
+            return f"{metric_text(metrics, 'mean_code_activation', 3)} / {metric_text(metrics, 'near_zero_code_fraction', 3)}"
+
+        return {**super().card_columns(), "sparsity (mean / near-zero)": sparsity}
 
     def get_config(self):
         return {

@@ -1,10 +1,15 @@
 """Variational autoencoder: reparameterised sampling, KL term, beta and KL warm-up."""
 
+import math
+from pathlib import Path
+
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
-from keras_ae import losses
-from keras_ae.models.base import BaseAutoencoder, check_choice
+from keras_ae import evaluate, losses
+from keras_ae.models.base import BaseAutoencoder, check_choice, metric_text
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -27,6 +32,8 @@ class VAE(BaseAutoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss", "kl_loss")
+    verbs = BaseAutoencoder.verbs + ("sample",)
+    evaluation_defaults = {"iwae_samples": 100, "bound_seed": 0}
 
     def __init__(
         self, encoder, decoder, likelihood="bernoulli", beta=1.0, kl_warmup_steps=0, observation_scale=1.0, **kwargs
@@ -50,7 +57,7 @@ class VAE(BaseAutoencoder):
 
     @property
     def latent_dim(self):
-        return self.decoder.inputs[0].shape[-1]
+        return self.code_shape[-1]
 
     def current_beta(self):
         """Beta after warm-up: `beta * min(1, steps / kl_warmup_steps)`."""
@@ -99,14 +106,100 @@ class VAE(BaseAutoencoder):
         z = self.reparameterize(z_mean, z_log_var, seed=seed)
         return self.negative_log_likelihood(x, self.decoder(z)) + losses.gaussian_kl_divergence(z_mean, z_log_var)
 
+    def importance_weighted_bound(self, x, samples=100, seed=0):
+        """Per-example importance-weighted upper bound on -log p(x) in nats (Burda et al. 2015), `samples` draws each.
+
+        It tightens towards -log p(x) as `samples` grows; with one sample it is the negative ELBO.
+        """
+        x = self.check_input(x)
+        z_mean, z_log_var = self.encoder(x)
+        z_mean, z_log_var = ops.cast(z_mean, "float32"), losses.clamp_log_variance(z_log_var)
+        repeat = lambda tensor: ops.repeat(tensor, samples, axis=0)  # noqa: E731
+        mean_k, log_var_k, x_k = repeat(z_mean), repeat(z_log_var), repeat(x)
+        z_k = self.reparameterize(mean_k, log_var_k, seed=seed)
+        log_weights = (
+            -self.negative_log_likelihood(x_k, self.decoder(z_k))
+            + losses.gaussian_log_density(z_k, ops.zeros_like(z_k), ops.zeros_like(z_k))
+            - losses.gaussian_log_density(z_k, mean_k, log_var_k)
+        )
+        log_weights = tf.reshape(tf.cast(log_weights, tf.float64), (-1, samples))
+        return -(tf.reduce_logsumexp(log_weights, axis=1) - math.log(samples))
+
     def anomaly_score(self, x):
         """Per-example negative ELBO."""
         return self.negative_elbo(x)
 
     def sample(self, n, seed=None):
         """Decode `n` draws from the prior; returns likelihood means."""
-        z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator if seed is None else seed)
+        z = keras.random.normal((n, *self.code_shape), seed=self.seed_generator if seed is None else seed)
         return self.decode(z)
+
+    # --- The family's measures, signatures and pictures --------------------------------------------------------------
+
+    def measure(self, images, inputs, iwae_samples=100, bound_seed=0, batch_size=50):
+        """Reconstruction metrics, the test negative ELBO (one draw) and the importance-weighted bound, in nats.
+
+        The bounds are computed on `inputs` (the binarized test set where the card binarizes); `iwae_samples=0`
+        skips the importance-weighted bound. Draws are seeded per batch of `batch_size`, so a prefix of the
+        test set re-measures to the same numbers.
+        """
+        metrics = super().measure(images, inputs)
+        elbos, bounds = [], []
+        for index, batch in enumerate(evaluate.batches(inputs, batch_size)):
+            elbos.append(np.asarray(self.negative_elbo(batch, seed=bound_seed * 100_003 + index)))
+            if iwae_samples:
+                bounds.append(np.asarray(self.importance_weighted_bound(batch, iwae_samples, bound_seed * 100_003 + index + 50_000)))
+        metrics["negative_elbo_nats"] = float(np.concatenate(elbos).mean())
+        if iwae_samples:
+            metrics.update(iwae_nll_nats=float(np.concatenate(bounds).mean()), iwae_samples=iwae_samples)
+        return metrics
+
+    @classmethod
+    def headline(cls, metrics):
+        if "iwae_nll_nats" in metrics:
+            return f"NLL {metrics['iwae_nll_nats']:.2f} nats (IWAE k={metrics['iwae_samples']})"
+        if "negative_elbo_nats" in metrics:
+            return f"negative ELBO {metrics['negative_elbo_nats']:.2f} nats"
+        return super().headline(metrics)
+
+    @classmethod
+    def card_columns(cls):
+        def bound(metrics):
+            return f"{metric_text(metrics, 'iwae_nll_nats', 2)} (k={metrics['iwae_samples']})" if "iwae_nll_nats" in metrics else ""
+
+        return {
+            **super().card_columns(),
+            "-ELBO nats": lambda metrics: metric_text(metrics, "negative_elbo_nats", 2),
+            "NLL nats (IWAE k)": bound,
+        }
+
+    def export_endpoints(self):
+        """The common endpoints, `encode` returning `z_mean` and `z_log_var`, and `sample(count, seed)`."""
+        endpoints = super().export_endpoints()
+        signature = endpoints["encode"][1]
+
+        def sample(count, seed):
+            z = tf.random.stateless_normal(tf.concat([[count], self.code_shape], axis=0), seed=tf.stack([seed, 0]))
+            return self.decode(z)
+
+        endpoints["encode"] = (lambda x: dict(zip(("z_mean", "z_log_var"), self.encode(x))), signature)
+        endpoints["sample"] = (sample, [tf.TensorSpec([], tf.int32, name="count"), tf.TensorSpec([], tf.int32, name="seed")])
+        return endpoints
+
+    def draw(self, images, labels, folder, name):
+        """Reconstructions, samples from the prior, interpolations, and for a 2-D code its manifold and scatter."""
+        from keras_ae import plot
+
+        folder = Path(folder)
+        pictures = {
+            **super().draw(images, labels, folder, name),
+            "Samples": plot.samples(self, folder / f"{name}_samples.png"),
+            "Interpolation": plot.interpolation(self, images[:5], images[5:10], folder / f"{name}_interpolation.png"),
+        }
+        if self.code_shape == (2,):
+            pictures["2-D latent manifold"] = plot.latent_manifold(self, folder / f"{name}_manifold.png")
+            pictures["Latent codes by label"] = plot.latent_scatter(self, images, labels, folder / f"{name}_latent_scatter.png")
+        return pictures
 
     def loss_terms(self, x, training):
         z_mean, z_log_var = self.encoder(x, training=training)
