@@ -4,10 +4,12 @@
     model = keras_ae.load("vae_mnist")          # a zoo name, a preset folder, an http(s) URL or hf://owner/repo
 
 Names are imported on first use, so `import keras_ae` (and the `keras-ae` command's start) stays light
-until TensorFlow is needed.
+until TensorFlow is needed. The model classes are those of `keras_ae.models`, one module per family.
 """
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -18,16 +20,10 @@ _PUBLIC = {
     "model_card": "keras_ae.cards",
     "export": "keras_ae.export",
     "train": "keras_ae.train",
-    "Autoencoder": "keras_ae.models",
-    "BaseAutoencoder": "keras_ae.models",
-    "DenoisingAutoencoder": "keras_ae.models",
-    "SparseAutoencoder": "keras_ae.models",
-    "VAE": "keras_ae.models",
-    "VariationalAutoencoder": "keras_ae.models",
 }
 _SUBMODULES = ("anomaly", "cards", "data", "evaluate", "losses", "models", "networks", "plot", "weights")
 
-__all__ = [*_PUBLIC, *_SUBMODULES]
+__all__ = [*_PUBLIC, *_SUBMODULES]  # and every model class of keras_ae.models (Autoencoder, VAE, ...)
 
 
 def __getattr__(name):
@@ -35,6 +31,8 @@ def __getattr__(name):
         value = getattr(importlib.import_module(_PUBLIC[name]), name)
     elif name in _SUBMODULES:
         value = importlib.import_module(f"keras_ae.{name}")
+    elif name[:1].isupper() and name in importlib.import_module("keras_ae.models").__all__:
+        value = getattr(importlib.import_module("keras_ae.models"), name)
     else:
         raise AttributeError(f"module 'keras_ae' has no attribute {name!r}")
     globals()[name] = value
@@ -43,3 +41,15 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps `keras_ae.export` and `keras_ae.train` the functions when the import system binds their modules."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _PUBLIC.get(name) == value.__name__:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

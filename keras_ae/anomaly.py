@@ -2,13 +2,12 @@
 
 import numpy as np
 
-from keras_ae.evaluate import auroc
+from keras_ae.evaluate import auroc, per_example
 
 
 def anomaly_scores(model, x, batch_size=500):
     """Per-example scores of `x` (reconstruction error; negative ELBO for a VAE) as a numpy array."""
-    x = np.asarray(x)
-    return np.concatenate([np.asarray(model.anomaly_score(x[start:start + batch_size])) for start in range(0, len(x), batch_size)])
+    return per_example(model.anomaly_score, np.asarray(x), batch_size)
 
 
 def fit_threshold(model, normal_x, percentile=99.0):

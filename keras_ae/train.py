@@ -152,11 +152,13 @@ def hardware():
 def finish(model, card, history, stats, folder):
     """Write a finished training run as a preset folder: the weights, the card with its training record, the curves.
 
-    Returns the card as written; `keras_ae.load(folder)` loads the model back.
+    The card's old metrics are dropped (they measured other weights). Returns the card as written;
+    `keras_ae.load(folder)` loads the model back.
     """
     from keras_ae import plot
 
-    card = cards.save_preset(model, folder, {**card, "training": stats})
+    fresh = {key: value for key, value in card.items() if key != "metrics"}
+    card = cards.save_preset(model, folder, {**fresh, "training": stats})
     plot.training_curves(history, Path(folder) / "training_curves.png")
     return card
 

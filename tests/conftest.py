@@ -1,6 +1,9 @@
 """Shared test set-up: two logical CPU devices, and the real data from KERAS_AE_DATA."""
 
 import os
+import shutil
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -49,6 +52,12 @@ def float32_policy():
     keras.utils.set_random_seed(0)
     yield
     keras.mixed_precision.set_dtype_policy("float32")
+
+
+def console_script():
+    """The installed `keras-ae` beside this interpreter (a venv's or the system's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "keras-ae"
+    return str(beside) if beside.exists() else shutil.which("keras-ae")
 
 
 def max_abs_difference(a, b):

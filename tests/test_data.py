@@ -158,3 +158,35 @@ def test_corrupted_idx_files_name_the_file_and_the_fault(tmp_path, payload, comp
 def test_bad_arguments_list_the_valid_ones(kwargs, complaint, data_root):
     with pytest.raises(ValueError, match=complaint):
         data.load("mnist", **kwargs)
+
+
+def test_fixed_binarization_is_one_draw_per_example_whatever_the_batching_slice_or_epoch(data_root):
+    def images(split, batch_size):
+        dataset = data.load("mnist", split=split, batch_size=batch_size, binarize="fixed", shuffle=False, seed=4)
+        return np.concatenate([batch.numpy() for batch in dataset])
+
+    whole = images("test[:600]", 600)
+    assert set(np.unique(whole)) == {0.0, 1.0}
+    np.testing.assert_array_equal(whole, images("test[:600]", 7))
+    np.testing.assert_array_equal(whole[100:300], images("test[100:300]", 50))
+    shuffled = data.load("mnist", split="test[:600]", batch_size=600, binarize="fixed", seed=4, shuffle=True, with_labels=True)
+    raw, _ = data.load_arrays("mnist", "test")
+    grey = raw[:600].astype("float32") / 255.0
+    np.testing.assert_array_equal(np.asarray(data.binarize_images(grey, "fixed", seed=4)), whole)
+    # A draw, not a threshold: pixels of middling grey come out both ways, in proportion to their value.
+    middling = (grey > 0.3) & (grey < 0.7)
+    assert 0.3 < whole[middling].mean() < 0.7
+    assert np.mean(whole != np.asarray(data.binarize_images(grey, "fixed", seed=5))) > 0.001
+    for epoch in range(2):
+        batch, _ = next(iter(shuffled))
+        assert {tuple(row) for row in batch.numpy().reshape(600, -1)[:50]} <= {tuple(row) for row in whole.reshape(600, -1)}
+
+
+@pytest.mark.parametrize("split, validation_split, expected", [
+    ("train", None, 60000), ("test", None, 10000), ("train[:5000]", None, 5000), ("test[10%:20%]", None, 1000),
+    ("train", 0.1, 54000), ("validation", 0.1, 6000),
+])
+def test_count_reads_no_images(split, validation_split, expected, data_root):
+    assert data.count("mnist", split, validation_split=validation_split) == expected
+    dataset = data.load("mnist", split=split, batch_size=5000, validation_split=validation_split, shuffle=False)
+    assert sum(len(batch) for batch in dataset) == expected

@@ -67,6 +67,18 @@ def test_vae_kl_matches_monte_carlo():
     np.testing.assert_allclose(monte_carlo, analytic, atol=0.02)
 
 
+def test_a_feature_map_code_is_one_latent_vector_to_the_vae_terms():
+    rng = np.random.default_rng(0)
+    mean, log_var = rng.normal(size=(2, 7, 7, 4)).astype("float32"), rng.normal(size=(2, 7, 7, 4)).astype("float32")
+    np.testing.assert_allclose(
+        losses.gaussian_kl_divergence(mean, log_var), losses.gaussian_kl_divergence(mean.reshape(2, -1), log_var.reshape(2, -1)),
+        rtol=1e-6,
+    )
+    model = keras_ae.VAE(*networks.conv(SHAPE, 4, filters=(8, 16), variational=True, spatial_code=True))
+    assert model.sample(3, seed=0).shape == (3, *SHAPE)
+    assert np.asarray(model.importance_weighted_bound(np.full((2, *SHAPE), 0.5, "float32"), samples=4)).shape == (2,)
+
+
 def test_denoising_corrupts_only_inside_the_steps(mnist_images):
     model = make("denoising", noise="salt_and_pepper", noise_level=0.4, seed=3)
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
@@ -285,8 +297,10 @@ def test_anomaly_threshold_and_auroc_separate_digits_from_noise(mnist_images):
         anomaly.fit_threshold(model, noise, percentile=100)
 
 
-def test_interpolation_and_embedding(mnist_images):
-    model = make("vae")
+@pytest.mark.parametrize("spatial_code", [False, True])
+def test_interpolation_and_embedding(mnist_images, spatial_code):
+    model = keras_ae.VAE(*networks.conv(SHAPE, 8, filters=(8, 16), variational=True, spatial_code=spatial_code))
+    assert model.code_shape == ((7, 7, 8) if spatial_code else (8,))
     strips = np.asarray(model.interpolate(mnist_images[:3], mnist_images[3:6], steps=5))
     assert strips.shape == (3, 5, *SHAPE)
     np.testing.assert_allclose(strips[:, 0], model.decode(model.embed(mnist_images[:3])), atol=1e-5)

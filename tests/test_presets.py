@@ -15,6 +15,7 @@ import pytest
 
 import keras_ae
 from keras_ae import cards, cli, weights
+from conftest import console_script
 from hub_server import serve_hub
 
 X = keras_ae.data.bundled_sample("mnist")[0][:8]
@@ -142,7 +143,7 @@ def test_hf_presets_load_through_huggingface_hub_from_a_stand_in_hub(preset, tmp
         assert main["name"] == "conv_ae_mnist" and revision["name"] == other["name"] == "dae_mnist"
         np.testing.assert_allclose(main["output"], keras_ae.load("conv_ae_mnist")(X), atol=1e-6)
         np.testing.assert_allclose(revision["output"], keras_ae.load("dae_mnist")(X), atol=1e-6)
-        result = subprocess.run(["keras-ae", "info", "hf://someone/missing"], env=environment, capture_output=True,
+        result = subprocess.run([console_script(), "info", "hf://someone/missing"], env=environment, capture_output=True,
                                 text=True, timeout=300)
         assert result.returncode == 2 and result.stderr.count("\n") == 1
         assert "hf://someone/missing: could not get card.json (RepositoryNotFoundError" in result.stderr

@@ -1,9 +1,26 @@
-"""The autoencoder families, one objective per class."""
+"""The autoencoder families, one module each. Every module here is imported (and so registered with Keras),
+so a new family is one new file: `keras_ae.<Class>`, the cards and the command find it with no other edit."""
 
-from keras_ae.models.autoencoder import Autoencoder
+import importlib
+import pkgutil
+
 from keras_ae.models.base import BaseAutoencoder
-from keras_ae.models.denoising import DenoisingAutoencoder
-from keras_ae.models.sparse import SparseAutoencoder
-from keras_ae.models.vae import VAE, VariationalAutoencoder
 
-__all__ = ["Autoencoder", "BaseAutoencoder", "DenoisingAutoencoder", "SparseAutoencoder", "VAE", "VariationalAutoencoder"]
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def families():
+    """Every model class defined in keras_ae.models, by class name."""
+    found, pending = {}, [BaseAutoencoder]
+    while pending:
+        family = pending.pop()
+        if family.__module__.startswith(f"{__name__}."):
+            found[family.__name__] = family
+        pending.extend(family.__subclasses__())
+    return dict(sorted(found.items()))
+
+
+globals().update(families())
+VariationalAutoencoder = families()["VAE"]
+__all__ = [*families(), "VariationalAutoencoder"]
