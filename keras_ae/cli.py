@@ -70,22 +70,45 @@ def command_info(args):
                 print(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
 
 
+def _label_column(text):
+    """A column index (digits, maybe negative) or name."""
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _image_size(text):
+    """`64x48` or `64,48` (height, width) as a pair of positive integers."""
+    parts = text.replace(",", "x").split("x")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 64x64; got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def command_train(args):
     import keras
 
     from keras_ae import cards
-    from keras_ae.train import finish, train
+    from keras_ae.train import card_for_data, finish, train
 
-    if bool(args.name) == bool(args.card):
-        raise ValueError("give a zoo name or --card FILE, not both and not neither")
-    card = cards.model_card(args.name) if args.name else cards.read_card(args.card)
+    if sum(map(bool, (args.name, args.card, args.data))) != 1:
+        raise ValueError("give one of: a zoo name, --card FILE or --data PATH")
+    if args.data:
+        card = card_for_data(
+            args.data, family=args.family, network=args.network, latent_dim=args.latent_dim, epochs=args.epochs or 20,
+            batch_size=args.batch_size or 128, normal_label=args.normal_label, threshold_percentile=args.threshold_percentile,
+            image_size=args.image_size, color_mode=args.color_mode, label_column=args.label_column,
+            name=Path(args.output).name if args.output else None,
+        )
+    else:
+        card = cards.model_card(args.name) if args.name else cards.read_card(args.card)
     callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir else []
     model, history, stats = train(
         card, strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size, precision=args.precision,
         data_dir=args.data_dir, callbacks=callbacks, backup_dir=args.backup_dir,
     )
     output = Path(args.output or f"trained/{card['name']}")
-    finish(model, card, history, stats, output)
+    card = finish(model, card, history, stats, output, data_dir=args.data_dir)
+    if card.get("anomaly"):
+        print(f"anomaly threshold (from the training data): {card['anomaly']['threshold']:.6g}")
     print(f"wrote the preset {output} (card.json, {card['weights']['file']}, training_curves.png); load it with keras_ae.load({str(output)!r})")
 
 
@@ -117,13 +140,75 @@ def _read_images(path, shape):
     return np.asarray(array, "float32").reshape((-1, *shape))
 
 
+def _write_images(images, names, folder):
+    """One PNG per image (8-bit, grayscale or RGB) under `folder`, named after its input; return the folder."""
+    from PIL import Image
+
+    from keras_ae import weights
+
+    folder = Path(folder)
+    for image, name in zip(np.asarray(images), names):
+        pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype("uint8")
+        pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels
+        target = folder / Path(name).with_suffix(".png")
+        weights.atomic_copy(lambda temporary: Image.fromarray(pixels).save(temporary, format="PNG"), target)
+    return folder
+
+
+def _apply_to_folder(source, verb, folder, out, transform):
+    """Run `transform` over a folder of images, as the model's card reads images, and write one PNG per input."""
+    from keras_ae import cards, data, evaluate
+
+    card, _ = _family(source, verb)
+    model = cards.load(source)
+    options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in ("image_size", "color_mode")}
+    images, _, names = data.read_path(folder, **options)
+    outputs = evaluate.per_example(lambda batch: transform(model, batch), images)
+    print(f"wrote {len(names)} images to {_write_images(outputs, names, out)}")
+
+
 def command_reconstruct(args):
     from keras_ae import cards, plot
 
+    if Path(args.input).is_dir():
+        return _apply_to_folder(args.source, "reconstruct", args.input, args.out, lambda model, batch: model(batch))
     _family(args.source, "reconstruct")
     model = cards.load(args.source)
     images = _read_images(args.input, model.input_shape_per_example)
     print(f"wrote {plot.reconstructions(model, images, args.out, count=len(images))}")
+
+
+def command_denoise(args):
+    _apply_to_folder(args.source, "denoise", args.input, args.out, lambda model, batch: model.denoise(batch))
+
+
+def command_score(args):
+    import keras
+
+    from keras_ae import cards, data, weights
+
+    card, _ = _family(args.source, "score")
+    model = cards.load(args.source)
+    options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in ("image_size", "color_mode", "columns")}
+    examples, _, names = data.read_path(args.input, label_column=args.label_column, **options)
+    if examples.shape[1:] != model.input_shape_per_example:
+        raise ValueError(
+            f"{args.input} holds {len(examples)} examples of shape {examples.shape[1:]}; {args.source} expects "
+            f"{model.input_shape_per_example} (a table with a label column: pass --label-column)"
+        )
+    threshold = card.get("anomaly", {}).get("threshold")
+    progress = keras.utils.Progbar(len(examples), unit_name="example") if len(examples) > 10_000 else None
+    scores = []
+    for start in range(0, len(examples), 1000):
+        scores.extend(np.asarray(model.anomaly_score(examples[start:start + 1000]), dtype="float64").tolist())
+        if progress:
+            progress.update(min(start + 1000, len(examples)))
+    header = "input,score" + (",is_anomaly" if threshold is not None else "")
+    rows = [f"{name},{score:.9g}" + (f",{int(score > threshold)}" if threshold is not None else "") for name, score in zip(names, scores)]
+    text = "\n".join([header, *rows]) + "\n"
+    weights.atomic_copy(lambda temporary: Path(temporary).write_text(text), args.out)
+    flagged = f", {sum(score > threshold for score in scores)} above the card's threshold {threshold:.6g}" if threshold is not None else ""
+    print(f"wrote {len(scores)} scores to {args.out}{flagged}")
 
 
 def command_sample(args):
@@ -188,9 +273,18 @@ def parser():
     demo.add_argument("--out", default="demo_output", help="folder for the PNG files")
     gallery = add("gallery", command_gallery, "Write a browsable static page of the zoo: every entry, its numbers and pictures.")
     gallery.add_argument("--out", default="gallery", help="folder for index.html and its pictures")
-    train = add("train", command_train, "Train a zoo entry (or a card file) from its recipe on the real data.")
+    train = add("train", command_train, "Train a zoo entry, a card file, or a family on your own data (--data).")
     train.add_argument("name", nargs="?")
     train.add_argument("--card", help="a card JSON file instead of a zoo name")
+    train.add_argument("--data", help="your data: a folder of images (class subfolders give labels), a .npy/.npz array or a .csv/.tsv table")
+    train.add_argument("--family", default="ae", help="with --data: ae, dae, sae or vae")
+    train.add_argument("--network", default="dense", help="with --data: dense, conv (images) or conv1d (signals)")
+    train.add_argument("--latent-dim", type=int, default=32, help="with --data: size (or channels) of the code")
+    train.add_argument("--label-column", type=_label_column, help="with --data: a table's label column (name or index)")
+    train.add_argument("--normal-label", help="with --data: train only on this label and record an anomaly threshold")
+    train.add_argument("--threshold-percentile", type=float, default=99.0, help="with --normal-label: percentile of training scores")
+    train.add_argument("--image-size", type=_image_size, help="with --data: resize images to HEIGHTxWIDTH")
+    train.add_argument("--color-mode", help="with --data: grayscale or rgb")
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int, help="global batch size")
     train.add_argument("--strategy", default="auto", help="auto, one_device, mirrored, multi_worker or tpu")
@@ -202,10 +296,19 @@ def parser():
     evaluate = add("evaluate", command_evaluate, "Measure a model on its card's test split (needs KERAS_AE_DATA or TFDS).")
     evaluate.add_argument("source", help=source_help)
     evaluate.add_argument("--limit", type=int, help="only the first N test images")
-    reconstruct = add("reconstruct", command_reconstruct, "Reconstruct images from a PNG or .npy file.")
+    reconstruct = add("reconstruct", command_reconstruct, "Reconstruct images: a PNG or .npy file (into a grid), or a folder (one PNG each).")
     reconstruct.add_argument("source", help=source_help)
     reconstruct.add_argument("input")
-    reconstruct.add_argument("--out", default="reconstruction.png")
+    reconstruct.add_argument("--out", default="reconstruction.png", help="the grid PNG, or for a folder INPUT the output folder")
+    denoise = add("denoise", command_denoise, "Denoise a folder of images with a denoising model; one PNG per input.")
+    denoise.add_argument("source", help=source_help)
+    denoise.add_argument("input", help="a folder of images")
+    denoise.add_argument("--out", default="denoised", help="folder for the denoised PNG files")
+    score = add("score", command_score, "Anomaly scores of each input (file or row) as CSV, flagged where the card has a threshold.")
+    score.add_argument("source", help=source_help)
+    score.add_argument("input", help="a folder of images, a .npy/.npz array or a .csv/.tsv table")
+    score.add_argument("--out", default="scores.csv")
+    score.add_argument("--label-column", type=_label_column, help="a label column in INPUT to leave out of the features")
     sample = add("sample", command_sample, "Draw samples from a model whose family samples (VAEs) into a PNG grid.")
     sample.add_argument("source", help=source_help)
     sample.add_argument("-n", type=int, default=40)

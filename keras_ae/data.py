@@ -1,11 +1,15 @@
-"""tf.data input pipelines: local IDX files or TensorFlow Datasets, ready for fit and tf.distribute.
+"""tf.data input pipelines: datasets by name, or the user's own files, ready for fit and tf.distribute.
 
     train = keras_ae.data.load("mnist", split="train", batch_size=128, binarize="dynamic")
+    photos = keras_ae.data.load("./photos", image_size=(64, 64), color_mode="rgb", validation_split=0.1)
+    beats = keras_ae.data.load("readings.csv", label_column="label")
 
-Sources, in order: `data_dir/<name>/`, `$KERAS_AE_DATA/<name>/`, Debian's
-`/usr/share/datasets/<name-with-dashes>/` (IDX `.gz` files), then `tfds.load`.
-Images stay uint8 in memory (one copy); each batch is converted to float32 in [0, 1]
-inside the pipeline.
+Named datasets, in order: `data_dir/<name>/`, `$KERAS_AE_DATA/<name>/`, Debian's
+`/usr/share/datasets/<name-with-dashes>/` (IDX `.gz` files, or the table of a dataset in
+`TABLE_DATASETS`), then `tfds.load`. A path (a folder of images, a `.npy`/`.npz` array or a
+`.csv`/`.tsv` table, read by `keras_ae.files`) is one set: `split="train"` is all of it, and
+`validation_split` carves a seeded validation part. uint8 images stay uint8 in memory (one copy);
+each batch is converted to float32 in [0, 1] inside the pipeline.
 """
 
 import gzip
@@ -16,12 +20,22 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_ae import files
+
 DEBIAN_DATASETS = Path("/usr/share/datasets")
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 BINARIZE_MODES = (None, "static", "dynamic", "fixed")
+# Named datasets that are one table, with the split their reference publication uses.
+TABLE_DATASETS = {
+    # TensorFlow's "Intro to autoencoders" ECG example: ecg.csv, 140 values then the label (1.0 normal),
+    # split by sklearn's train_test_split(test_size=0.2, random_state=21).
+    "ecg5000": {"file": "ecg.csv", "label_column": -1, "test_size": 0.2, "random_state": 21},
+}
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
+ARRAY_SUFFIXES = (".npy", ".npz")
 SPLIT_PATTERN = re.compile(r"^(?P<base>[a-z]+)(\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
 
 
@@ -65,8 +79,9 @@ def candidate_directories(name, data_dir=None):
 
 
 def local_directory(name, data_dir=None):
-    """The first local folder that holds `name`'s IDX files, or None."""
-    return next((folder for folder in candidate_directories(name, data_dir) if (folder / IDX_FILES["train"][0]).exists()), None)
+    """The first local folder that holds `name`'s files (IDX, or its table), or None."""
+    marker = TABLE_DATASETS[name]["file"] if name in TABLE_DATASETS else IDX_FILES["train"][0]
+    return next((folder for folder in candidate_directories(name, data_dir) if (folder / marker).exists()), None)
 
 
 def searched_directories(name, data_dir=None):
@@ -105,13 +120,27 @@ def local_split_indices(size, base, start, stop, validation_split, seed):
     return indices[_slice_bound(start, len(indices)):_slice_bound(stop, len(indices))]
 
 
+def table_split(name, split, folder):
+    """Examples and labels of a `TABLE_DATASETS` split, with the split its reference uses, and their row numbers."""
+    from sklearn.model_selection import train_test_split
+
+    spec = TABLE_DATASETS[name]
+    examples, labels, _ = files.read_table(folder / spec["file"], label_column=spec["label_column"])
+    rows = np.arange(len(examples))
+    train_rows, test_rows = train_test_split(rows, test_size=spec["test_size"], random_state=spec["random_state"])
+    chosen = train_rows if split == "train" else test_rows
+    return examples[chosen], labels[chosen], chosen
+
+
 def load_arrays(name, split="train", data_dir=None):
-    """Images `[n, height, width, channels]` uint8 and labels `[n]` of a local IDX dataset's split."""
+    """Examples (images `[n, height, width, channels]` uint8, or table rows float32) and labels `[n]` of a local dataset's split."""
     folder = local_directory(name, data_dir)
     if folder is None:
         raise DatasetNotFoundError(f"No local copy of {name!r}; looked in {searched_directories(name, data_dir)}.")
     if split not in IDX_FILES:
-        raise ValueError(f"Unknown split {split!r} for local IDX files; expected one of {sorted(IDX_FILES)}.")
+        raise ValueError(f"Unknown split {split!r} for local files; expected one of {sorted(IDX_FILES)}.")
+    if name in TABLE_DATASETS:
+        return table_split(name, split, folder)[:2]
     image_file, label_file = (folder / file for file in IDX_FILES[split])
     images, labels = read_idx(image_file), read_idx(label_file)
     if images.ndim == 3:
@@ -119,6 +148,48 @@ def load_arrays(name, split="train", data_dir=None):
     if len(images) != len(labels):
         raise ValueError(f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels.")
     return images, labels
+
+
+def is_path(source):
+    """True for a path (a `Path`, or text with a folder separator, a leading . or ~, or a file suffix we read), not a dataset name."""
+    if isinstance(source, os.PathLike):
+        return True
+    return isinstance(source, str) and (
+        "/" in source or os.sep in source or source.startswith((".", "~"))
+        or Path(source).suffix.lower() in TABLE_SUFFIXES + ARRAY_SUFFIXES
+    )
+
+
+def read_path(path, image_size=None, color_mode="grayscale", on_error="raise", label_column=None, columns=None):
+    """Examples, labels (None without) and names (file paths, else row numbers) of a user's folder of images,
+    `.npy`/`.npz` array or `.csv`/`.tsv` table."""
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        images, labels, _, paths = files.read_images(path, image_size=image_size, color_mode=color_mode, on_error=on_error)
+        return images, labels, [str(Path(name).relative_to(path)) for name in paths]
+    if not path.exists():
+        raise FileNotFoundError(f"No such file or folder: {path}")
+    if suffix in ARRAY_SUFFIXES:
+        examples, labels = files.read_array(path)
+    elif suffix in TABLE_SUFFIXES:
+        examples, labels, _ = files.read_table(path, label_column=label_column, columns=columns)
+    else:
+        raise ValueError(
+            f"{path}: expected a folder of images, a {'/'.join(ARRAY_SUFFIXES)} array or a {'/'.join(TABLE_SUFFIXES)} table."
+        )
+    return examples, labels, [str(row) for row in range(len(examples))]
+
+
+def source_arrays(source, base, data_dir=None, **read_options):
+    """Examples and labels behind a named local dataset's split or a path, or None for a TFDS source."""
+    if is_path(source):
+        if base == "test":
+            raise ValueError(f"{source} is one set: use split 'train' (all of it), or 'validation' with validation_split.")
+        return read_path(source, **read_options)[:2]
+    if local_directory(source, data_dir) is None:
+        return None
+    return load_arrays(source, "train" if base == "validation" else base, data_dir)
 
 
 def _tfds_source(name, split, data_dir, download, local_error):
@@ -166,7 +237,7 @@ def binarize_images(images, mode, seed=0, indices=None, batch_seed=None):
 
 
 def load(
-    name,
+    source,
     split="train",
     batch_size=128,
     binarize=None,
@@ -180,12 +251,16 @@ def load(
     data_dir=None,
     download=True,
     input_context=None,
+    only_label=None,
+    **read_options,
 ):
-    """A batched, prefetched `tf.data.Dataset` of images (float32 in [0, 1]) or `(image, label)` pairs.
+    """A batched, prefetched `tf.data.Dataset` of examples (float32; images in [0, 1]) or `(example, label)` pairs.
 
     Args:
-        name: a local IDX dataset (`mnist`, `fashion_mnist`) or any TFDS image dataset name.
+        source: a dataset name (`mnist`, `fashion_mnist`, `ecg5000`, or any TFDS image dataset), or a path:
+            a folder of images (class subfolders give labels), a `.npy`/`.npz` array, a `.csv`/`.tsv` table.
         split: `train`, `test`, `validation` (with `validation_split`), optionally sliced: `train[:5000]`.
+            A path is one set, its `train` split.
         batch_size: examples per batch (the per-replica size when `input_context` is given).
         binarize: None, `"static"` (threshold 0.5), `"dynamic"` (fresh Bernoulli draws each epoch, seeded) or
             `"fixed"` (one seeded draw per example, the same every epoch); see `binarize_images`.
@@ -199,6 +274,9 @@ def load(
         data_dir: a folder holding `<name>/` IDX files, also passed to `tfds.load`.
         download: let TensorFlow Datasets download when there is no local copy.
         input_context: a `tf.distribute.InputContext`; shards by input pipeline.
+        only_label: keep only the examples with this label (the one-class set-up of anomaly detection).
+        read_options: for a path, `image_size`, `color_mode`, `on_error` (images) or `label_column`,
+            `columns` (tables); see `keras_ae.files`.
     """
     if binarize not in BINARIZE_MODES:
         raise ValueError(f"Unknown binarize {binarize!r}; expected one of {list(BINARIZE_MODES)}.")
@@ -207,20 +285,27 @@ def load(
     if drop_remainder is None:
         drop_remainder = isinstance(tf.distribute.get_strategy(), (tf.distribute.TPUStrategy,))
 
-    folder = local_directory(name, data_dir)
-    if folder is not None:
-        images, labels = load_arrays(name, "train" if base == "validation" else base, data_dir)
-        indices = local_split_indices(len(images), base, start, stop, validation_split, seed)
-        images, labels = tf.constant(images), tf.constant(labels.astype(np.int64))
+    arrays = source_arrays(source, base, data_dir, **read_options)
+    if arrays is not None:
+        examples, labels = arrays
+        if labels is None and (with_labels or only_label is not None):
+            raise ValueError(f"{source} has no labels (no class subfolders, label_column or labels array); drop with_labels/only_label.")
+        labels = np.zeros(len(examples), np.int64) if labels is None else labels
+        labels = labels.astype(np.int64) if labels.dtype.kind in "iu" else labels  # IDX labels are uint8
+        indices = kept_indices(labels, local_split_indices(len(examples), base, start, stop, validation_split, seed), only_label, source)
+        scale = 255.0 if examples.dtype == np.uint8 else 1.0
+        examples, labels = tf.constant(examples), tf.constant(labels)
         dataset = tf.data.Dataset.from_tensor_slices(indices)
 
         def gather(index):
-            return index, tf.gather(images, index), tf.gather(labels, index)
+            return index, tf.gather(examples, index), tf.gather(labels, index)
 
     else:
-        local_error = f"No local copy (looked in {searched_directories(name, data_dir)})."
-        dataset = _tfds_source(name, split, data_dir, download, local_error).enumerate()
-        gather = None
+        if only_label is not None:
+            raise ValueError("only_label needs a local dataset or a path, not a TensorFlow Datasets source.")
+        local_error = f"No local copy (looked in {searched_directories(source, data_dir)})."
+        dataset = _tfds_source(source, split, data_dir, download, local_error).enumerate()
+        gather, scale = None, 255.0
 
     if input_context is not None and input_context.num_input_pipelines > 1:
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -235,7 +320,7 @@ def load(
 
     def prepare(batch, batch_seed):
         batch_indices, batch_images, batch_labels = gather(batch) if gather is not None else (batch[0], *batch[1])
-        batch_images = binarize_images(tf.cast(batch_images, tf.float32) / 255.0, binarize, seed, batch_indices, batch_seed)
+        batch_images = binarize_images(tf.cast(batch_images, tf.float32) / scale, binarize, seed, batch_indices, batch_seed)
         if flatten:
             batch_images = tf.reshape(batch_images, (tf.shape(batch_images)[0], -1))
         return (batch_images, batch_labels) if with_labels else batch_images
@@ -246,36 +331,68 @@ def load(
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def count(name, split="train", validation_split=None, seed=0, data_dir=None):
-    """Examples in a split, from the local label file or the TFDS metadata, without a pass over the images."""
+def count(
+    source, split="train", validation_split=None, seed=0, data_dir=None, only_label=None, binarize=None, flatten=False, **read_options
+):
+    """Examples in a split: from the IDX label file, the table or path, or the TFDS metadata, without a pass over images.
+
+    Takes `load`'s arguments as they are; `binarize` and `flatten` do not change the count.
+    """
     base, start, stop = parse_split(split)
-    folder = local_directory(name, data_dir)
-    if folder is None:
+    folder = None if is_path(source) else local_directory(source, data_dir)
+    if folder is not None and source not in TABLE_DATASETS:
+        file_split = "train" if base == "validation" else base
+        if file_split not in IDX_FILES:
+            raise ValueError(f"Unknown split {split!r} for local files; expected one of {sorted(IDX_FILES)}.")
+        labels = read_idx(folder / IDX_FILES[file_split][1])
+    elif folder is not None or is_path(source):
+        labels = source_arrays(source, base, data_dir, **read_options)[1]
+    else:
         import tensorflow_datasets as tfds
 
-        return tfds.builder(name, data_dir=data_dir).info.splits[split].num_examples
-    file_split = "train" if base == "validation" else base
-    if file_split not in IDX_FILES:
-        raise ValueError(f"Unknown split {split!r} for local IDX files; expected one of {sorted(IDX_FILES)}.")
-    size = len(read_idx(folder / IDX_FILES[file_split][1]))
-    return len(local_split_indices(size, base, start, stop, validation_split, seed))
+        return tfds.builder(source, data_dir=data_dir).info.splits[split].num_examples
+    indices = local_split_indices(len(labels), base, start, stop, validation_split, seed)
+    return len(kept_indices(labels, indices, only_label, source))
 
 
-def distribute(strategy, name, global_batch_size, **kwargs):
+def kept_indices(labels, indices, only_label, source):
+    """`indices` whose label is `only_label` (all of them when it is None); an absent label is an error naming those present."""
+    if only_label is None:
+        return indices
+    try:
+        target = np.asarray(str(only_label) if labels.dtype.kind == "U" else only_label, dtype=labels.dtype)
+    except ValueError:
+        target = None
+    wanted = labels == target if target is not None else np.zeros(len(labels), bool)
+    if not wanted.any():
+        raise ValueError(f"Label {only_label!r} does not occur in {source}; its labels are {np.unique(labels).tolist()[:20]}.")
+    return indices[wanted[indices]]
+
+
+CARD_OPTIONS = ("binarize", "flatten", "validation_split", "only_label", "image_size", "color_mode", "label_column", "columns")
+
+
+def card_options(spec):
+    """The `load` arguments a card's `data` section sets (all but the source and splits), for training and evaluation alike."""
+    return {key: tuple(spec[key]) if key == "image_size" else spec[key] for key in CARD_OPTIONS if spec.get(key) is not None}
+
+
+def distribute(strategy, source, global_batch_size, **kwargs):
     """A distributed dataset for `strategy`: each input pipeline builds its own shard with the per-replica batch."""
 
     def dataset_fn(input_context):
         batch_size = input_context.get_per_replica_batch_size(global_batch_size)
-        return load(name, batch_size=batch_size, input_context=input_context, **kwargs)
+        return load(source, batch_size=batch_size, input_context=input_context, **kwargs)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def bundled_sample(name):
-    """The small sample of real test images shipped with the package: (float32 images in [0, 1], labels)."""
+    """The small sample of real test data shipped with the package: (float32 examples, images in [0, 1]; labels)."""
     path = Path(__file__).resolve().parent / "samples" / f"{name}.npz"
     if not path.exists():
         available = sorted(file.stem for file in path.parent.glob("*.npz"))
         raise ValueError(f"No bundled sample named {name!r}; available: {available}.")
     with np.load(path) as sample:
-        return sample["images"].astype("float32") / 255.0, sample["labels"]
+        examples = sample["examples"]
+        return examples.astype("float32") / (255.0 if examples.dtype == np.uint8 else 1.0), sample["labels"]

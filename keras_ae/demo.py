@@ -18,6 +18,8 @@ def show(name, out_dir):
     images = images.reshape((len(images), *model.input_shape_per_example))
     inputs = np.asarray(data.binarize_images(images, evaluate.EVALUATION_BINARIZATION[card["data"].get("binarize")]))
     metrics = model.measure(images, inputs, **evaluate.evaluation_settings(card, model, {"iwae_samples": 0}))
+    if card.get("anomaly"):
+        metrics.update(evaluate.detection_metrics(card["anomaly"], evaluate.per_example(model.anomaly_score, inputs), labels))
     metrics["test_examples"] = len(images)
     return card, metrics, model.draw(images, labels, out_dir, name)
 
@@ -35,7 +37,10 @@ def run(out_dir="demo_output"):
         card, metrics, _ = shown
         headline = cards.model_class(card).headline(metrics)
         more = "" if headline == BaseAutoencoder.headline(metrics) else headline
-        print(f"{name:<24} {metrics['test_examples']:>6} {metrics['reconstruction_mse']:>8.5f} {metrics['psnr_db']:>8.2f}  {more}", flush=True)
+        if "detection_accuracy" in metrics:
+            more = f"anomaly AUROC {metrics['auroc']:.3f}, accuracy {metrics['detection_accuracy']:.3f} at the card's threshold"
+        psnr = f"{metrics['psnr_db']:>8.2f}" if "psnr_db" in metrics else f"{'':>8}"
+        print(f"{name:<24} {metrics['test_examples']:>6} {metrics['reconstruction_mse']:>8.5f} {psnr}  {more}", flush=True)
         results[name] = metrics
     print(f"pictures in {out.resolve()}")
     return results

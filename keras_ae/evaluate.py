@@ -34,11 +34,12 @@ def per_example(function, array, batch_size=500):
 
 
 def reconstruction_metrics(model, images):
-    """Mean squared error per value and its PSNR, over all `images` (float in [0, 1])."""
+    """Mean squared error per value over all `images`, and its PSNR where the data lie in [0, 1] (data range 1)."""
     from keras_ae.losses import mean_squared_error
 
     mse = float(per_example(lambda batch: mean_squared_error(batch, model(batch)), images).mean())
-    return {"reconstruction_mse": mse, "psnr_db": psnr(mse)}
+    in_unit_range = float(np.min(images)) >= 0.0 and float(np.max(images)) <= 1.0
+    return {"reconstruction_mse": mse, **({"psnr_db": psnr(mse)} if in_unit_range else {})}
 
 
 def codes(model, images):
@@ -64,14 +65,38 @@ def auroc(scores, is_anomaly):
     return float(roc_auc_score(np.asarray(is_anomaly, bool), np.asarray(scores)))
 
 
-def split_arrays(card, split, limit=None, binarize=None, data_dir=None):
-    """A card's dataset split read through `keras_ae.data` as numpy arrays: (examples, labels)."""
+def detection_metrics(anomaly, scores, labels):
+    """AUROC of the anomaly scores, and with the card's threshold the accuracy, precision and recall of calling examples normal.
+
+    Precision and recall take the normal class as the positive one, as TensorFlow's ECG tutorial reports them.
+    """
+    normal = labels == np.asarray(anomaly["normal_label"], dtype=labels.dtype)
+    metrics = {"auroc": auroc(scores, ~normal)}
+    if anomaly.get("threshold") is not None:
+        called_normal = scores <= anomaly["threshold"]
+        true_normal = np.sum(called_normal & normal)
+        metrics.update(
+            detection_accuracy=float(np.mean(called_normal == normal)),
+            normal_precision=float(true_normal / max(np.sum(called_normal), 1)),
+            normal_recall=float(true_normal / max(np.sum(normal), 1)),
+        )
+    return metrics
+
+
+def split_arrays(card, split, limit=None, binarize=None, data_dir=None, every_label=True):
+    """A card's dataset split read through `keras_ae.data` as numpy arrays: (examples, labels).
+
+    With `every_label`, a one-class card's test split keeps its other labels (the anomalies to detect).
+    """
     spec = card.get("data")
     if not spec or "dataset" not in spec:
         raise ValueError(f"Card {card.get('name')!r} names no dataset (its data.dataset field); it cannot be measured.")
+    options = {**data.card_options(spec), "binarize": binarize}
+    if every_label:
+        options.pop("only_label", None)
     dataset = data.load(
         spec["dataset"], split=f"{split}[:{limit}]" if limit else split, batch_size=READ_BATCH, shuffle=False,
-        with_labels=True, binarize=binarize, flatten=spec.get("flatten", False), data_dir=data_dir,
+        with_labels=True, data_dir=data_dir, **options,
     )
     examples, labels = zip(*dataset.as_numpy_iterator())
     return np.concatenate(examples), np.concatenate(labels)
@@ -100,6 +125,8 @@ def measure(card, model, limit=None, probe=None, data_dir=None, **settings):
     mode = EVALUATION_BINARIZATION[card["data"].get("binarize")]
     inputs = split_arrays(card, "test", limit, binarize=mode, data_dir=data_dir)[0] if mode else images
     metrics = model.measure(images, inputs, **evaluation_settings(card, model, settings))
+    if card.get("anomaly"):
+        metrics.update(detection_metrics(card["anomaly"], per_example(model.anomaly_score, inputs), labels))
     if probe if probe is not None else card.get("evaluation", {}).get("linear_probe", False):
         train_images, train_labels = split_arrays(card, "train", data_dir=data_dir)
         metrics["linear_probe_accuracy"] = linear_probe(codes(model, train_images), train_labels, codes(model, images), labels)

@@ -8,19 +8,92 @@ mean, whichever the VAE's likelihood says).
 The classic single-hidden-layer autoencoder, 784 -> 32 (relu) -> 784 (sigmoid):
 
     keras_ae.Autoencoder(*keras_ae.networks.dense((784,), 32))
+
+Convolutional networks take inputs of any size: sides that do not divide by `strides ** len(filters)` are
+zero-padded inside the encoder and cropped back inside the decoder. `dense` and `conv1d` can carry the scaling of
+raw tables and signals as weights (`scaling="minmax"|"standard"`, set by `adapt_scaling`), so the model takes and
+returns raw values.
 """
 
 import functools
 import math
 
 import keras
+import numpy as np
 from keras import layers
 
+SCALINGS = ("minmax", "standard")
+CONVOLUTION_LAYERS = {  # rank -> (convolution, transposed convolution, padding, cropping)
+    1: (layers.Conv1D, layers.Conv1DTranspose, layers.ZeroPadding1D, layers.Cropping1D),
+    2: (layers.Conv2D, layers.Conv2DTranspose, layers.ZeroPadding2D, layers.Cropping2D),
+}
 
-def _output_activation(output_activation, variational):
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class Scaling(layers.Layer):
+    """Per-feature `(x - offset) / scale` or its inverse, with the statistics as non-trainable weights that save and export.
+
+    It computes in float32 whatever the dtype policy: raw values may not fit float16.
+
+    Args:
+        kind: `"minmax"` (to [0, 1]) or `"standard"` (to mean 0, standard deviation 1), the statistics `adapt` computes.
+        invert: map scaled values back to raw ones, `x * scale + offset`.
+    """
+
+    def __init__(self, kind, invert=False, **kwargs):
+        super().__init__(**{"dtype": "float32", **kwargs})
+        if kind not in SCALINGS:
+            raise ValueError(f"Unknown scaling {kind!r}; expected one of {sorted(SCALINGS)}, or None for raw inputs.")
+        self.kind = kind
+        self.invert = invert
+
+    def build(self, input_shape):
+        feature_shape = tuple(input_shape[1:])
+        self.offset = self.add_weight(shape=feature_shape, initializer="zeros", trainable=False, name="offset")
+        self.scale = self.add_weight(shape=feature_shape, initializer="ones", trainable=False, name="scale")
+
+    def call(self, x):
+        if self.invert:
+            return x * self.scale + self.offset
+        return (x - self.offset) / self.scale
+
+    def adapt(self, examples):
+        """Set `offset` and `scale` per feature from a batch-first array of training examples."""
+        examples = np.asarray(examples)
+        feature_shape = tuple(self.offset.shape)
+        if examples.ndim != len(feature_shape) + 1 or examples.shape[1:] != feature_shape or not len(examples):
+            expected = ", ".join(map(str, feature_shape))
+            raise ValueError(f"Scaling expects examples of shape (batch >= 1, {expected}); got {examples.shape}.")
+        if not np.all(np.isfinite(examples)):
+            raise ValueError("Scaling got NaN or Inf in its examples; clean the data (e.g. np.nan_to_num) first.")
+        if self.kind == "minmax":
+            offset, spread = examples.min(axis=0), np.ptp(examples, axis=0)
+        else:
+            offset, spread = examples.mean(axis=0, dtype="float64"), examples.std(axis=0, dtype="float64")
+        self.offset.assign(np.asarray(offset, "float32"))
+        self.scale.assign(np.where(spread > 0, spread, 1.0).astype("float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "invert": self.invert}
+
+
+def adapt_scaling(encoder, decoder, examples):
+    """Set the scaling of a pair built with `scaling=` from training data; a no-op for networks without it.
+
+    Args:
+        encoder, decoder: the pair, e.g. `model.encoder, model.decoder`.
+        examples: training examples as a float array, batch first, in raw units.
+    """
+    for network in (encoder, decoder):
+        for layer in network.layers:
+            if isinstance(layer, Scaling):
+                layer.adapt(examples)
+
+
+def _output_activation(output_activation, variational, scaling=None):
     if output_activation is not None:
         return output_activation
-    return "linear" if variational else "sigmoid"
+    return "linear" if variational or scaling == "standard" else "sigmoid"
 
 
 def _hidden(x, units_or_filters, layer_factory, activation, batch_norm, dropout, name):
@@ -43,6 +116,29 @@ def _latent_heads(x, latent_dim, variational, code_activation, kernel_regularize
     return head(latent_dim, activation=code_activation, kernel_regularizer=kernel_regularizer, name="code")(x)
 
 
+def _margins(side, reduction):
+    """(before, after) padding that brings `side` up to a multiple of `reduction`, split as evenly as possible."""
+    missing = -side % reduction
+    return missing // 2, missing - missing // 2
+
+
+def _output_layers(x, steps):
+    """Apply the decoder's last layers, `[(name, layer class with its arguments)]`; the last is named `reconstruction`."""
+    for index, (name, layer) in enumerate(steps):
+        x = layer(name="reconstruction" if index == len(steps) - 1 else name)(x)
+    return x
+
+
+def _scaled_input(input_shape, scaling):
+    """The encoder's input and, with `scaling`, its scaled values."""
+    inputs = keras.Input(input_shape, name="x")
+    return inputs, Scaling(scaling, name="scaling")(inputs) if scaling is not None else inputs
+
+
+def _unscaled_output(x, scaling):
+    return Scaling(scaling, invert=True, name="unscaling")(x) if scaling is not None else x
+
+
 def dense(
     input_shape,
     latent_dim,
@@ -54,6 +150,7 @@ def dense(
     dropout=0.0,
     kernel_regularizer=None,
     variational=False,
+    scaling=None,
 ):
     """Dense (stacked) encoder and its mirror-image decoder.
 
@@ -63,11 +160,14 @@ def dense(
         hidden_units: encoder hidden layer sizes, outermost first; the decoder mirrors them.
         activation: hidden activation.
         code_activation: activation of a deterministic code (default: `activation`).
-        output_activation: decoder output activation (default: sigmoid, or linear if variational).
+        output_activation: decoder output activation (default: sigmoid, or linear if variational or
+            `scaling="standard"`), applied before unscaling.
         batch_norm: batch normalization after each hidden layer.
         dropout: dropout rate after each hidden layer.
         kernel_regularizer: any `keras.regularizers.get` identifier, e.g. `"l2"` or a `keras.regularizers.L1(1e-5)`.
         variational: encoder returns `[z_mean, z_log_var]`.
+        scaling: None, `"minmax"` or `"standard"`: the encoder starts with a `Scaling` layer named `scaling` and the
+            decoder ends with its inverse, `unscaling`; set both from training data with `adapt_scaling`.
     """
     input_shape = tuple(input_shape)
     regularizer = keras.regularizers.get(kernel_regularizer)
@@ -76,8 +176,8 @@ def dense(
     def dense_layer(units, act, name):
         return layers.Dense(units, activation=act, kernel_regularizer=regularizer, name=name)
 
-    inputs = keras.Input(input_shape, name="x")
-    x = layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
+    inputs, x = _scaled_input(input_shape, scaling)
+    x = layers.Flatten(name="flatten")(x) if len(input_shape) > 1 else x
     for index, units in enumerate(hidden_units):
         x = _hidden(x, units, dense_layer, activation, batch_norm, dropout, f"encoder_dense_{index}")
     encoder = keras.Model(inputs, _latent_heads(x, latent_dim, variational, code_activation, regularizer), name="encoder")
@@ -86,14 +186,94 @@ def dense(
     x = code
     for index, units in enumerate(reversed(hidden_units)):
         x = _hidden(x, units, dense_layer, activation, batch_norm, dropout, f"decoder_dense_{index}")
-    x = layers.Dense(
-        math.prod(input_shape),
-        activation=_output_activation(output_activation, variational),
-        kernel_regularizer=regularizer,
-        name="reconstruction" if len(input_shape) == 1 else "decoder_output",
-    )(x)
+    steps = [(
+        "decoder_output",
+        functools.partial(
+            layers.Dense, math.prod(input_shape), activation=_output_activation(output_activation, variational, scaling),
+            kernel_regularizer=regularizer,
+        ),
+    )]
     if len(input_shape) > 1:
-        x = layers.Reshape(input_shape, name="reconstruction")(x)
+        steps.append(("decoder_output_reshape", functools.partial(layers.Reshape, input_shape)))
+    x = _unscaled_output(_output_layers(x, steps), scaling)
+    return encoder, keras.Model(code, x, name="decoder")
+
+
+def _convolutional(
+    input_shape, latent_dim, *, filters, kernel_size, strides, dense_units, activation, code_activation,
+    output_activation, batch_norm, dropout, kernel_regularizer, variational, spatial_code=False, scaling=None,
+):
+    """Strided-convolution encoder and transposed-convolution decoder over 1 or 2 spatial axes.
+
+    `input_shape` is `(*spatial, channels)`, or `(length,)` for a one-channel signal. Sides are padded up to
+    a multiple of `strides ** len(filters)` in the encoder and cropped back in the decoder.
+    """
+    flat = len(input_shape) == 1
+    *spatial, channels = (*input_shape, 1) if flat else input_shape
+    rank = len(spatial)
+    convolution, transposed_convolution, padding, cropping = CONVOLUTION_LAYERS[rank]
+    reduction = strides ** len(filters)
+    margins = tuple(_margins(side, reduction) for side in spatial)
+    padded = any(map(any, margins))
+    margins = margins if rank > 1 else margins[0]
+    regularizer = keras.regularizers.get(kernel_regularizer)
+    code_activation = activation if code_activation is None else code_activation
+
+    def conv_layer(filter_count, act, name):
+        return convolution(
+            filter_count, kernel_size, strides=strides, padding="same", activation=act, kernel_regularizer=regularizer,
+            name=name,
+        )
+
+    def transposed_layer(filter_count, act, name):
+        return transposed_convolution(
+            filter_count, kernel_size, strides=strides, padding="same", activation=act, kernel_regularizer=regularizer,
+            name=name,
+        )
+
+    def dense_layer(units, act, name):
+        return layers.Dense(units, activation=act, kernel_regularizer=regularizer, name=name)
+
+    def pointwise_layer(filter_count, act, name):
+        return convolution(filter_count, 1, activation=act, kernel_regularizer=regularizer, name=name)
+
+    inputs, x = _scaled_input(input_shape, scaling)
+    if flat:
+        x = layers.Reshape((*spatial, channels), name="encoder_reshape")(x)
+    if padded:
+        x = padding(margins, name="encoder_padding")(x)
+    for index, filter_count in enumerate(filters):
+        x = _hidden(x, filter_count, conv_layer, activation, batch_norm, dropout, f"encoder_conv_{index}")
+    if not spatial_code:
+        x = layers.Flatten(name="flatten")(x)
+        if dense_units:
+            x = _hidden(x, dense_units, dense_layer, activation, batch_norm, dropout, "encoder_dense")
+    head = functools.partial(convolution, kernel_size=1) if spatial_code else layers.Dense
+    code_layers = _latent_heads(x, latent_dim, variational, code_activation, regularizer, head)
+    encoder = keras.Model(inputs, code_layers, name="encoder")
+
+    feature_shape = (*(math.ceil(side / reduction) for side in spatial), filters[-1])
+    if spatial_code:
+        code = keras.Input((*feature_shape[:-1], latent_dim), name="z")
+        x = _hidden(code, filters[-1], pointwise_layer, activation, batch_norm, dropout, "decoder_pointwise")
+    else:
+        code = keras.Input((latent_dim,), name="z")
+        x = _hidden(code, math.prod(feature_shape), dense_layer, activation, batch_norm, dropout, "decoder_dense")
+        x = layers.Reshape(feature_shape, name="decoder_reshape")(x)
+    for index, filter_count in enumerate(reversed(filters)):
+        x = _hidden(x, filter_count, transposed_layer, activation, batch_norm, dropout, f"decoder_conv_transpose_{index}")
+    steps = [(
+        "decoder_output",
+        functools.partial(
+            convolution, channels, kernel_size, padding="same",
+            activation=_output_activation(output_activation, variational, scaling),
+        ),
+    )]
+    if padded:
+        steps.append(("decoder_cropping", functools.partial(cropping, margins)))
+    if flat:
+        steps.append(("decoder_output_reshape", functools.partial(layers.Reshape, input_shape)))
+    x = _unscaled_output(_output_layers(x, steps), scaling)
     return encoder, keras.Model(code, x, name="decoder")
 
 
@@ -108,79 +288,75 @@ def conv(
     code_activation=None,
     output_activation=None,
     batch_norm=False,
+    dropout=0.0,
     kernel_regularizer=None,
     variational=False,
     spatial_code=False,
 ):
-    """Convolutional encoder (strided convolutions) and its transposed-convolution mirror.
+    """Convolutional encoder (strided convolutions) and its transposed-convolution mirror, for images of any size.
 
     Args:
-        input_shape: `(height, width, channels)`; height and width must divide by `strides ** len(filters)`.
+        input_shape: `(height, width, channels)`; sides that do not divide by r = `strides ** len(filters)` are
+            zero-padded up to the next multiple (`encoder_padding`, split evenly) and cropped back
+            (`reconstruction` is then a cropping layer after the output convolution `decoder_output`).
         latent_dim: size of the code, or with `spatial_code` its channels.
         filters: encoder convolution widths, outermost first.
         kernel_size, strides: of every convolution.
         dense_units: optional dense layer between the flattened features and a vector code.
-        activation, code_activation, output_activation, batch_norm, kernel_regularizer, variational: as in `dense`.
-        spatial_code: the code is a feature map `(height / r, width / r, latent_dim)` (r = `strides ** len(filters)`,
-            a 1x1 convolution of the last features) instead of a vector.
+        activation, code_activation, output_activation, batch_norm, dropout, kernel_regularizer, variational:
+            as in `dense`; dropout follows every hidden block.
+        spatial_code: the code is a feature map `(ceil(height / r), ceil(width / r), latent_dim)` (a 1x1 convolution
+            of the last features) instead of a vector.
     """
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise ValueError(f"conv networks need input_shape (height, width, channels); got {input_shape}.")
-    height, width, channels = input_shape
-    reduction = strides ** len(filters)
-    if height % reduction or width % reduction:
-        raise ValueError(
-            f"input_shape {input_shape} must have height and width divisible by strides**len(filters) = {reduction}."
-        )
-    regularizer = keras.regularizers.get(kernel_regularizer)
-    code_activation = activation if code_activation is None else code_activation
-
-    def conv_layer(width, act, name):
-        return layers.Conv2D(
-            width, kernel_size, strides=strides, padding="same", activation=act, kernel_regularizer=regularizer, name=name
-        )
-
-    def transposed_layer(width, act, name):
-        return layers.Conv2DTranspose(
-            width, kernel_size, strides=strides, padding="same", activation=act, kernel_regularizer=regularizer, name=name
-        )
-
-    def dense_layer(units, act, name):
-        return layers.Dense(units, activation=act, kernel_regularizer=regularizer, name=name)
-
-    def pointwise_layer(width, act, name):
-        return layers.Conv2D(width, 1, activation=act, kernel_regularizer=regularizer, name=name)
-
-    inputs = keras.Input(input_shape, name="x")
-    x = inputs
-    for index, width_ in enumerate(filters):
-        x = _hidden(x, width_, conv_layer, activation, batch_norm, 0.0, f"encoder_conv_{index}")
-    if not spatial_code:
-        x = layers.Flatten(name="flatten")(x)
-        if dense_units:
-            x = _hidden(x, dense_units, dense_layer, activation, batch_norm, 0.0, "encoder_dense")
-    head = functools.partial(layers.Conv2D, kernel_size=1) if spatial_code else layers.Dense
-    encoder = keras.Model(inputs, _latent_heads(x, latent_dim, variational, code_activation, regularizer, head), name="encoder")
-
-    feature_shape = (height // reduction, width // reduction, filters[-1])
-    if spatial_code:
-        code = keras.Input((*feature_shape[:2], latent_dim), name="z")
-        x = _hidden(code, filters[-1], pointwise_layer, activation, batch_norm, 0.0, "decoder_pointwise")
-    else:
-        code = keras.Input((latent_dim,), name="z")
-        x = _hidden(code, math.prod(feature_shape), dense_layer, activation, batch_norm, 0.0, "decoder_dense")
-        x = layers.Reshape(feature_shape, name="decoder_reshape")(x)
-    for index, width_ in enumerate(reversed(filters)):
-        x = _hidden(x, width_, transposed_layer, activation, batch_norm, 0.0, f"decoder_conv_transpose_{index}")
-    outputs = layers.Conv2D(
-        channels, kernel_size, padding="same", activation=_output_activation(output_activation, variational),
-        name="reconstruction",
-    )(x)
-    return encoder, keras.Model(code, outputs, name="decoder")
+    return _convolutional(
+        input_shape, latent_dim, filters=filters, kernel_size=kernel_size, strides=strides, dense_units=dense_units,
+        activation=activation, code_activation=code_activation, output_activation=output_activation,
+        batch_norm=batch_norm, dropout=dropout, kernel_regularizer=kernel_regularizer, variational=variational,
+        spatial_code=spatial_code,
+    )
 
 
-BUILDERS = {"dense": dense, "conv": conv}
+def conv1d(
+    input_shape,
+    latent_dim,
+    filters=(32, 64),
+    kernel_size=7,
+    strides=2,
+    dense_units=None,
+    activation="relu",
+    code_activation=None,
+    output_activation=None,
+    batch_norm=False,
+    dropout=0.0,
+    kernel_regularizer=None,
+    variational=False,
+    scaling=None,
+):
+    """1-D convolutional encoder and its transposed-convolution mirror, for sequences and signals of any length.
+
+    Args:
+        input_shape: `(length,)` (reshaped to one channel inside, returned flat) or `(length, channels)`; lengths
+            that do not divide by `strides ** len(filters)` are padded and cropped back, as in `conv`.
+        latent_dim: size of the code.
+        filters, kernel_size, strides, dense_units: as in `conv`.
+        activation, code_activation, output_activation, batch_norm, dropout, kernel_regularizer, variational, scaling:
+            as in `dense`.
+    """
+    input_shape = tuple(input_shape)
+    if len(input_shape) not in (1, 2):
+        raise ValueError(f"conv1d networks need input_shape (length,) or (length, channels); got {input_shape}.")
+    return _convolutional(
+        input_shape, latent_dim, filters=filters, kernel_size=kernel_size, strides=strides, dense_units=dense_units,
+        activation=activation, code_activation=code_activation, output_activation=output_activation,
+        batch_norm=batch_norm, dropout=dropout, kernel_regularizer=kernel_regularizer, variational=variational,
+        scaling=scaling,
+    )
+
+
+BUILDERS = {"dense": dense, "conv": conv, "conv1d": conv1d}
 
 
 def build(kind, **kwargs):

@@ -11,9 +11,6 @@ import numpy as np  # noqa: E402
 
 def _image(array):
     array = np.asarray(array, dtype="float32")
-    if array.ndim == 1:
-        side = int(round(np.sqrt(array.size)))
-        array = array.reshape(side, side)
     return array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
 
 
@@ -26,7 +23,7 @@ def _save(figure, path):
 
 
 def image_grid(rows, path, row_titles=None, title=None):
-    """Rows of images (each a sequence of arrays) in one figure."""
+    """Rows of images (each a sequence of arrays) in one figure; 1-D arrays (signals, table rows) are drawn as lines."""
     rows = [list(row) for row in rows]
     columns = max(len(row) for row in rows)
     figure, axes = plt.subplots(len(rows), columns, figsize=(columns * 0.9, len(rows) * 0.95 + 0.3), squeeze=False)
@@ -37,7 +34,9 @@ def image_grid(rows, path, row_titles=None, title=None):
             axis.set_yticks([])
             for spine in axis.spines.values():
                 spine.set_visible(False)
-            if column < len(row):
+            if column < len(row) and np.ndim(row[column]) == 1:
+                axis.plot(np.asarray(row[column]), linewidth=0.8)
+            elif column < len(row):
                 axis.imshow(_image(row[column]), cmap="gray", vmin=0.0, vmax=1.0)
         if row_titles:
             axes[row_index][0].set_ylabel(row_titles[row_index], fontsize=8)

@@ -4,10 +4,12 @@ import datetime
 import json
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_ae import cards, data
@@ -87,10 +89,8 @@ def train(
     keras.utils.set_random_seed(recipe.get("seed", 0))
     keras.mixed_precision.set_dtype_policy(precision)
     splits = {"train": train_split or spec["train_split"], "validation": validation_split or spec["test_split"]}
-    pipeline = dict(
-        binarize=spec.get("binarize"), flatten=spec.get("flatten", False), seed=recipe.get("seed", 0), data_dir=data_dir
-    )
-    examples_per_epoch = data.count(spec["dataset"], splits["train"], data_dir=data_dir)
+    pipeline = dict(data.card_options(spec), seed=recipe.get("seed", 0), data_dir=data_dir)
+    examples_per_epoch = data.count(spec["dataset"], splits["train"], **pipeline)
     steps_per_epoch = -(-examples_per_epoch // batch_size)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     steps_per_execution = recipe.get("steps_per_execution", 1)
@@ -98,6 +98,11 @@ def train(
         steps_per_execution = 1  # keras-team/keras#19246: multi-step execution fails under multi-replica strategies.
     with strategy.scope():
         model = cards.build_model(card)
+        if card["network"].get("scaling"):  # statistics of the training split, kept in the model's own weights
+            from keras_ae import evaluate, networks
+
+            training_examples = evaluate.split_arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
+            networks.adapt_scaling(model.encoder, model.decoder, training_examples)
         model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
         model.optimizer.build(model.trainable_weights)
     callbacks = list(callbacks)
@@ -116,7 +121,7 @@ def train(
         history = fit_distributed(
             model, strategy, distributed["train"], distributed["validation"],
             steps=examples_per_epoch // batch_size,
-            validation_steps=data.count(spec["dataset"], splits["validation"], data_dir=data_dir) // batch_size,
+            validation_steps=data.count(spec["dataset"], splits["validation"], **pipeline) // batch_size,
             epochs=epochs, callbacks=callbacks, verbose=verbose,
         )
     else:
@@ -149,18 +154,83 @@ def hardware():
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, " + (f"{len(gpus)} GPU" if gpus else "no GPU")
 
 
-def finish(model, card, history, stats, folder):
+def finish(model, card, history, stats, folder, data_dir=None):
     """Write a finished training run as a preset folder: the weights, the card with its training record, the curves.
 
-    The card's old metrics are dropped (they measured other weights). Returns the card as written;
+    The card's old metrics are dropped (they measured other weights). A card with an `anomaly` section gets
+    its threshold from the training split only (see `anomaly_threshold`). Returns the card as written;
     `keras_ae.load(folder)` loads the model back.
     """
     from keras_ae import plot
 
     fresh = {key: value for key, value in card.items() if key != "metrics"}
+    if card.get("anomaly"):
+        fresh["anomaly"] = {**card["anomaly"], "threshold": anomaly_threshold(model, card, data_dir)}
     card = cards.save_preset(model, folder, {**fresh, "training": stats})
     plot.training_curves(history, Path(folder) / "training_curves.png")
     return card
+
+
+def anomaly_threshold(model, card, data_dir=None):
+    """The score above which an example is called anomalous, from the card's training split only.
+
+    `anomaly.threshold_rule` "percentile" (default): that `percentile` of the scores of the normal training
+    examples; "best_accuracy": the threshold that classifies the whole labelled training split best.
+    """
+    from keras_ae import anomaly, evaluate
+
+    rule = card["anomaly"].get("threshold_rule", "percentile")
+    examples, labels = evaluate.split_arrays(card, card["data"]["train_split"], data_dir=data_dir, every_label=rule != "percentile")
+    scores = anomaly.anomaly_scores(model, examples)
+    if rule == "percentile":
+        return float(np.percentile(scores, card["anomaly"].get("percentile", 99.0)))
+    if rule != "best_accuracy":
+        raise ValueError(f"Unknown anomaly.threshold_rule {rule!r}; expected 'percentile' or 'best_accuracy'.")
+    normal = labels == np.asarray(card["anomaly"]["normal_label"], dtype=labels.dtype)
+    candidates = np.sort(scores)
+    accuracy = [np.mean((scores <= threshold) == normal) for threshold in candidates]
+    return float(candidates[int(np.argmax(accuracy))])
+
+
+def card_for_data(
+    source, family="ae", network="dense", latent_dim=32, epochs=20, batch_size=128, validation_split=0.1,
+    normal_label=None, threshold_percentile=99.0, name=None, **read_options,
+):
+    """A card that trains a family on the user's own data (a folder of images, an array or a table).
+
+    The network's input shape is read from the data; tables and signals get min-max scaling inside the
+    model; a seeded `validation_split` is held out. With `normal_label`, training uses only that label's
+    examples and the card's `anomaly` section asks `finish` for a threshold at `threshold_percentile`.
+    """
+    from keras_ae.models import by_short_name
+
+    families = by_short_name()
+    if family not in families:
+        raise ValueError(f"Unknown family {family!r}; expected one of {sorted(families)}.")
+    family_class = families[family]
+    read_options = {key: value for key, value in read_options.items() if value is not None}
+    first = next(iter(data.load(source, batch_size=1, shuffle=False, validation_split=validation_split, **read_options)))
+    input_shape = list(first.shape[1:])
+    images = len(input_shape) == 3
+    architecture = {"kind": network, "input_shape": input_shape, "latent_dim": latent_dim, **family_class.network_options}
+    if not images and network in ("dense", "conv1d"):
+        architecture["scaling"] = "minmax"
+    card = {
+        "name": re.sub(r"[^a-z0-9_]+", "_", (name or Path(source).stem).lower()).strip("_") or "model",
+        "description": f"{family_class.__name__} ({network} network, code {latent_dim}) trained with keras-ae train --data on {source}.",
+        "model": {"class_name": family_class.__name__, "config": {"seed": 0, **({} if images else family_class.options_off_images)}},
+        "network": architecture,
+        "data": {
+            "dataset": str(Path(source).expanduser().resolve()), "train_split": "train", "test_split": "validation",
+            "validation_split": validation_split, **read_options,
+        },
+        "recipe": {"epochs": epochs, "batch_size": batch_size, "optimizer": {"class_name": "Adam", "config": {"learning_rate": 1e-3}}, "seed": 0},
+        "weights": {"file": cards.WEIGHTS_FILE},
+    }
+    if normal_label is not None:
+        card["data"]["only_label"] = normal_label
+        card["anomaly"] = {"normal_label": normal_label, "threshold_rule": "percentile", "percentile": threshold_percentile}
+    return cards.validate(card)
 
 
 def fit_distributed(model, strategy, train_data, validation_data, steps, validation_steps, epochs, callbacks, verbose):

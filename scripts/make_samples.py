@@ -1,4 +1,4 @@
-"""Write the small bundled samples of real test images that the demo uses (the first 500 of each test split).
+"""Write the small bundled samples of real test data that the demo and gallery use (the first 500 of each test split).
 
     KERAS_AE_DATA=../shared/data python scripts/make_samples.py
 """
@@ -15,10 +15,10 @@ SAMPLES_DIR = Path(data.__file__).resolve().parent / "samples"
 
 
 def main():
-    for name in ("mnist", "fashion_mnist"):
-        images, labels = data.load_arrays(name, "test")
+    for name in ("mnist", "fashion_mnist", "ecg5000"):
+        examples, labels = data.load_arrays(name, "test")
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, images=images[:SAMPLE_SIZE], labels=labels[:SAMPLE_SIZE])
+        np.savez_compressed(buffer, examples=examples[:SAMPLE_SIZE], labels=labels[:SAMPLE_SIZE])
         path = SAMPLES_DIR / f"{name}.npz"
         weights.atomic_copy(lambda temporary: Path(temporary).write_bytes(buffer.getvalue()), path)
         print(f"wrote {path} ({path.stat().st_size} bytes)")

@@ -11,7 +11,7 @@ def main():
     columns = {}
     for _, card in entries:
         columns.update(cards.model_class(card).card_columns())
-    headings = ["entry", "model", "data", *columns, "linear probe", "train time"]
+    headings = ["entry", "model", "data", *columns, "linear probe", "anomaly AUROC / accuracy", "train time"]
     print("| " + " | ".join(headings) + " |")
     print("|" + "---|" * len(headings))
     for name, card in entries:
@@ -19,8 +19,9 @@ def main():
         own = cards.model_class(card).card_columns()
         cells = [own[heading](metrics) if heading in own else "" for heading in columns]
         probe = f"{metrics['linear_probe_accuracy']:.4f}" if "linear_probe_accuracy" in metrics else ""
+        detection = f"{metrics['auroc']:.4f} / {metrics['detection_accuracy']:.3f}" if "detection_accuracy" in metrics else ""
         cost = f"{training['epochs']} ep, {training['wall_time_seconds'] / 60:.1f} min" if training else "not trained"
-        print("| " + " | ".join([f"`{name}`", card["model"]["class_name"], card["data"]["dataset"], *cells, probe, cost]) + " |")
+        print("| " + " | ".join([f"`{name}`", card["model"]["class_name"], card["data"]["dataset"], *cells, probe, detection, cost]) + " |")
 
 
 if __name__ == "__main__":

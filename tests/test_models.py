@@ -260,7 +260,7 @@ def test_mixed_precision_gives_finite_float32_losses(policy, family, mnist_image
         (lambda: keras_ae.VAE(*networks.dense(SHAPE, 4, variational=True), likelihood="poisson"), "bernoulli"),
         (lambda: keras_ae.VAE(*networks.dense(SHAPE, 4)), "z_mean, z_log_var"),
         (lambda: keras_ae.Autoencoder("encoder", "decoder"), "built keras.Model"),
-        (lambda: networks.conv((30, 30, 1), 4), "divisible"),
+        (lambda: networks.conv((28, 28), 4), "height, width, channels"),
         (lambda: networks.build("transformer"), "conv"),
     ],
 )

@@ -16,7 +16,7 @@ from keras_ae import cards, evaluate, weights
 NAMES = cards.list_models()
 REQUIRED_ENTRIES = {
     "ae_mnist", "deep_ae_mnist", "conv_ae_mnist", "dae_mnist", "sae_mnist", "vae_mnist", "vae2d_mnist",
-    "conv_ae_fashion_mnist", "dae_fashion_mnist", "vae_fashion_mnist",
+    "conv_ae_fashion_mnist", "dae_fashion_mnist", "vae_fashion_mnist", "ae_ecg5000",
 }
 # Tolerances for re-measuring on the first 1,000 test images what the card measured on all 10,000.
 RELATIVE_TOLERANCE = {"reconstruction_mse": 0.15, "psnr_db": 0.05, "psnr_denoised_db": 0.05, "negative_elbo_nats": 0.05}

@@ -21,6 +21,11 @@ def families():
     return dict(sorted(found.items()))
 
 
+def by_short_name():
+    """{short name: class} of the families `keras-ae train --family` offers (ae, dae, sae, vae)."""
+    return {vars(family)["short_name"]: family for family in families().values() if vars(family).get("short_name")}
+
+
 globals().update(families())
 VariationalAutoencoder = families()["VAE"]
 __all__ = [*families(), "VariationalAutoencoder"]

@@ -19,6 +19,7 @@ class Autoencoder(BaseAutoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss")
+    short_name = "ae"
 
     def __init__(self, encoder, decoder, reconstruction="mse", **kwargs):
         self.reconstruction = check_choice("reconstruction", reconstruction, RECONSTRUCTION_LOSSES)

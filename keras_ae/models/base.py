@@ -54,9 +54,15 @@ class BaseAutoencoder(keras.Model):
 
     metric_names = ("loss",)
     #: keras-ae commands that work on this family (`keras-ae sample` only where the family samples).
-    verbs = ("info", "evaluate", "export", "reconstruct")
+    verbs = ("info", "evaluate", "export", "reconstruct", "score")
     #: Settings of a card's `evaluation` section that `measure` takes, with their defaults.
     evaluation_defaults = {}
+    #: The short name `keras-ae train --family` knows the family by (declared by each family itself; None: not offered).
+    short_name = None
+    #: What the family needs of a `keras_ae.networks` builder (e.g. two encoder outputs) and of its own arguments
+    #: on data that is not images in [0, 1], for `keras-ae train --data`.
+    network_options = {}
+    options_off_images = {}
 
     def __init__(self, encoder, decoder, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -225,7 +231,9 @@ class BaseAutoencoder(keras.Model):
     @classmethod
     def headline(cls, metrics):
         """One short phrase of this family's headline numbers, for listings and the demo."""
-        return f"PSNR {metrics['psnr_db']:.2f} dB" if "psnr_db" in metrics else "not measured"
+        if "psnr_db" in metrics:
+            return f"PSNR {metrics['psnr_db']:.2f} dB"
+        return f"MSE {metrics['reconstruction_mse']:.4g}" if "reconstruction_mse" in metrics else "not measured"
 
     @classmethod
     def card_columns(cls):

@@ -26,6 +26,8 @@ class DenoisingAutoencoder(Autoencoder):
     """
 
     evaluation_defaults = {"noise_seed": 0}
+    short_name = "dae"
+    verbs = Autoencoder.verbs + ("denoise",)
 
     def __init__(self, encoder, decoder, noise="gaussian", noise_level=0.5, **kwargs):
         self.noise = check_choice("noise", noise, NOISE_KINDS)

@@ -24,6 +24,7 @@ class SparseAutoencoder(Autoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss", "sparsity_loss", "mean_activation")
+    short_name = "sae"
 
     def __init__(self, encoder, decoder, sparsity="l1", target=0.05, sparsity_weight=1e-3, **kwargs):
         self.sparsity = check_choice("sparsity", sparsity, SPARSITY_KINDS)

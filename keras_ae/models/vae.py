@@ -34,6 +34,9 @@ class VAE(BaseAutoencoder):
     metric_names = ("loss", "reconstruction_loss", "kl_loss")
     verbs = BaseAutoencoder.verbs + ("sample",)
     evaluation_defaults = {"iwae_samples": 100, "bound_seed": 0}
+    short_name = "vae"
+    network_options = {"variational": True}
+    options_off_images = {"likelihood": "gaussian"}
 
     def __init__(
         self, encoder, decoder, likelihood="bernoulli", beta=1.0, kl_warmup_steps=0, observation_scale=1.0, **kwargs
