@@ -50,18 +50,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve(payload):
-    """Yield the base URL of a server for `payload`; the server stops when the block ends."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.payload = payload
-    server.requests = []
-    server.stop_stalling = threading.Event()
+def running(handler, on_stop=None, **attributes):
+    """A threading HTTP server on 127.0.0.1 with `handler` and `attributes` set on it; yields (base URL, server).
+
+    It serves from a daemon thread until the block ends; `on_stop(server)` runs first (e.g. to release stalled requests).
+    """
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for name, value in attributes.items():
+        setattr(server, name, value)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_port}", server
     finally:
-        server.stop_stalling.set()
+        if on_stop:
+            on_stop(server)
         server.shutdown()
         server.server_close()
+
+
+def serve(payload):
+    """Yield the base URL of a server for `payload` and the server; the server stops when the block ends."""
+    return running(Handler, on_stop=lambda server: server.stop_stalling.set(), payload=payload, requests=[],
+                   stop_stalling=threading.Event())

@@ -20,8 +20,9 @@ import contextlib
 import hashlib
 import http.server
 import json
-import threading
 import urllib.parse
+
+from http_server import running
 
 
 def commit_sha(repo_id, revision, files):
@@ -80,14 +81,5 @@ def serve_hub(repos):
 
     server.requests lists the (method, path) of every request received; the server stops when the block ends.
     """
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.repos = repos
-    server.requests = []
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", server
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running(Handler, repos=repos, requests=[]) as (url, server):
+        yield url, server

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from keras_ae import cards, cli, weights
 from conftest import console_script

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ import pytest
 import keras_ae
 from keras_ae import cards, cli, weights
 from conftest import console_script
+from http_server import running
 from hub_server import serve_hub
 
 X = keras_ae.data.bundled_sample("mnist")[0][:8]
@@ -48,14 +48,8 @@ def serve_folder(root):
             requests.append(self.path)
             super().do_GET()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", requests
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running(functools.partial(Handler, directory=str(root))) as (url, _):
+        yield url, requests
 
 
 def same_model(model, reference=None):

@@ -2,8 +2,6 @@
 
 import contextlib
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -1,13 +1,11 @@
 """Every zoo card parses, validates, loads and still measures what it says."""
 
-import json
 import os
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import keras_ae
