@@ -37,7 +37,7 @@ def _entry(card, pictures, folder):
     command_lines = "".join(f"<div>{label}: <code>{html.escape(command)}</code></div>" for label, command in commands if command)
     figures = "".join(
         f"<figure><img src='{html.escape(Path(os.path.relpath(path, folder)).as_posix())}' alt='{html.escape(title)} of {name}'>"
-        f"<figcaption>{html.escape(title)} (bundled test images)</figcaption></figure>"
+        f"<figcaption>{html.escape(title)} (bundled test examples)</figcaption></figure>"
         for title, path in pictures.items()
     )
     return (
@@ -64,7 +64,7 @@ def write(out_dir="gallery"):
         f"<style>{STYLE}</style><script>{COPY_SCRIPT}</script></head><body>"
         "<h1>keras-ae zoo</h1><p class='lead'>Every entry loads offline with <code>import keras_ae</code> and the line on its card. "
         "Numbers are from the card (full test split, with the command that measured them); pictures are drawn "
-        "from the bundled weights on the 500 bundled test images.</p>"
+        "from the bundled weights on the 500 bundled test examples of each dataset.</p>"
         f"<main class='entries'>{''.join(sections)}</main></body></html>\n"
     )
     path = folder / "index.html"
