@@ -27,9 +27,15 @@ def _visible(path, root):
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def class_folders_of(folder):
+    """The class subfolders of an image folder, sorted by name: a label is its folder's index here."""
+    folder = Path(folder)
+    return sorted(path for path in folder.iterdir() if path.is_dir() and _visible(path, folder))
+
+
 def _image_files(folder):
     """(class folders, [(path, class index or None)]) as keras.utils.image_dataset_from_directory finds them."""
-    class_folders = sorted(path for path in folder.iterdir() if path.is_dir() and _visible(path, folder))
+    class_folders = class_folders_of(folder)
     groups = [(directory, directory.rglob("*"), index) for index, directory in enumerate(class_folders)]
     groups = groups or [(folder, folder.iterdir(), None)]
     return class_folders, [

@@ -199,8 +199,9 @@ def card_for_data(
     """A card that trains a family on the user's own data (a folder of images, an array or a table).
 
     The network's input shape is read from the data; tables and signals get min-max scaling inside the
-    model; a seeded `validation_split` is held out. With `normal_label`, training uses only that label's
-    examples and the card's `anomaly` section asks `finish` for a threshold at `threshold_percentile`.
+    model; a seeded `validation_split` is held out. With `normal_label` (for a folder, a class folder's name or
+    index), training uses only that label's examples and the card's `anomaly` section asks `finish` for a
+    threshold at `threshold_percentile`.
     """
     from keras_ae.models import by_short_name
 
@@ -227,6 +228,11 @@ def card_for_data(
         "recipe": {"epochs": epochs, "batch_size": batch_size, "optimizer": {"class_name": "Adam", "config": {"learning_rate": 1e-3}}, "seed": 0},
         "weights": {"file": cards.WEIGHTS_FILE},
     }
+    if normal_label is not None and Path(source).is_dir():  # a class folder's name stands for its index
+        from keras_ae import files
+
+        names = [folder.name for folder in files.class_folders_of(source)]
+        normal_label = names.index(normal_label) if normal_label in names else normal_label
     if normal_label is not None:
         card["data"]["only_label"] = normal_label
         card["anomaly"] = {"normal_label": normal_label, "threshold_rule": "percentile", "percentile": threshold_percentile}

@@ -127,6 +127,22 @@ def test_train_on_a_table_with_a_normal_label_then_score_it(ecg_csv, tmp_path, c
     assert flagged[labels == 0].mean() > flagged[labels == 1].mean() + 0.3  # even after 3 epochs, anomalies stand out
 
 
+def test_a_class_folder_name_is_a_normal_label(digit_folder, tmp_path, capsys):
+    out = tmp_path / "ones"
+    code, _, err = run(capsys, "train", "--data", digit_folder, "--normal-label", "class_1", "--epochs", "40", "--batch-size", "9",
+                       "--threshold-percentile", "95", "--output", out)
+    assert code == 0, err
+    card = json.loads((out / "card.json").read_text())
+    assert card["data"]["only_label"] == 1 and card["anomaly"]["normal_label"] == 1 and card["anomaly"]["threshold"] > 0
+    code, _, err = run(capsys, "score", out, digit_folder, "--out", tmp_path / "scores.csv")
+    with open(tmp_path / "scores.csv") as handle:
+        rows = {row["input"]: row for row in csv.DictReader(handle)}
+    assert len(rows) == 90 and any(name.startswith("class_1/") for name in rows)
+    flagged = {digit: np.mean([row["is_anomaly"] == "1" for name, row in rows.items() if name.startswith(f"class_{digit}/")])
+               for digit in (0, 1, 2)}
+    assert flagged[1] < 0.2 and flagged[0] > 0.8 and flagged[2] > 0.8  # ones are normal, zeros and twos stand out
+
+
 def test_train_on_an_image_folder_and_denoise_and_reconstruct_folders(digit_folder, tmp_path, capsys):
     out = tmp_path / "digits_dae"
     code, _, err = run(capsys, "train", "--data", digit_folder, "--family", "dae", "--network", "conv", "--epochs", "1",
