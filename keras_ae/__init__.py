@@ -21,7 +21,7 @@ _PUBLIC = {
     "export": "keras_ae.export",
     "train": "keras_ae.train",
 }
-_SUBMODULES = ("anomaly", "cards", "data", "evaluate", "losses", "models", "networks", "plot", "weights")
+_SUBMODULES = ("anomaly", "cards", "data", "evaluate", "files", "losses", "models", "networks", "plot", "ratings", "weights")
 
 __all__ = [*_PUBLIC, *_SUBMODULES]  # and every model class of keras_ae.models (Autoencoder, VAE, ...)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_ae import files
+from keras_ae import files, ratings
 
 DEBIAN_DATASETS = Path("/usr/share/datasets")
 IDX_FILES = {
@@ -368,6 +368,9 @@ def kept_indices(labels, indices, only_label, source):
         raise ValueError(f"Label {only_label!r} does not occur in {source}; its labels are {np.unique(labels).tolist()[:20]}.")
     return indices[wanted[indices]]
 
+
+# Ratings (MovieLens layouts, implicit positives, Liang et al.'s split by users) have their own module; this is its door.
+load_ratings = ratings.read_ratings
 
 CARD_OPTIONS = ("binarize", "flatten", "validation_split", "only_label", "image_size", "color_mode", "label_column", "columns")
 
