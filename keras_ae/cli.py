@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 @contextlib.contextmanager
 def quiet_tensorflow(verbose):
     """Import TensorFlow without its C++ log lines, unless asked (`--verbose`, or the user's own TF_CPP_MIN_LOG_LEVEL below 3).
