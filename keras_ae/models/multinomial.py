@@ -1,0 +1,201 @@
+"""Mult-DAE and Mult-VAE (Liang et al. 2018): autoencoders of users' item histories with a multinomial likelihood.
+
+    encoder, decoder = keras_ae.networks.dense((n_items,), 200, hidden_units=(600,), activation="tanh", variational=True)
+    model = keras_ae.MultVAE(encoder, decoder, total_anneal_steps=2000)
+    model.fit(keras_ae.ratings.batches(split.train, 100, shuffle=True), epochs=50)
+    item_ids, scores = model.recommend([[1, 260, 1196]], k=10)      # the dataset's own item ids
+
+The input is a user's row of the user-item matrix; it is L2-normalised and, in training, dropped out
+(rate `input_dropout`, 0.5 in the paper); the decoder's logits score every item, and the loss is the
+multinomial negative log-likelihood of the history under their softmax.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_ae import evaluate, losses
+from keras_ae.models.base import BaseAutoencoder
+
+
+def multinomial_negative_log_likelihood(x, logits):
+    """-sum_i x_i log softmax(logits)_i per user, in nats."""
+    logits = ops.cast(logits, "float32")
+    return -ops.sum(ops.log_softmax(logits, axis=-1) * ops.cast(x, "float32"), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class MultDAE(BaseAutoencoder):
+    """Denoising autoencoder of item histories (Mult-DAE): dropout on the normalised input, multinomial likelihood.
+
+    Args:
+        encoder, decoder: see `BaseAutoencoder`; the decoder returns one logit per item.
+        input_dropout: fraction of the history dropped in training.
+        Other arguments as in `BaseAutoencoder`. `item_ids` (a weight, saved with the model) maps columns to the
+        dataset's own item ids; set it with `set_item_ids`.
+    """
+
+    metric_names = ("loss", "reconstruction_loss")
+    verbs = ("info", "export")
+
+    def __init__(self, encoder, decoder, input_dropout=0.5, **kwargs):
+        if not 0.0 <= input_dropout < 1.0:
+            raise ValueError(f"input_dropout must lie in [0, 1); got {input_dropout!r}.")
+        self.input_dropout = float(input_dropout)
+        super().__init__(encoder, decoder, **kwargs)
+
+    def create_state(self):
+        items = self.input_shape_per_example[0]
+        self.item_ids = self.add_weight(
+            shape=(items,), dtype="int64", trainable=False, name="item_ids",
+            initializer=lambda shape, dtype=None: ops.arange(shape[0], dtype="int64"),
+        )
+
+    def set_item_ids(self, item_ids):
+        """The dataset's item id of each input column (e.g. `RatingsSplit.item_ids`)."""
+        item_ids = np.asarray(item_ids, dtype="int64")
+        if item_ids.shape != tuple(self.item_ids.shape):
+            raise ValueError(f"{type(self).__name__} has {self.item_ids.shape[0]} items; got {item_ids.shape[0]} item ids.")
+        self.item_ids.assign(item_ids)
+
+    def normalized(self, x):
+        x = ops.cast(x, "float32")
+        return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True)), 1e-12)
+
+    def encode(self, x, training=False):
+        return self.encoder(self.normalized(self.check_input(x)), training=training)
+
+    def loss_terms(self, x, training):
+        history = self.normalized(x)
+        if training and self.input_dropout:
+            history = keras.random.dropout(history, self.input_dropout, seed=self.seed_generator)
+        logits = self.decoder(self.encoder(history, training=training), training=training)
+        nll = multinomial_negative_log_likelihood(x, logits)
+        return {"loss": nll, "reconstruction_loss": nll}
+
+    def anomaly_score(self, x):
+        """Per-user multinomial negative log-likelihood of the history: how unusual the user's taste is."""
+        return multinomial_negative_log_likelihood(x, self(self.check_input(x)))
+
+    def history_rows(self, histories):
+        """Dense float32 rows from a batch of histories: a (sparse) user-item matrix, or lists of the dataset's item ids."""
+        if hasattr(histories, "toarray"):
+            return histories.toarray().astype("float32")
+        if isinstance(histories, np.ndarray) and histories.ndim == 2:
+            return histories.astype("float32")
+        columns = {int(item): column for column, item in enumerate(self.item_ids.numpy())}
+        rows = np.zeros((len(histories), len(columns)), "float32")
+        for row, items in enumerate(histories):
+            unknown = [item for item in items if int(item) not in columns]
+            if unknown:
+                raise ValueError(f"Unknown item ids {unknown[:10]}: not in this model's {len(columns)} items.")
+            rows[row, [columns[int(item)] for item in items]] = 1.0
+        return rows
+
+    def recommend(self, histories, k=10, exclude_seen=True):
+        """The `k` best items for each history, best first: (item ids in the dataset's own ids, scores), both (users, k)."""
+        rows = self.history_rows(histories)
+        scores = evaluate.per_example(lambda batch: self(batch), rows)
+        best, best_scores = evaluate.top_k(scores, k, exclude=rows if exclude_seen else None)
+        return self.item_ids.numpy()[best], best_scores
+
+    def measure(self, images, inputs):
+        """The mean multinomial negative log-likelihood of the test histories, in nats per user."""
+        return {"multinomial_nll_nats": float(evaluate.per_example(self.anomaly_score, inputs).mean())}
+
+    @classmethod
+    def headline(cls, metrics):
+        if "multinomial_nll_nats" in metrics:
+            return f"multinomial NLL {metrics['multinomial_nll_nats']:.2f} nats"
+        return super().headline(metrics)
+
+    def export_endpoints(self):
+        """The common endpoints and `recommend(histories, k)`: the k best unseen items' ids and scores."""
+        endpoints = super().export_endpoints()
+        history = endpoints["serve"][1]
+
+        def recommend(x, k):
+            scores = tf.where(x > 0, tf.constant(-np.inf, tf.float32), tf.cast(self(x, training=False), tf.float32))
+            best = tf.math.top_k(scores, k)
+            return {"item_ids": tf.gather(self.item_ids, best.indices), "scores": best.values}
+
+        endpoints["recommend"] = (recommend, [*history, tf.TensorSpec([], tf.int32, name="k")])
+        return endpoints
+
+    def draw(self, images, labels, folder, name):
+        """No pictures: an item history is not an image."""
+        return {}
+
+    def get_config(self):
+        return {**super().get_config(), "input_dropout": self.input_dropout}
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class MultVAE(MultDAE):
+    """Variational autoencoder of item histories (Mult-VAE): Gaussian code, KL weight annealed from 0 to `beta_cap`.
+
+    Args:
+        encoder, decoder: a variational pair (the encoder returns `[z_mean, z_log_var]`).
+        beta_cap: the largest KL weight (0.2 in the paper).
+        total_anneal_steps: training steps over which the KL weight rises linearly to 1 (capped at `beta_cap`);
+            the step counter is a model variable, saved with it.
+        Other arguments as in `MultDAE`.
+    """
+
+    metric_names = ("loss", "reconstruction_loss", "kl_loss")
+
+    def __init__(self, encoder, decoder, beta_cap=0.2, total_anneal_steps=20000, **kwargs):
+        if len(encoder.outputs) != 2:
+            raise ValueError("A MultVAE encoder must return [z_mean, z_log_var]; build it with keras_ae.networks.dense(..., variational=True).")
+        self.beta_cap = float(beta_cap)
+        self.total_anneal_steps = int(total_anneal_steps)
+        super().__init__(encoder, decoder, **kwargs)
+
+    def create_state(self):
+        super().create_state()
+        self.training_steps = self.add_weight(
+            shape=(), initializer="zeros", dtype="int64", trainable=False, name="training_steps", aggregation="only_first_replica",
+        )
+
+    def current_beta(self):
+        """The annealed KL weight: `min(beta_cap, steps / total_anneal_steps)` (Liang et al.'s schedule)."""
+        progress = ops.cast(self.training_steps, "float32") / max(self.total_anneal_steps, 1)
+        return ops.minimum(progress, self.beta_cap)
+
+    def encode(self, x, training=False):
+        z_mean, z_log_var = self.encoder(self.normalized(self.check_input(x)), training=training)
+        return z_mean, ops.cast(losses.clamp_log_variance(z_log_var), z_mean.dtype)
+
+    def embed(self, x):
+        return self.encode(x)[0]
+
+    def call(self, x, training=False):
+        return self.decoder(self.embed(x), training=training)
+
+    def loss_terms(self, x, training):
+        history = self.normalized(x)
+        if training and self.input_dropout:
+            history = keras.random.dropout(history, self.input_dropout, seed=self.seed_generator)
+        z_mean, z_log_var = self.encoder(history, training=training)
+        if training:
+            epsilon = keras.random.normal(ops.shape(z_mean), dtype="float32", seed=self.seed_generator)
+            z = ops.cast(z_mean, "float32") + ops.exp(0.5 * losses.clamp_log_variance(z_log_var)) * epsilon
+        else:
+            z = z_mean
+        nll = multinomial_negative_log_likelihood(x, self.decoder(z, training=training))
+        kl = losses.gaussian_kl_divergence(z_mean, z_log_var)
+        beta = self.current_beta() if training else self.beta_cap
+        return {"loss": nll + beta * kl, "reconstruction_loss": nll, "kl_loss": kl}
+
+    def on_train_batch(self):
+        self.training_steps.assign_add(1)
+
+    def export_endpoints(self):
+        """As `MultDAE`'s, with `encode` returning `z_mean` and `z_log_var`."""
+        endpoints = super().export_endpoints()
+        endpoints["encode"] = (lambda x: dict(zip(("z_mean", "z_log_var"), self.encode(x))), endpoints["encode"][1])
+        return endpoints
+
+    def get_config(self):
+        return {**super().get_config(), "beta_cap": self.beta_cap, "total_anneal_steps": self.total_anneal_steps}
