@@ -1,0 +1,131 @@
+"""Recommendation on MovieLens: Mult-VAE, Mult-DAE and AutoRec against popularity, EASE and matrix factorization, one run.
+
+    KERAS_AE_DATA=../shared/data python scripts/recommend_benchmark.py --seeds 3     # writes benchmarks/recommend.json
+
+Liang et al. 2018's protocol on ml-latest-small: held-out users (20%, half validation, half test) unseen in
+training, 80% of each one's positives (ratings >= 3.5) as fold-in history, 20% to predict; Recall@20, Recall@50
+and NDCG@100 over the test users (fold-in items excluded from the ranking). EASE's l2 and the autoencoders'
+epoch are chosen on the validation users. RMSE on the held-out ratings of the same held-out users (their other
+ratings folded into training) for the global mean, biased matrix factorization and item-based AutoRec.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import keras_ae
+from keras_ae import evaluate, networks, ratings, weights
+import recommend_baselines as baselines
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "recommend.json"
+RANKING = {"recall@20": (evaluate.recall_at_k, 20), "recall@50": (evaluate.recall_at_k, 50), "ndcg@100": (evaluate.ndcg_at_k, 100)}
+
+
+def ranking_metrics(scores, fold_in, held_out):
+    return {name: float(metric(np.asarray(scores, "float64"), held_out, k, exclude=fold_in).mean()) for name, (metric, k) in RANKING.items()}
+
+
+def autoencoder(family, split, seed, epochs, check_every=10):
+    """Train Mult-DAE or Mult-VAE (600-200 tanh, Liang et al.'s sizes); keep the epoch best on validation NDCG@100."""
+    keras.utils.set_random_seed(seed)
+    items = split.train.shape[1]
+    if family == "Mult-VAE":
+        model = keras_ae.MultVAE(*networks.dense((items,), 200, hidden_units=(600,), activation="tanh", variational=True),
+                                 total_anneal_steps=1000, seed=seed)
+    else:
+        model = keras_ae.MultDAE(*networks.dense((items,), 200, hidden_units=(600,), activation="tanh", output_activation="linear"),
+                                 seed=seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    best = (-1.0, None, 0)
+    for epoch in range(check_every, epochs + 1, check_every):
+        model.fit(ratings.batches(split.train, 100, shuffle=True, seed=seed), epochs=check_every, verbose=0)
+        validation = ranking_metrics(model.predict(split.validation_fold_in.toarray(), verbose=0),
+                                     split.validation_fold_in, split.validation_held_out)["ndcg@100"]
+        if validation > best[0]:
+            best = (validation, model.get_weights(), epoch)
+    model.set_weights(best[1])
+    return model, {"epochs": best[2], "validation_ndcg@100": best[0]}
+
+
+def ranking(split, seed, epochs):
+    results = {"popularity": ranking_metrics(baselines.popularity_scores(split.train, split.test_fold_in), split.test_fold_in, split.test_held_out)}
+    l2, by_l2 = baselines.choose_ease_l2(split.train, split.validation_fold_in, split.validation_held_out, grid=(100, 200, 500, 1000))
+    ease = baselines.ease_scores(baselines.fit_ease(split.train, l2), split.test_fold_in)
+    results["EASE"] = {**ranking_metrics(ease, split.test_fold_in, split.test_held_out), "l2": l2}
+    for family in ("Mult-DAE", "Mult-VAE"):
+        start = time.perf_counter()
+        model, chosen = autoencoder(family, split, seed, epochs)
+        scores = model.predict(split.test_fold_in.toarray(), verbose=0)
+        results[family] = {**ranking_metrics(scores, split.test_fold_in, split.test_held_out), **chosen,
+                           "seconds": round(time.perf_counter() - start, 1)}
+    return results
+
+
+def rating_prediction(all_ratings, split, seed, epochs):
+    explicit = ratings.explicit_split(all_ratings, split, seed=seed)
+    train = explicit.train.tocoo()
+    users, items, actual = (np.asarray(part) for part in explicit.test)
+    mean = baselines.global_mean(train.data)
+    factorization = baselines.fit_biased_mf(train.row, train.col, train.data, *explicit.train.shape, seed=seed)
+    keras.utils.set_random_seed(seed)
+    autorec = keras_ae.AutoRec(*networks.dense((explicit.train.shape[0],), 500, activation="sigmoid", output_activation="linear",
+                                               kernel_regularizer=keras.regularizers.L2(0.03)),
+                               rating_range=(float(train.data.min()), float(train.data.max())), seed=seed)
+    autorec.compile(optimizer=keras.optimizers.Adam(1e-3))
+    best = (np.inf, None)
+    for _ in range(0, epochs, 2):  # keep the epoch best on the validation users' held-out ratings
+        autorec.fit(ratings.batches(explicit.train.T.tocsr(), 64, shuffle=True, seed=seed), epochs=2, verbose=0)
+        validation = evaluate.rmse(autorec.predict_ratings(explicit.train, *explicit.validation[:2]), explicit.validation[2])
+        if validation < best[0]:
+            best = (validation, autorec.get_weights())
+    autorec.set_weights(best[1])
+    return {
+        "global mean": evaluate.rmse(np.full(len(actual), mean), actual),
+        "biased MF": evaluate.rmse(baselines.predict_biased_mf(factorization, users, items), actual),
+        "AutoRec": evaluate.rmse(autorec.predict_ratings(explicit.train, users, items), actual),
+    }
+
+
+def summarize(runs):
+    """Mean and standard deviation over the seeds of every model's numbers."""
+    collected = {}
+    for run in runs:
+        for model, metrics in run["ranking"].items():
+            for key in RANKING:
+                collected.setdefault(model, {}).setdefault(key, []).append(metrics[key])
+        for model, value in run["rmse"].items():
+            collected.setdefault(model, {}).setdefault("rmse", []).append(value)
+    return {
+        model: {key: {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+                for key, values in metrics.items()}
+        for model, metrics in collected.items()
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="splits and initialisations 0..N-1")
+    parser.add_argument("--epochs", type=int, default=100, help="most epochs for Mult-DAE/Mult-VAE (best on validation kept)")
+    parser.add_argument("--autorec-epochs", type=int, default=30, help="most epochs for AutoRec (best on validation kept)")
+    args = parser.parse_args(argv)
+    all_ratings = ratings.read_ratings("ml-latest-small")
+    runs = []
+    for seed in range(args.seeds):
+        split = ratings.split_strong_generalization(all_ratings, seed=seed)
+        runs.append({"seed": seed, "heldout_hash": split.heldout_hash, "ranking": ranking(split, seed, args.epochs),
+                     "rmse": rating_prediction(all_ratings, split, seed, args.autorec_epochs)})
+        print(json.dumps(runs[-1]), flush=True)
+    summary = summarize(runs)
+    results = {"runs": runs, "summary": summary,
+               "command": f"KERAS_AE_DATA=../shared/data python scripts/recommend_benchmark.py --seeds {args.seeds}"}
+    weights.atomic_copy(lambda temporary: Path(temporary).write_text(json.dumps(results, indent=2) + "\n"), RESULTS)
+    for name, metrics in summary.items():
+        print(f"| {name:<22} | " + " | ".join(f"{key} {value['mean']:.4f} ± {value['std']:.4f}" for key, value in metrics.items()) + " |")
+
+
+if __name__ == "__main__":
+    main()
