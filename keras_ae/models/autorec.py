@@ -16,7 +16,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_ae import evaluate
 from keras_ae.models.base import BaseAutoencoder, metric_text
 
 
@@ -59,18 +58,11 @@ class AutoRec(BaseAutoencoder):
         super().__init__(encoder, decoder, **kwargs)
 
     def create_state(self):
-        users = self.input_shape_per_example[0]
-        self.user_ids = self.add_weight(
-            shape=(users,), dtype="int64", trainable=False, name="user_ids",
-            initializer=lambda shape, dtype=None: ops.arange(shape[0], dtype="int64"),
-        )
+        self.user_ids = self.add_id_table("user_ids")
 
     def set_user_ids(self, user_ids):
         """The dataset's user id of each input position (e.g. `ExplicitSplit.user_ids`)."""
-        user_ids = np.asarray(user_ids, dtype="int64")
-        if user_ids.shape != tuple(self.user_ids.shape):
-            raise ValueError(f"{type(self).__name__} has {self.user_ids.shape[0]} users; got {user_ids.shape[0]} user ids.")
-        self.user_ids.assign(user_ids)
+        self.assign_ids(self.user_ids, user_ids, "user")
 
     def loss_terms(self, x, training):
         error = masked_squared_error(x, self.decoder(self.encoder(x, training=training), training=training))

@@ -81,6 +81,20 @@ class BaseAutoencoder(keras.Model):
     def create_state(self):
         """Hook for a subclass's own variables, created before the first call."""
 
+    def add_id_table(self, name):
+        """A saved, non-trainable int64 weight: the dataset's id of each input position (default 0..n-1)."""
+        return self.add_weight(
+            shape=(self.input_shape_per_example[0],), dtype="int64", trainable=False, name=name,
+            initializer=lambda shape, dtype=None: ops.arange(shape[0], dtype="int64"),
+        )
+
+    def assign_ids(self, table, ids, noun):
+        """Fill an id table made by `add_id_table`, refusing a count that does not match its `noun`s."""
+        ids = np.asarray(ids, dtype="int64")
+        if ids.shape != tuple(table.shape):
+            raise ValueError(f"{type(self).__name__} has {table.shape[0]} {noun}s; got {ids.shape[0]} {noun} ids.")
+        table.assign(ids)
+
     def build(self, input_shape):
         """Nothing to create: the encoder and decoder come built."""
 

@@ -46,18 +46,11 @@ class MultDAE(BaseAutoencoder):
         super().__init__(encoder, decoder, **kwargs)
 
     def create_state(self):
-        items = self.input_shape_per_example[0]
-        self.item_ids = self.add_weight(
-            shape=(items,), dtype="int64", trainable=False, name="item_ids",
-            initializer=lambda shape, dtype=None: ops.arange(shape[0], dtype="int64"),
-        )
+        self.item_ids = self.add_id_table("item_ids")
 
     def set_item_ids(self, item_ids):
         """The dataset's item id of each input column (e.g. `RatingsSplit.item_ids`)."""
-        item_ids = np.asarray(item_ids, dtype="int64")
-        if item_ids.shape != tuple(self.item_ids.shape):
-            raise ValueError(f"{type(self).__name__} has {self.item_ids.shape[0]} items; got {item_ids.shape[0]} item ids.")
-        self.item_ids.assign(item_ids)
+        self.assign_ids(self.item_ids, item_ids, "item")
 
     def normalized(self, x):
         x = ops.cast(x, "float32")
