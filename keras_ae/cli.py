@@ -212,6 +212,42 @@ def command_score(args):
     print(f"wrote {len(scores)} scores to {args.out}{flagged}")
 
 
+def _item_history(text):
+    """`--items` as a list of item ids, or {item id: rating} where any is written `id:rating`."""
+    pairs = [part.strip().split(":") for part in text.split(",") if part.strip()]
+    try:
+        if any(len(pair) > 2 for pair in pairs):
+            raise ValueError
+        history = {int(pair[0]): float(pair[1]) if len(pair) == 2 else None for pair in pairs}
+    except ValueError:
+        raise ValueError(f"--items must be comma-separated item ids, each optionally id:rating (e.g. 1,260:4.5); got {text!r}") from None
+    if all(rating is None for rating in history.values()):
+        return list(history)
+    if any(rating is None for rating in history.values()):
+        raise ValueError(f"--items gives ratings for some items but not all; rate every one or none: {text!r}")
+    return history
+
+
+def command_recommend(args):
+    import warnings
+
+    from keras_ae import cards, ratings
+
+    card, _ = _family(args.source, "recommend")
+    history = _item_history(args.items)
+    model = cards.load(args.source)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        item_ids, scores = model.recommend([history], k=args.k)
+    titles = ratings.item_titles(card.get("data", {}).get("dataset", ""), data_dir=args.data_dir)
+    if caught:
+        print(f"(empty history: the {args.k} items most popular with the training users)")
+    if not titles:
+        print(f"(no movies.csv beside the ratings of {card.get('data', {}).get('dataset')}: item ids only)")
+    for rank, (item, score) in enumerate(zip(item_ids[0], scores[0]), 1):
+        print(f"{rank:>3}. {int(item):>7}  {float(score):9.4f}  {titles.get(int(item), '')}".rstrip())
+
+
 def command_sample(args):
     from keras_ae import cards, plot
 
@@ -310,6 +346,11 @@ def parser():
     score.add_argument("input", help="a folder of images, a .npy/.npz array or a .csv/.tsv table")
     score.add_argument("--out", default="scores.csv")
     score.add_argument("--label-column", type=_label_column, help="a label column in INPUT to leave out of the features")
+    recommend = add("recommend", command_recommend, "Recommend items for a history of item ids, with titles from the dataset's movies.csv.")
+    recommend.add_argument("source", help=source_help)
+    recommend.add_argument("--items", required=True, help="the history: item ids, e.g. 1,260,1196, or with ratings 1:5,260:4.5")
+    recommend.add_argument("-k", type=int, default=10, help="how many items")
+    recommend.add_argument("--data-dir", help="folder holding <dataset>/movies.csv (default $KERAS_AE_DATA)")
     sample = add("sample", command_sample, "Draw samples from a model whose family samples (VAEs) into a PNG grid.")
     sample.add_argument("source", help=source_help)
     sample.add_argument("-n", type=int, default=40)

@@ -280,6 +280,12 @@ def load(
     """
     if binarize not in BINARIZE_MODES:
         raise ValueError(f"Unknown binarize {binarize!r}; expected one of {list(BINARIZE_MODES)}.")
+    if read_options.get("ratings"):
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            raise ValueError("Ratings data is not sharded across input pipelines; train recommenders on one worker.")
+        inputs, targets = ratings_split(source, split, data_dir, read_options)
+        return ratings.batches(inputs, batch_size, shuffle=parse_split(split)[0] == "train" if shuffle is None else shuffle,
+                               seed=seed, targets=targets)
     base, start, stop = parse_split(split)
     shuffle = base == "train" if shuffle is None else shuffle
     if drop_remainder is None:
@@ -338,6 +344,8 @@ def count(
 
     Takes `load`'s arguments as they are; `binarize` and `flatten` do not change the count.
     """
+    if read_options.get("ratings"):
+        return ratings_split(source, split, data_dir, read_options)[0].shape[0]
     base, start, stop = parse_split(split)
     folder = None if is_path(source) else local_directory(source, data_dir)
     if folder is not None and source not in TABLE_DATASETS:
@@ -371,8 +379,22 @@ def kept_indices(labels, indices, only_label, source):
 
 # Ratings (MovieLens layouts, implicit positives, Liang et al.'s split by users) have their own module; this is its door.
 load_ratings = ratings.read_ratings
+RATINGS_OPTIONS = ("ratings", "heldout_users", "split_seed", "threshold", "heldout_hash")
 
-CARD_OPTIONS = ("binarize", "flatten", "validation_split", "only_label", "image_size", "color_mode", "label_column", "columns")
+
+def ratings_split(source, split, data_dir, options):
+    """(inputs, targets) rows of a ratings split (`ratings.split_matrices`), sliced like any split: `test[:100]`."""
+    unknown = sorted(set(options) - set(RATINGS_OPTIONS))
+    if unknown:
+        raise ValueError(f"Ratings data takes the options {list(RATINGS_OPTIONS)}; got {unknown}.")
+    base, start, stop = parse_split(split)
+    inputs, targets = ratings.split_matrices({"dataset": source, **options}, base, data_dir)
+    rows = slice(_slice_bound(start, inputs.shape[0]), _slice_bound(stop, inputs.shape[0]))
+    return inputs[rows], None if targets is None else targets[rows]
+
+
+CARD_OPTIONS = ("binarize", "flatten", "validation_split", "only_label", "image_size", "color_mode", "label_column", "columns",
+                *RATINGS_OPTIONS)
 
 
 def card_options(spec):
@@ -388,6 +410,11 @@ def distribute(strategy, source, global_batch_size, **kwargs):
         return load(source, batch_size=batch_size, input_context=input_context, **kwargs)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def has_bundled_sample(name):
+    """Whether the package ships a sample of the dataset `name` (`bundled_sample`)."""
+    return (Path(__file__).resolve().parent / "samples" / f"{name}.npz").exists()
 
 
 def bundled_sample(name):

@@ -8,10 +8,19 @@ from keras_ae import cards, data, evaluate
 from keras_ae.models import BaseAutoencoder
 
 
-def show(name, out_dir):
-    """One zoo entry on its bundled sample: (card, its family's metrics, {title: picture path}); None without weights."""
-    card = cards.model_card(name)
+def skip_reason(card):
+    """Why the demo cannot show an entry offline (no weights, or no bundled sample of its data), or None."""
     if not card["weights"].get("sha256"):
+        return "no trained weights yet"
+    if not data.has_bundled_sample(card["data"]["dataset"]):
+        return f"no bundled sample of {card['data']['dataset']} (its data is not shipped); see `keras-ae info {card['name']}`"
+    return None
+
+
+def show(name, out_dir):
+    """One zoo entry on its bundled sample: (card, its family's metrics, {title: picture path}); None if `skip_reason`."""
+    card = cards.model_card(name)
+    if skip_reason(card):
         return None
     model = cards.load(name)
     images, labels = data.bundled_sample(card["data"]["dataset"])
@@ -32,7 +41,7 @@ def run(out_dir="demo_output"):
     for name in cards.list_models():
         shown = show(name, out)
         if shown is None:
-            print(f"{name:<24} skipped: no trained weights yet")
+            print(f"{name:<24} skipped: {skip_reason(cards.model_card(name))}")
             continue
         card, metrics, _ = shown
         headline = cards.model_class(card).headline(metrics)

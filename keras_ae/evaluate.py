@@ -122,6 +122,8 @@ def measure(card, model, limit=None, probe=None, data_dir=None, **settings):
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive number of test examples; got {limit!r}.")
     images, labels = split_arrays(card, "test", limit, data_dir=data_dir)
+    if card["data"].get("ratings"):  # a recommender: its test rows, and their held-out entries to predict
+        return {**model.measure(images, images, targets=labels), "test_examples": len(images)}
     mode = EVALUATION_BINARIZATION[card["data"].get("binarize")]
     inputs = split_arrays(card, "test", limit, binarize=mode, data_dir=data_dir)[0] if mode else images
     metrics = model.measure(images, inputs, **evaluation_settings(card, model, settings))

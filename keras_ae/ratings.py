@@ -7,6 +7,7 @@
 GroupLens data is for research use only: it is never bundled.
 """
 
+import functools
 import hashlib
 import math
 import os
@@ -194,6 +195,25 @@ def read_ratings(source, data_dir=None, download=True):
     return Ratings(users[kept], items[kept], values[kept].astype(np.float32), timestamps[kept], origin)
 
 
+def item_titles(source, data_dir=None):
+    """{item id: title} from the `movies.csv` (or ml-100k `u.item`, ml-1m `movies.dat`) beside a dataset's ratings; {} if none."""
+    import csv
+
+    try:
+        path, _ = _local_file(source, data_dir)
+    except FileNotFoundError:
+        return {}
+    if path is None:
+        return {}
+    for name, delimiter in (("movies.csv", ","), ("movies.dat", "::"), ("u.item", "|")):
+        file = path.parent / name
+        if file.is_file():
+            with open(file, encoding="utf-8" if name == "movies.csv" else "latin-1", newline="") as handle:
+                rows = csv.reader(handle) if delimiter == "," else (line.rstrip("\r\n").split(delimiter) for line in handle)
+                return {int(row[0]): row[1] for row in rows if len(row) > 1 and row[0].strip().isdigit()}
+    return {}
+
+
 def positive_threshold(ratings):
     """The rating counted as a positive: 3.5 on a half-star scale, 4.0 on a whole-star 1-5 scale."""
     values = np.asarray(ratings.ratings if isinstance(ratings, Ratings) else ratings)
@@ -309,3 +329,52 @@ def batches(matrix, batch_size, shuffle=False, seed=0, targets=None):
         return dense[0] if targets is None else tuple(dense)
 
     return rows.batch(batch_size).map(densify, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+CARD_KINDS = ("implicit", "explicit")  # a card's data.ratings: Liang et al.'s positives, or explicit ratings for AutoRec
+
+
+@functools.lru_cache(maxsize=4)
+def _card_split(source, kind, heldout_users, split_seed, threshold, data_dir):
+    loaded = read_ratings(source, data_dir=data_dir)
+    split = split_strong_generalization(loaded, heldout_users, seed=split_seed, threshold=threshold)
+    return split if kind == "implicit" else (split, explicit_split(loaded, split, seed=split_seed))
+
+
+def card_split(spec, data_dir=None):
+    """The split a card's `data` section describes, rebuilt from the ratings file alone: a `RatingsSplit` for
+    `ratings: "implicit"`, an `ExplicitSplit` for `"explicit"`. A recorded `heldout_hash` must match the rebuilt one."""
+    kind = spec.get("ratings")
+    if kind not in CARD_KINDS:
+        raise ValueError(f"data.ratings must be one of {list(CARD_KINDS)}; got {kind!r}.")
+    heldout = spec.get("heldout_users", 0.2)
+    made = _card_split(spec["dataset"], kind, heldout, int(spec.get("split_seed", 0)), spec.get("threshold"),
+                       None if data_dir is None else str(data_dir))
+    implicit = made if kind == "implicit" else made[0]
+    if spec.get("heldout_hash") and spec["heldout_hash"] != implicit.heldout_hash:
+        raise ValueError(f"The held-out users of {spec['dataset']} hash to {implicit.heldout_hash[:16]}..., the card records "
+                         f"{spec['heldout_hash'][:16]}...: this ratings file is not the one the card was made from.")
+    return made if kind == "implicit" else made[1]
+
+
+def split_matrices(spec, split, data_dir=None):
+    """(inputs, targets) of a card's split as CSR matrices; targets is None for `train`.
+
+    Implicit: users' rows; `train` the training users, `validation`/`test` those users' fold-in histories with their
+    held-out positives as targets. Explicit (item-based AutoRec): items' rows over users; `validation`/`test` keep the
+    items with held-out ratings there, their training ratings as inputs and the held-out ones as targets.
+    """
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"Unknown split {split!r} for ratings; expected 'train', 'validation' or 'test'.")
+    made = card_split(spec, data_dir)
+    if isinstance(made, RatingsSplit):
+        if split == "train":
+            return made.train, None
+        return getattr(made, f"{split}_fold_in"), getattr(made, f"{split}_held_out")
+    item_rows = made.train.T.tocsr()
+    if split == "train":
+        return item_rows, None
+    users, items, values = getattr(made, split)
+    targets = sparse.csr_matrix((np.asarray(values, np.float32), (items, users)), shape=item_rows.shape)
+    rated = np.flatnonzero(targets.getnnz(axis=1))
+    return item_rows[rated], targets[rated]

@@ -131,6 +131,10 @@ def train(
         )
         history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
     wall_time = time.perf_counter() - start
+    if spec.get("ratings"):  # a trained recommender keeps the dataset's ids (and what it recommends from) in its weights
+        from keras_ae import ratings
+
+        model.adapt_to(ratings.card_split(spec, data_dir))
     stats = {
         "epochs": epochs,
         "resumed_from_epoch": epochs - len(history.epoch),

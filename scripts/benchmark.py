@@ -1,4 +1,4 @@
-"""Benchmark keras_ae on MNIST: input pipeline, training throughput, FLOP/s, batch size, memory, inference.
+"""Benchmark keras_ae on MNIST: input pipeline, training throughput, FLOP/s, batch size, memory, inference; ratings memory.
 
     KERAS_AE_DATA=../shared/data TF_CPP_MIN_LOG_LEVEL=3 python scripts/benchmark.py [--quick] [--output benchmarks/results.json]
 
@@ -272,6 +272,32 @@ def peak_memory_of_iterating(split):
     return {"split": split, "examples": examples, "peak_mib_after_import": after_import, "peak_mib": after_pass}
 
 
+def peak_memory_of_ratings(users, items, entries):
+    """Run in a child process: peak resident MiB of a synthetic sparse (users x items) matrix, then of one pass of
+    `keras_ae.ratings.batches` over its rows (densified 500 at a time), against the MiB it would take dense."""
+    from scipy import sparse
+
+    from keras_ae import ratings
+
+    random = np.random.default_rng(SEED)
+    after_import = peak_resident_mib()
+    matrix = sparse.csr_matrix((np.ones(entries, np.float32), (random.integers(0, users, entries), random.integers(0, items, entries))),
+                               shape=(users, items))
+    after_matrix = peak_resident_mib()
+    rows = sum(int(batch.shape[0]) for batch in ratings.batches(matrix, 500, shuffle=True))
+    return {"shape": [users, items], "stored_entries": int(matrix.nnz), "rows_passed": rows,
+            "peak_mib_after_import": after_import, "peak_mib_with_matrix": after_matrix, "peak_mib": peak_resident_mib(),
+            "dense_float32_mib": users * items * 4 / 2**20}
+
+
+def ratings_memory(settings):
+    """Section 7: peak memory of ML-20M-sized implicit feedback (138,493 x 26,744, 20M ratings), in a fresh process."""
+    users, items, entries = (138_493, 26_744, 20_000_263) if settings.mode == "full" else (13_849, 26_744, 2_000_026)
+    child = subprocess.run([sys.executable, __file__, "--ratings-probe", f"{users},{items},{entries}"], stdout=subprocess.PIPE,
+                           text=True, check=True)
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def scaling(settings):
     """Section 5: vae_mnist throughput against batch size; peak memory against dataset size, each in a fresh process."""
     throughput = {batch_size: vae_mnist_examples_per_second(settings, batch_size, 10) for batch_size in settings.batch_sizes}
@@ -359,6 +385,11 @@ def print_results(results):
         *[(row["split"], row["examples"], row["peak_mib_after_import"], row["peak_mib"]) for row in scaled["memory_by_split"]],
     ])
     print_table("6. Encode throughput, vae_mnist, batch 1000", [("path", "images/s"), *results["inference"].items()])
+    memory = results["ratings_memory"]
+    print_table(f"7. Peak resident memory of a {memory['shape'][0]:,} x {memory['shape'][1]:,} ratings matrix, one pass of batches of 500", [
+        ("measure", "MiB"), ("after import", memory["peak_mib_after_import"]), ("with the sparse matrix", memory["peak_mib_with_matrix"]),
+        ("after one pass", memory["peak_mib"]), ("the matrix dense (never made)", memory["dense_float32_mib"]),
+    ])
 
 
 def write_json(results, path):
@@ -377,9 +408,13 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="shrink every section to a smoke test (~2 minutes)")
     parser.add_argument("--output", default="benchmarks/results.json", help="JSON results path")
     parser.add_argument("--memory-probe", metavar="SPLIT", help=argparse.SUPPRESS)  # internal: child of section 5
+    parser.add_argument("--ratings-probe", metavar="USERS,ITEMS,ENTRIES", help=argparse.SUPPRESS)  # internal: child of section 7
     args = parser.parse_args(argv)
     if args.memory_probe:
         print(json.dumps(peak_memory_of_iterating(args.memory_probe)))
+        return
+    if args.ratings_probe:
+        print(json.dumps(peak_memory_of_ratings(*(int(part) for part in args.ratings_probe.split(",")))))
         return
     settings = QUICK if args.quick else FULL
     keras.utils.set_random_seed(SEED)
@@ -394,7 +429,7 @@ def main(argv=None):
         "mode": settings.mode,
         "settings": dataclasses.asdict(settings),
     }}
-    sections = (input_pipeline, keras_io_comparison, vae_mnist_training, achieved_flops, scaling, inference)
+    sections = (input_pipeline, keras_io_comparison, vae_mnist_training, achieved_flops, scaling, inference, ratings_memory)
     section_seconds = results["metadata"]["section_seconds"] = {}
     for section in sections:
         print(f"running {section.__name__} ...", file=sys.stderr, flush=True)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,9 @@ def test_wheel_installs_and_loads_offline_outside_the_checkout(tmp_path):
         check=True, capture_output=True, timeout=600,
     )
     wheel = next((tmp_path / "dist").glob("keras_ae-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:  # MovieLens (research use only) and weights derived from it stay out
+        assert not [name for name in archive.namelist() if "ml_latest" in name or "ml-latest" in name]
+        assert "keras_ae/zoo/vae_mnist/card.json" in archive.namelist()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"

@@ -6,16 +6,24 @@
     model = keras_ae.AutoRec(encoder, decoder, rating_range=(explicit.train.data.min(), explicit.train.data.max()))
     model.fit(keras_ae.ratings.batches(explicit.train.T.tocsr(), 64, shuffle=True), epochs=30)
     predicted = model.predict_ratings(explicit.train, *explicit.test[:2])   # clipped to rating_range
+    model.adapt_to(explicit)                                                 # ids and item codes, for recommend
+    item_ids, scores = model.recommend([{1: 5.0, 260: 4.5}], k=10)          # a new user: {item id: rating}
 
 The input is an item's column of the rating matrix, a vector over users with 0 where unobserved; the network (500
 sigmoid hidden units, identity output in the paper) reconstructs it, and the loss is the squared error on the observed
 entries only, summed over users per item. L2 weight decay comes from the layers' regularizers (`self.losses`).
+
+A new user is not one of the input positions, so `recommend` folds them in: the items' codes h(r_j) stay fixed and the
+user's own output row (the decoder's weights for one more user) is fitted to their ratings by ridge regression; the
+scores are that row's predictions for every item.
 """
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
+from keras_ae import evaluate
 from keras_ae.models.base import BaseAutoencoder, metric_text
 
 
@@ -41,32 +49,90 @@ class AutoRec(BaseAutoencoder):
         encoder, decoder: see `BaseAutoencoder`; the input is one item's ratings by every user, shape (n_users,).
         rating_range: (lowest, highest) rating seen in training; `predict_ratings` clips to it (None: the range of the
             matrix it is given).
+        items: the catalogue's size: `adapt_to` keeps each item's id and code (0: no `recommend`).
+        fold_in_l2: the ridge penalty of fitting a new user's output row in `recommend`.
         Other arguments as in `BaseAutoencoder`. `user_ids` (a weight, saved with the model) maps input positions to the
         dataset's own user ids; set it with `set_user_ids`.
     """
 
     metric_names = ("loss", "reconstruction_loss")
-    verbs = ("info", "export")
+    verbs = ("info", "evaluate", "export", "recommend")
 
-    def __init__(self, encoder, decoder, rating_range=None, **kwargs):
+    def __init__(self, encoder, decoder, rating_range=None, items=0, fold_in_l2=1.0, **kwargs):
         if rating_range is not None:
             low, high = (float(value) for value in rating_range)
             if not low <= high:
                 raise ValueError(f"rating_range must be (lowest, highest); got {rating_range!r}.")
             rating_range = (low, high)
         self.rating_range = rating_range
+        self.items = int(items)
+        self.fold_in_l2 = float(fold_in_l2)
         super().__init__(encoder, decoder, **kwargs)
 
     def create_state(self):
         self.user_ids = self.add_id_table("user_ids")
+        self.item_ids = self.add_weight(shape=(self.items,), dtype="int64", initializer="zeros", trainable=False, name="item_ids")
+        self.item_codes = self.add_weight(shape=(self.items, *self.code_shape), initializer="zeros", trainable=False, name="item_codes")
+
+    def adapt_to(self, explicit):
+        """Take an `ExplicitSplit`'s user and item ids, and every item's code from its training ratings (for `recommend`)."""
+        self.set_user_ids(explicit.user_ids)
+        if len(explicit.item_ids) != self.items:
+            raise ValueError(f"{type(self).__name__} was built for {self.items} items; the split has {len(explicit.item_ids)}.")
+        self.item_ids.assign(np.asarray(explicit.item_ids, "int64"))
+        self.item_codes.assign(np.concatenate([np.asarray(self.embed(rows)) for rows in _dense_rows(explicit.train.T.tocsr(), 500)]))
 
     def set_user_ids(self, user_ids):
         """The dataset's user id of each input position (e.g. `ExplicitSplit.user_ids`)."""
         self.assign_ids(self.user_ids, user_ids, "user")
 
-    def loss_terms(self, x, training):
-        error = masked_squared_error(x, self.decoder(self.encoder(x, training=training), training=training))
+    def loss_terms(self, x, training, target=None):
+        """Squared error on the item's observed ratings, or on `target` (its held-out ratings) given the observed ones."""
+        error = masked_squared_error(x if target is None else target, self.decoder(self.encoder(x, training=training), training=training))
         return {"loss": error, "reconstruction_loss": error}
+
+    def fold_in_scores(self, rows):
+        """Each new user's predicted rating of every item, from their ratings `rows` (users, items; 0 unrated): ridge
+        regression of the user's output weights on the rated items' codes, `fold_in_l2` the penalty."""
+        codes = tf.reshape(tf.cast(self.item_codes, tf.float32), (self.items, -1))
+        rows = tf.cast(rows, tf.float32)
+        rated = tf.cast(rows != 0, tf.float32)
+        design = rated[:, :, None] * codes[None]                                             # (users, items, code)
+        gram = tf.einsum("uic,uid->ucd", design, design) + self.fold_in_l2 * tf.eye(tf.shape(codes)[1])
+        weights = tf.linalg.solve(gram, tf.einsum("uic,ui->uc", design, rows)[..., None])[..., 0]
+        return tf.einsum("ic,uc->ui", codes, weights)
+
+    def history_rows(self, histories):
+        """Dense (users, items) rating rows from histories: dicts {item id: rating}, lists of item ids (each rated the
+        top of `rating_range`), or an array/sparse matrix over this model's items."""
+        if hasattr(histories, "toarray"):
+            histories = histories.toarray()
+        if isinstance(histories, np.ndarray) and histories.ndim == 2:
+            if histories.shape[1] != self.items:
+                raise ValueError(f"History rows must have one column per item ({self.items}); got shape {histories.shape}.")
+            return histories.astype("float32")
+        columns = {int(item): column for column, item in enumerate(self.item_ids.numpy())}
+        top = self.rating_range[1] if self.rating_range else 1.0
+        rows = np.zeros((len(histories), self.items), "float32")
+        for row, history in enumerate(histories):
+            history = history if isinstance(history, dict) else dict.fromkeys(history, top)
+            unknown = [item for item in history if int(item) not in columns]
+            if unknown:
+                raise ValueError(f"Unknown item ids {unknown[:10]}: not in this model's {self.items} items.")
+            for item, rating in history.items():
+                rows[row, columns[int(item)]] = float(rating)
+        return rows
+
+    def recommend(self, histories, k=10, exclude_seen=True):
+        """The `k` items with the highest fold-in predicted ratings for each history, best first: (item ids, scores)."""
+        if not self.items:
+            raise ValueError(f"This {type(self).__name__} keeps no item codes (items=0); build it with items= and call adapt_to.")
+        rows = self.history_rows(histories)
+        if not rows.any(axis=1).all():
+            raise ValueError(f"Histories {np.flatnonzero(~rows.any(axis=1))[:10].tolist()} are empty: AutoRec needs at least one rating.")
+        scores = evaluate.per_example(self.fold_in_scores, rows, batch_size=64)
+        best, best_scores = evaluate.top_k(scores, k, exclude=rows if exclude_seen else None)
+        return self.item_ids.numpy()[best], best_scores
 
     def anomaly_score(self, x):
         """Per item: the squared error of its reconstruction on its observed ratings, summed over users."""
@@ -105,27 +171,52 @@ class AutoRec(BaseAutoencoder):
             low, high = float(data.min()), float(data.max())
         return np.clip(predicted, low, high)
 
-    def measure(self, images, inputs):
-        """RMSE of the reconstruction on the observed (non-zero) entries of `inputs` (item rows over users)."""
+    def measure(self, images, inputs, targets=None):
+        """RMSE of the reconstruction on the observed (non-zero) entries of `inputs` (item rows over users); with
+        `targets` (held-out ratings of the same items), `rmse` of the predictions there, clipped to `rating_range`."""
         errors, counts = 0.0, 0
         for rows in _dense_rows(inputs, 500):
             errors += float(np.sum(np.asarray(masked_squared_error(rows, self(rows)))))
             counts += int(np.count_nonzero(rows))
-        return {"observed_rmse": float(np.sqrt(errors / max(counts, 1)))}
+        metrics = {"observed_rmse": float(np.sqrt(errors / max(counts, 1)))}
+        if targets is not None:
+            targets = np.asarray(targets.toarray() if hasattr(targets, "toarray") else targets)
+            predicted = evaluate.per_example(lambda rows: self(rows), np.asarray(inputs.toarray() if hasattr(inputs, "toarray") else inputs))
+            if self.rating_range is not None:
+                predicted = np.clip(predicted, *self.rating_range)
+            held = targets != 0
+            metrics["rmse"] = evaluate.rmse(predicted[held], targets[held])
+        return metrics
 
     @classmethod
     def headline(cls, metrics):
+        if "rmse" in metrics:
+            return f"RMSE {metrics['rmse']:.4f} on held-out ratings"
         if "observed_rmse" in metrics:
             return f"RMSE {metrics['observed_rmse']:.4f} on observed ratings"
         return super().headline(metrics)
 
     @classmethod
     def card_columns(cls):
-        return {"RMSE (observed)": lambda metrics: metric_text(metrics, "observed_rmse", 4)}
+        return {"RMSE (held out)": lambda metrics: metric_text(metrics, "rmse", 4)}
+
+    def export_endpoints(self):
+        """The common endpoints and, for a model with item codes, `recommend(ratings, k)`: a new user's k best unrated items."""
+        endpoints = super().export_endpoints()
+        if self.items:
+            def recommend(ratings, k):
+                scores = tf.where(ratings != 0, tf.constant(-np.inf, tf.float32), self.fold_in_scores(ratings))
+                best = tf.math.top_k(scores, k)
+                return {"item_ids": tf.gather(self.item_ids, best.indices), "scores": best.values}
+
+            endpoints["recommend"] = (recommend, [tf.TensorSpec([None, self.items], tf.float32, name="ratings"),
+                                                  tf.TensorSpec([], tf.int32, name="k")])
+        return endpoints
 
     def draw(self, images, labels, folder, name):
         """No pictures: an item's ratings are not an image."""
         return {}
 
     def get_config(self):
-        return {**super().get_config(), "rating_range": None if self.rating_range is None else list(self.rating_range)}
+        return {**super().get_config(), "rating_range": None if self.rating_range is None else list(self.rating_range),
+                "items": self.items, "fold_in_l2": self.fold_in_l2}

@@ -200,12 +200,11 @@ class BaseAutoencoder(keras.Model):
         """Hook for state that advances once per training step (e.g. KL warm-up)."""
 
     def compute_step(self, data, training):
-        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = self.check_input(x)
-        terms = {
-            name: weighted_batch_mean(value, sample_weight)
-            for name, value in self.loss_terms(x, training=training).items()
-        }
+        # A target (held-out entries of a recommender's rows) is scored in place of the input itself.
+        terms = self.loss_terms(x, training=training) if target is None else self.loss_terms(x, training=training, target=target)
+        terms = {name: weighted_batch_mean(value, sample_weight) for name, value in terms.items()}
         if self.losses:
             terms["loss"] = terms["loss"] + ops.cast(ops.sum(self.losses), "float32")
         return terms, ops.shape(x)[0]

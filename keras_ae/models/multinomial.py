@@ -10,13 +10,17 @@ The input is a user's row of the user-item matrix; it is L2-normalised and, in t
 multinomial negative log-likelihood of the history under their softmax.
 """
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from keras_ae import evaluate, losses
-from keras_ae.models.base import BaseAutoencoder
+from keras_ae.models.base import BaseAutoencoder, metric_text
+
+RANKING_METRICS = (("recall@20", evaluate.recall_at_k, 20), ("recall@50", evaluate.recall_at_k, 50), ("ndcg@100", evaluate.ndcg_at_k, 100))
 
 
 def multinomial_negative_log_likelihood(x, logits):
@@ -37,7 +41,7 @@ class MultDAE(BaseAutoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss")
-    verbs = ("info", "export")
+    verbs = ("info", "evaluate", "export", "recommend")
 
     def __init__(self, encoder, decoder, input_dropout=0.5, **kwargs):
         if not 0.0 <= input_dropout < 1.0:
@@ -47,10 +51,17 @@ class MultDAE(BaseAutoencoder):
 
     def create_state(self):
         self.item_ids = self.add_id_table("item_ids")
+        self.item_popularity = self.add_weight(shape=self.input_shape_per_example, initializer="zeros", trainable=False,
+                                               name="item_popularity")
 
     def set_item_ids(self, item_ids):
         """The dataset's item id of each input column (e.g. `RatingsSplit.item_ids`)."""
         self.assign_ids(self.item_ids, item_ids, "item")
+
+    def adapt_to(self, split):
+        """Take a `RatingsSplit`'s item ids and its training users' counts per item (what an empty history is shown)."""
+        self.set_item_ids(split.item_ids)
+        self.item_popularity.assign(np.asarray(split.train.sum(axis=0), "float32").ravel())
 
     def normalized(self, x):
         x = ops.cast(x, "float32")
@@ -59,12 +70,13 @@ class MultDAE(BaseAutoencoder):
     def encode(self, x, training=False):
         return self.encoder(self.normalized(self.check_input(x)), training=training)
 
-    def loss_terms(self, x, training):
+    def loss_terms(self, x, training, target=None):
+        """The multinomial NLL of the history, or of `target` (held-out items) given the history."""
         history = self.normalized(x)
         if training and self.input_dropout:
             history = keras.random.dropout(history, self.input_dropout, seed=self.seed_generator)
         logits = self.decoder(self.encoder(history, training=training), training=training)
-        nll = multinomial_negative_log_likelihood(x, logits)
+        nll = multinomial_negative_log_likelihood(x if target is None else target, logits)
         return {"loss": nll, "reconstruction_loss": nll}
 
     def anomaly_score(self, x):
@@ -87,21 +99,40 @@ class MultDAE(BaseAutoencoder):
         return rows
 
     def recommend(self, histories, k=10, exclude_seen=True):
-        """The `k` best items for each history, best first: (item ids in the dataset's own ids, scores), both (users, k)."""
+        """The `k` best items for each history, best first: (item ids in the dataset's own ids, scores), both (users, k).
+
+        An empty history has nothing to go on: it gets the items most popular with the training users (their counts as
+        scores), with a warning naming its rows.
+        """
         rows = self.history_rows(histories)
         scores = evaluate.per_example(lambda batch: self(batch), rows)
+        empty = np.flatnonzero(~rows.any(axis=1))
+        if empty.size:
+            warnings.warn(f"Histories {empty[:10].tolist()} are empty: recommending the most popular items instead.", stacklevel=2)
+            scores[empty] = self.item_popularity.numpy()
         best, best_scores = evaluate.top_k(scores, k, exclude=rows if exclude_seen else None)
         return self.item_ids.numpy()[best], best_scores
 
-    def measure(self, images, inputs):
-        """The mean multinomial negative log-likelihood of the test histories, in nats per user."""
-        return {"multinomial_nll_nats": float(evaluate.per_example(self.anomaly_score, inputs).mean())}
+    def measure(self, images, inputs, targets=None):
+        """Mean multinomial NLL of the test histories (nats per user); with held-out `targets`, Liang et al.'s
+        Recall@20, Recall@50 and NDCG@100 of ranking them (history items excluded)."""
+        metrics = {"multinomial_nll_nats": float(evaluate.per_example(self.anomaly_score, inputs).mean())}
+        if targets is not None:
+            scores = evaluate.per_example(lambda batch: self(batch), inputs).astype("float64")
+            metrics.update({name: float(metric(scores, targets, k, exclude=inputs).mean()) for name, metric, k in RANKING_METRICS})
+        return metrics
 
     @classmethod
     def headline(cls, metrics):
+        if "ndcg@100" in metrics:
+            return f"NDCG@100 {metrics['ndcg@100']:.3f}, Recall@20 {metrics['recall@20']:.3f}"
         if "multinomial_nll_nats" in metrics:
             return f"multinomial NLL {metrics['multinomial_nll_nats']:.2f} nats"
         return super().headline(metrics)
+
+    @classmethod
+    def card_columns(cls):
+        return {"NDCG@100": lambda metrics: metric_text(metrics, "ndcg@100", 3)}
 
     def export_endpoints(self):
         """The common endpoints and `recommend(histories, k)`: the k best unseen items' ids and scores."""
@@ -166,7 +197,7 @@ class MultVAE(MultDAE):
     def call(self, x, training=False):
         return self.decoder(self.embed(x), training=training)
 
-    def loss_terms(self, x, training):
+    def loss_terms(self, x, training, target=None):
         history = self.normalized(x)
         if training and self.input_dropout:
             history = keras.random.dropout(history, self.input_dropout, seed=self.seed_generator)
@@ -176,7 +207,7 @@ class MultVAE(MultDAE):
             z = ops.cast(z_mean, "float32") + ops.exp(0.5 * losses.clamp_log_variance(z_log_var)) * epsilon
         else:
             z = z_mean
-        nll = multinomial_negative_log_likelihood(x, self.decoder(z, training=training))
+        nll = multinomial_negative_log_likelihood(x if target is None else target, self.decoder(z, training=training))
         kl = losses.gaussian_kl_divergence(z_mean, z_log_var)
         beta = self.current_beta() if training else self.beta_cap
         return {"loss": nll + beta * kl, "reconstruction_loss": nll, "kl_loss": kl}
