@@ -338,11 +338,12 @@ def load(
 
 
 def count(
-    source, split="train", validation_split=None, seed=0, data_dir=None, only_label=None, binarize=None, flatten=False, **read_options
+    source, split="train", validation_split=None, seed=0, data_dir=None, only_label=None, binarize=None, flatten=False,
+    with_labels=False, **read_options
 ):
     """Examples in a split: from the IDX label file, the table or path, or the TFDS metadata, without a pass over images.
 
-    Takes `load`'s arguments as they are; `binarize` and `flatten` do not change the count.
+    Takes `load`'s arguments as they are; `binarize`, `flatten` and `with_labels` do not change the count.
     """
     if read_options.get("ratings"):
         return ratings_split(source, split, data_dir, read_options)[0].shape[0]
@@ -394,7 +395,7 @@ def ratings_split(source, split, data_dir, options):
 
 
 CARD_OPTIONS = ("binarize", "flatten", "validation_split", "only_label", "image_size", "color_mode", "label_column", "columns",
-                *RATINGS_OPTIONS)
+                "with_labels", *RATINGS_OPTIONS)  # with_labels: batches are (examples, labels), for a model conditioned on them
 
 
 def card_options(spec):

@@ -91,12 +91,12 @@ def split_arrays(card, split, limit=None, binarize=None, data_dir=None, every_la
     spec = card.get("data")
     if not spec or "dataset" not in spec:
         raise ValueError(f"Card {card.get('name')!r} names no dataset (its data.dataset field); it cannot be measured.")
-    options = {**data.card_options(spec), "binarize": binarize}
+    options = {**data.card_options(spec), "binarize": binarize, "with_labels": True}
     if every_label:
         options.pop("only_label", None)
     dataset = data.load(
         spec["dataset"], split=f"{split}[:{limit}]" if limit else split, batch_size=READ_BATCH, shuffle=False,
-        with_labels=True, data_dir=data_dir, **options,
+        data_dir=data_dir, **options,
     )
     examples, labels = zip(*dataset.as_numpy_iterator())
     return np.concatenate(examples), np.concatenate(labels)

@@ -86,9 +86,9 @@ class AutoRec(BaseAutoencoder):
         """The dataset's user id of each input position (e.g. `ExplicitSplit.user_ids`)."""
         self.assign_ids(self.user_ids, user_ids, "user")
 
-    def loss_terms(self, x, training, target=None):
-        """Squared error on the item's observed ratings, or on `target` (its held-out ratings) given the observed ones."""
-        error = masked_squared_error(x if target is None else target, self.decoder(self.encoder(x, training=training), training=training))
+    def loss_terms(self, x, training, y=None):
+        """Squared error on the item's observed ratings, or on `y` (its held-out ratings) given the observed ones."""
+        error = masked_squared_error(x if y is None else y, self.decoder(self.encoder(x, training=training), training=training))
         return {"loss": error, "reconstruction_loss": error}
 
     def fold_in_scores(self, rows):

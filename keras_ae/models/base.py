@@ -193,17 +193,18 @@ class BaseAutoencoder(keras.Model):
         raise NotImplementedError
 
     def loss_terms(self, x, training):
-        """Per-example terms of the objective as a dict; its `"loss"` entry is minimised."""
+        """Per-example terms of the objective as a dict; its `"loss"` entry is minimised. A family whose batches carry
+        a second element takes it as `y=` (e.g. held-out entries to predict)."""
         raise NotImplementedError
 
     def on_train_batch(self):
         """Hook for state that advances once per training step (e.g. KL warm-up)."""
 
     def compute_step(self, data, training):
-        x, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = self.check_input(x)
-        # A target (held-out entries of a recommender's rows) is scored in place of the input itself.
-        terms = self.loss_terms(x, training=training) if target is None else self.loss_terms(x, training=training, target=target)
+        # A batch's y (a recommender's held-out entries to predict, a conditional model's labels) goes to the family.
+        terms = self.loss_terms(x, training=training) if y is None else self.loss_terms(x, training=training, y=y)
         terms = {name: weighted_batch_mean(value, sample_weight) for name, value in terms.items()}
         if self.losses:
             terms["loss"] = terms["loss"] + ops.cast(ops.sum(self.losses), "float32")

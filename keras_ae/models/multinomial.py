@@ -70,13 +70,13 @@ class MultDAE(BaseAutoencoder):
     def encode(self, x, training=False):
         return self.encoder(self.normalized(self.check_input(x)), training=training)
 
-    def loss_terms(self, x, training, target=None):
-        """The multinomial NLL of the history, or of `target` (held-out items) given the history."""
+    def loss_terms(self, x, training, y=None):
+        """The multinomial NLL of the history, or of `y` (held-out items) given the history."""
         history = self.normalized(x)
         if training and self.input_dropout:
             history = keras.random.dropout(history, self.input_dropout, seed=self.seed_generator)
         logits = self.decoder(self.encoder(history, training=training), training=training)
-        nll = multinomial_negative_log_likelihood(x if target is None else target, logits)
+        nll = multinomial_negative_log_likelihood(x if y is None else y, logits)
         return {"loss": nll, "reconstruction_loss": nll}
 
     def anomaly_score(self, x):
@@ -197,7 +197,7 @@ class MultVAE(MultDAE):
     def call(self, x, training=False):
         return self.decoder(self.embed(x), training=training)
 
-    def loss_terms(self, x, training, target=None):
+    def loss_terms(self, x, training, y=None):
         history = self.normalized(x)
         if training and self.input_dropout:
             history = keras.random.dropout(history, self.input_dropout, seed=self.seed_generator)
@@ -207,7 +207,7 @@ class MultVAE(MultDAE):
             z = ops.cast(z_mean, "float32") + ops.exp(0.5 * losses.clamp_log_variance(z_log_var)) * epsilon
         else:
             z = z_mean
-        nll = multinomial_negative_log_likelihood(x if target is None else target, self.decoder(z, training=training))
+        nll = multinomial_negative_log_likelihood(x if y is None else y, self.decoder(z, training=training))
         kl = losses.gaussian_kl_divergence(z_mean, z_log_var)
         beta = self.current_beta() if training else self.beta_cap
         return {"loss": nll + beta * kl, "reconstruction_loss": nll, "kl_loss": kl}
