@@ -12,6 +12,7 @@ from keras_ae import evaluate, losses
 from keras_ae.models.base import BaseAutoencoder, check_choice, metric_text
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+OBJECTIVES = ("elbo", "iwae")
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
@@ -28,6 +29,9 @@ class VAE(BaseAutoencoder):
         kl_warmup_steps: ramp beta linearly from 0 over this many training steps (0: no warm-up);
             the step counter is a model variable, saved with it.
         observation_scale: standard deviation of the Gaussian likelihood.
+        objective: `"elbo"`, or `"iwae"`: train on the `samples`-sample importance-weighted bound (Burda et al. 2015),
+            with warm-up weighting log p(z) - log q(z|x) inside each weight by the current beta.
+        samples: draws per example of the `"iwae"` objective.
         Other arguments as in `BaseAutoencoder`.
     """
 
@@ -39,9 +43,14 @@ class VAE(BaseAutoencoder):
     options_off_images = {"likelihood": "gaussian"}
 
     def __init__(
-        self, encoder, decoder, likelihood="bernoulli", beta=1.0, kl_warmup_steps=0, observation_scale=1.0, **kwargs
+        self, encoder, decoder, likelihood="bernoulli", beta=1.0, kl_warmup_steps=0, observation_scale=1.0, objective="elbo",
+        samples=1, **kwargs
     ):
         self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
+        self.objective = check_choice("objective", objective, OBJECTIVES)
+        if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 1:
+            raise ValueError(f"samples must be a positive integer of draws per example; got {samples!r}.")
+        self.samples = int(samples)
         if len(encoder.outputs) != 2:
             raise ValueError(
                 f"A VAE encoder must return [z_mean, z_log_var]; this one has {len(encoder.outputs)} output(s). "
@@ -115,18 +124,19 @@ class VAE(BaseAutoencoder):
         It tightens towards -log p(x) as `samples` grows; with one sample it is the negative ELBO.
         """
         x = self.check_input(x)
-        z_mean, z_log_var = self.encoder(x)
+        log_weights, _ = self.log_importance_weights(x, *self.encoder(x), samples, seed)
+        log_weights = tf.cast(log_weights, tf.float64)
+        return -(tf.reduce_logsumexp(log_weights, axis=1) - math.log(samples))
+
+    def log_importance_weights(self, x, z_mean, z_log_var, samples, seed=None, beta=1.0, training=False):
+        """(log p(x|z) + beta * (log p(z) - log q(z|x)), -log p(x|z)), each (batch, samples), for `samples` draws per example."""
         z_mean, z_log_var = ops.cast(z_mean, "float32"), losses.clamp_log_variance(z_log_var)
         repeat = lambda tensor: ops.repeat(tensor, samples, axis=0)  # noqa: E731
         mean_k, log_var_k, x_k = repeat(z_mean), repeat(z_log_var), repeat(x)
         z_k = self.reparameterize(mean_k, log_var_k, seed=seed)
-        log_weights = (
-            -self.negative_log_likelihood(x_k, self.decoder(z_k))
-            + losses.gaussian_log_density(z_k, ops.zeros_like(z_k), ops.zeros_like(z_k))
-            - losses.gaussian_log_density(z_k, mean_k, log_var_k)
-        )
-        log_weights = tf.reshape(tf.cast(log_weights, tf.float64), (-1, samples))
-        return -(tf.reduce_logsumexp(log_weights, axis=1) - math.log(samples))
+        nll = self.negative_log_likelihood(x_k, self.decoder(z_k, training=training))
+        log_ratio = losses.gaussian_log_density(z_k, ops.zeros_like(z_k), ops.zeros_like(z_k)) - losses.gaussian_log_density(z_k, mean_k, log_var_k)
+        return ops.reshape(-nll + beta * log_ratio, (-1, samples)), ops.reshape(nll, (-1, samples))
 
     def anomaly_score(self, x):
         """Per-example negative ELBO."""
@@ -205,11 +215,16 @@ class VAE(BaseAutoencoder):
         return pictures
 
     def loss_terms(self, x, training):
+        """The negative ELBO (one draw) or, for `objective="iwae"`, the `samples`-draw importance-weighted bound."""
         z_mean, z_log_var = self.encoder(x, training=training)
-        z = self.reparameterize(z_mean, z_log_var)
-        reconstruction = self.negative_log_likelihood(x, self.decoder(z, training=training))
         kl = losses.gaussian_kl_divergence(z_mean, z_log_var)
         beta = self.current_beta() if training else self.beta
+        if self.objective == "iwae":
+            log_weights, nll = self.log_importance_weights(x, z_mean, z_log_var, self.samples, beta=beta, training=training)
+            bound = -(ops.logsumexp(log_weights, axis=1) - math.log(self.samples))
+            return {"loss": bound, "reconstruction_loss": ops.mean(nll, axis=1), "kl_loss": kl}
+        z = self.reparameterize(z_mean, z_log_var)
+        reconstruction = self.negative_log_likelihood(x, self.decoder(z, training=training))
         return {"loss": reconstruction + beta * kl, "reconstruction_loss": reconstruction, "kl_loss": kl}
 
     def on_train_batch(self):
@@ -222,6 +237,8 @@ class VAE(BaseAutoencoder):
             "beta": self.beta,
             "kl_warmup_steps": self.kl_warmup_steps,
             "observation_scale": self.observation_scale,
+            "objective": self.objective,
+            "samples": self.samples,
         }
 
 
