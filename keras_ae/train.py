@@ -106,6 +106,10 @@ def train(
         model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
         model.optimizer.build(model.trainable_weights)
     callbacks = list(callbacks)
+    stopping = None
+    if recipe.get("early_stopping_patience"):  # stop when validation stops improving; keep the best epoch's weights
+        stopping = keras.callbacks.EarlyStopping("val_loss", patience=int(recipe["early_stopping_patience"]), restore_best_weights=True)
+        callbacks.append(stopping)
     if backup_dir:
         worker = strategy.cluster_resolver.task_id if multi_worker else 0
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir) if worker == 0 else f"{backup_dir}/worker-{worker}"))
@@ -137,7 +141,9 @@ def train(
         model.adapt_to(ratings.card_split(spec, data_dir))
     stats = {
         "epochs": epochs,
-        "resumed_from_epoch": epochs - len(history.epoch),
+        "resumed_from_epoch": history.epoch[0] if history.epoch else epochs,
+        **({"stopped_at_epoch": history.epoch[-1] + 1, "best_epoch": history.epoch[int(np.argmin(history.history["val_loss"]))] + 1}
+           if stopping is not None and history.epoch else {}),
         "wall_time_seconds": round(wall_time, 1),
         "examples_per_second": round(examples_per_epoch * len(history.epoch) / wall_time, 1),
         "strategy": type(strategy).__name__,

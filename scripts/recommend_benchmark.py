@@ -4,9 +4,11 @@
 
 Liang et al. 2018's protocol on ml-latest-small: held-out users (20%, half validation, half test) unseen in
 training, 80% of each one's positives (ratings >= 3.5) as fold-in history, 20% to predict; Recall@20, Recall@50
-and NDCG@100 over the test users (fold-in items excluded from the ranking). EASE's l2 and the autoencoders'
-epoch are chosen on the validation users. RMSE on the held-out ratings of the same held-out users (their other
-ratings folded into training) for the global mean, biased matrix factorization and item-based AutoRec.
+and NDCG@100 over the test users (fold-in items excluded from the ranking). The autoencoders are built and trained
+as the zoo cards `multvae_ml_latest_small` / `autorec_ml_latest_small` say (Mult-DAE: the Mult-VAE card's sizes and
+input dropout, no KL); EASE's l2, biased MF's l2 and epochs, and the autoencoders' epoch are chosen on the validation
+users. RMSE on the held-out ratings of the same held-out users (their other ratings folded into training) for the
+global mean, biased matrix factorization and item-based AutoRec.
 """
 
 import argparse
@@ -18,7 +20,7 @@ import keras
 import numpy as np
 
 import keras_ae
-from keras_ae import evaluate, networks, ratings, weights
+from keras_ae import cards, evaluate, networks, ratings, weights
 import recommend_baselines as baselines
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "recommend.json"
@@ -29,20 +31,35 @@ def ranking_metrics(scores, fold_in, held_out):
     return {name: float(metric(np.asarray(scores, "float64"), held_out, k, exclude=fold_in).mean()) for name, (metric, k) in RANKING.items()}
 
 
-def autoencoder(family, split, seed, epochs, check_every=10):
-    """Train Mult-DAE or Mult-VAE (600-200 tanh, Liang et al.'s sizes); keep the epoch best on validation NDCG@100."""
+MF_GRID = [{"l2": l2, "epochs": epochs} for l2 in (0.05, 0.1, 0.2) for epochs in (20, 40, 80)]
+
+
+def from_card(name, seed, input_size, **network):
+    """A fresh model as the zoo card `name` builds it, for this split's size, seeded; and the card's recipe."""
+    card = cards.model_card(name)
     keras.utils.set_random_seed(seed)
+    card = {**card, "network": {**card["network"], "input_shape": [input_size], **network},
+            "model": {**card["model"], "config": {**card["model"]["config"], "seed": seed}}}
+    if "items" in card["model"]["config"]:
+        card["model"]["config"]["items"] = 0
+    return cards.build_model(card), card["recipe"]
+
+
+def autoencoder(family, split, seed, epochs, check_every=5):
+    """Train Mult-DAE or Mult-VAE as the Mult-VAE card says; keep the epoch best on validation NDCG@100."""
     items = split.train.shape[1]
     if family == "Mult-VAE":
-        model = keras_ae.MultVAE(*networks.dense((items,), 200, hidden_units=(600,), activation="tanh", variational=True),
-                                 total_anneal_steps=1000, seed=seed)
+        model, recipe = from_card("multvae_ml_latest_small", seed, items)
     else:
-        model = keras_ae.MultDAE(*networks.dense((items,), 200, hidden_units=(600,), activation="tanh", output_activation="linear"),
-                                 seed=seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        card = cards.model_card("multvae_ml_latest_small")
+        recipe = card["recipe"]
+        keras.utils.set_random_seed(seed)
+        network = {**card["network"], "input_shape": [items], "variational": False, "output_activation": "linear"}
+        model = keras_ae.MultDAE(*networks.build(**network), input_dropout=card["model"]["config"]["input_dropout"], seed=seed)
+    model.compile(optimizer=keras.optimizers.deserialize(recipe["optimizer"]))
     best = (-1.0, None, 0)
     for epoch in range(check_every, epochs + 1, check_every):
-        model.fit(ratings.batches(split.train, 100, shuffle=True, seed=seed), epochs=check_every, verbose=0)
+        model.fit(ratings.batches(split.train, recipe["batch_size"], shuffle=True, seed=seed), epochs=check_every, verbose=0)
         validation = ranking_metrics(model.predict(split.validation_fold_in.toarray(), verbose=0),
                                      split.validation_fold_in, split.validation_held_out)["ndcg@100"]
         if validation > best[0]:
@@ -70,15 +87,14 @@ def rating_prediction(all_ratings, split, seed, epochs):
     train = explicit.train.tocoo()
     users, items, actual = (np.asarray(part) for part in explicit.test)
     mean = baselines.global_mean(train.data)
-    factorization = baselines.fit_biased_mf(train.row, train.col, train.data, *explicit.train.shape, seed=seed)
-    keras.utils.set_random_seed(seed)
-    autorec = keras_ae.AutoRec(*networks.dense((explicit.train.shape[0],), 500, activation="sigmoid", output_activation="linear",
-                                               kernel_regularizer=keras.regularizers.L2(0.03)),
-                               rating_range=(float(train.data.min()), float(train.data.max())), seed=seed)
-    autorec.compile(optimizer=keras.optimizers.Adam(1e-3))
+    fits = [baselines.fit_biased_mf(train.row, train.col, train.data, *explicit.train.shape, seed=seed, **options) for options in MF_GRID]
+    chosen = int(np.argmin([evaluate.rmse(baselines.predict_biased_mf(fit, *explicit.validation[:2]), explicit.validation[2]) for fit in fits]))
+    factorization = fits[chosen]
+    autorec, recipe = from_card("autorec_ml_latest_small", seed, explicit.train.shape[0])
+    autorec.compile(optimizer=keras.optimizers.deserialize(recipe["optimizer"]))
     best = (np.inf, None)
     for _ in range(0, epochs, 2):  # keep the epoch best on the validation users' held-out ratings
-        autorec.fit(ratings.batches(explicit.train.T.tocsr(), 64, shuffle=True, seed=seed), epochs=2, verbose=0)
+        autorec.fit(ratings.batches(explicit.train.T.tocsr(), recipe["batch_size"], shuffle=True, seed=seed), epochs=2, verbose=0)
         validation = evaluate.rmse(autorec.predict_ratings(explicit.train, *explicit.validation[:2]), explicit.validation[2])
         if validation < best[0]:
             best = (validation, autorec.get_weights())
@@ -87,7 +103,7 @@ def rating_prediction(all_ratings, split, seed, epochs):
         "global mean": evaluate.rmse(np.full(len(actual), mean), actual),
         "biased MF": evaluate.rmse(baselines.predict_biased_mf(factorization, users, items), actual),
         "AutoRec": evaluate.rmse(autorec.predict_ratings(explicit.train, users, items), actual),
-    }
+    }, MF_GRID[chosen]
 
 
 def summarize(runs):
@@ -116,8 +132,9 @@ def main(argv=None):
     runs = []
     for seed in range(args.seeds):
         split = ratings.split_strong_generalization(all_ratings, seed=seed)
+        rmse, mf_options = rating_prediction(all_ratings, split, seed, args.autorec_epochs)
         runs.append({"seed": seed, "heldout_hash": split.heldout_hash, "ranking": ranking(split, seed, args.epochs),
-                     "rmse": rating_prediction(all_ratings, split, seed, args.autorec_epochs)})
+                     "rmse": rmse, "biased_mf_options": mf_options})
         print(json.dumps(runs[-1]), flush=True)
     summary = summarize(runs)
     results = {"runs": runs, "summary": summary,
