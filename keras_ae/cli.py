@@ -314,7 +314,7 @@ def parser():
     train.add_argument("name", nargs="?")
     train.add_argument("--card", help="a card JSON file instead of a zoo name")
     train.add_argument("--data", help="your data: a folder of images (class subfolders give labels), a .npy/.npz array or a .csv/.tsv table")
-    train.add_argument("--family", default="ae", help="with --data: ae, dae, sae or vae")
+    train.add_argument("--family", default="ae", help="with --data: a family's short name: ae, dae, sae, vae, vqvae...")
     train.add_argument("--network", default="dense", help="with --data: dense, conv (images) or conv1d (signals)")
     train.add_argument("--latent-dim", type=int, default=32, help="with --data: size (or channels) of the code")
     train.add_argument("--label-column", type=_label_column, help="with --data: a table's label column (name or index)")

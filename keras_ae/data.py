@@ -264,7 +264,7 @@ def load(
         batch_size: examples per batch (the per-replica size when `input_context` is given).
         binarize: None, `"static"` (threshold 0.5), `"dynamic"` (fresh Bernoulli draws each epoch, seeded) or
             `"fixed"` (one seeded draw per example, the same every epoch); see `binarize_images`.
-        with_labels: yield `(image, label)` instead of images.
+        with_labels: yield `(image, label)` instead of images (label -1 for a path without labels).
         flatten: flatten each image to a vector, for dense models.
         shuffle: shuffle every epoch (seeded); default True for the train split.
         seed: seed of shuffling, validation carving and dynamic binarization.
@@ -294,9 +294,9 @@ def load(
     arrays = source_arrays(source, base, data_dir, **read_options)
     if arrays is not None:
         examples, labels = arrays
-        if labels is None and (with_labels or only_label is not None):
-            raise ValueError(f"{source} has no labels (no class subfolders, label_column or labels array); drop with_labels/only_label.")
-        labels = np.zeros(len(examples), np.int64) if labels is None else labels
+        if labels is None and only_label is not None:
+            raise ValueError(f"{source} has no labels (no class subfolders, label_column or labels array); drop only_label.")
+        labels = np.full(len(examples), -1, np.int64) if labels is None else labels  # unlabelled: -1
         labels = labels.astype(np.int64) if labels.dtype.kind in "iu" else labels  # IDX labels are uint8
         indices = kept_indices(labels, local_split_indices(len(examples), base, start, stop, validation_split, seed), only_label, source)
         scale = 255.0 if examples.dtype == np.uint8 else 1.0
@@ -355,7 +355,11 @@ def count(
             raise ValueError(f"Unknown split {split!r} for local files; expected one of {sorted(IDX_FILES)}.")
         labels = read_idx(folder / IDX_FILES[file_split][1])
     elif folder is not None or is_path(source):
-        labels = source_arrays(source, base, data_dir, **read_options)[1]
+        examples, labels = source_arrays(source, base, data_dir, **read_options)
+        if labels is None:  # an unlabelled array or table: every example counts (only_label has nothing to keep)
+            if only_label is not None:
+                raise ValueError(f"{source} has no labels (no class subfolders, label_column or labels array); drop only_label.")
+            return len(local_split_indices(len(examples), base, start, stop, validation_split, seed))
     else:
         import tensorflow_datasets as tfds
 

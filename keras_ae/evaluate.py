@@ -110,7 +110,7 @@ def evaluation_settings(card, model, overrides=None):
 
 
 def measure(card, model, limit=None, probe=None, data_dir=None, **settings):
-    """Every metric the model's family records, on the card's test split (the first `limit` examples if given).
+    """Every metric the model's family records, on the card's `test_split` (the first `limit` examples if given).
 
     Args:
         card: the model's card (its `data` section says which dataset and how it was prepared).
@@ -121,12 +121,14 @@ def measure(card, model, limit=None, probe=None, data_dir=None, **settings):
     """
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive number of test examples; got {limit!r}.")
-    images, labels = split_arrays(card, "test", limit, data_dir=data_dir)
+    test_split = card["data"].get("test_split", "test")
+    images, labels = split_arrays(card, test_split, limit, data_dir=data_dir)
     if card["data"].get("ratings"):  # a recommender: its test rows, and their held-out entries to predict
         return {**model.measure(images, images, targets=labels), "test_examples": len(images)}
     mode = EVALUATION_BINARIZATION[card["data"].get("binarize")]
-    inputs = split_arrays(card, "test", limit, binarize=mode, data_dir=data_dir)[0] if mode else images
-    metrics = model.measure(images, inputs, **evaluation_settings(card, model, settings))
+    inputs = split_arrays(card, test_split, limit, binarize=mode, data_dir=data_dir)[0] if mode else images
+    conditioned = {"labels": labels} if card["data"].get("with_labels") else {}  # a conditional family: given the true labels
+    metrics = model.measure(images, inputs, **conditioned, **evaluation_settings(card, model, settings))
     if card.get("anomaly"):
         metrics.update(detection_metrics(card["anomaly"], per_example(model.anomaly_score, inputs), labels))
     if probe if probe is not None else card.get("evaluation", {}).get("linear_probe", False):

@@ -77,7 +77,8 @@ def train(
         strategy: a name from STRATEGIES or a `tf.distribute.Strategy`.
         epochs, batch_size: override the recipe (batch_size is global, across replicas).
         precision: a Keras dtype policy name from PRECISIONS.
-        train_split, validation_split: override the card's data splits (e.g. 'train[:5000]').
+        train_split, validation_split: override the card's data splits (e.g. 'train[:5000]'); the validation split is the
+            card's `monitor_split` (what early stopping watches), else its `test_split`.
         backup_dir: where `keras.callbacks.BackupAndRestore` keeps state, so a killed run resumes.
     """
     if precision not in PRECISIONS:
@@ -88,7 +89,7 @@ def train(
     strategy = resolve_strategy(strategy)
     keras.utils.set_random_seed(recipe.get("seed", 0))
     keras.mixed_precision.set_dtype_policy(precision)
-    splits = {"train": train_split or spec["train_split"], "validation": validation_split or spec["test_split"]}
+    splits = {"train": train_split or spec["train_split"], "validation": validation_split or spec.get("monitor_split", spec["test_split"])}
     pipeline = dict(data.card_options(spec), seed=recipe.get("seed", 0), data_dir=data_dir)
     examples_per_epoch = data.count(spec["dataset"], splits["train"], **pipeline)
     steps_per_epoch = -(-examples_per_epoch // batch_size)

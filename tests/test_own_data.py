@@ -12,7 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 import keras_ae
-from keras_ae import cards, cli, data
+from keras_ae import cards, cli, data, models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,8 +62,9 @@ def test_arrays_and_tables_load_and_bad_sources_say_what_was_expected(ecg_csv, t
     assert pixels.max() == 1.0 and pixels[0, 0, 1, 0] == pytest.approx(1 / 255)
     with pytest.raises(ValueError, match="is one set"):
         data.load(str(ecg_csv), split="test", label_column=-1)
+    assert next(iter(data.load(str(tmp_path / "pixels.npy"), with_labels=True)))[1].numpy().tolist() == [-1, -1]  # unlabelled
     with pytest.raises(ValueError, match="has no labels"):
-        data.load(str(tmp_path / "pixels.npy"), with_labels=True)
+        data.load(str(tmp_path / "pixels.npy"), only_label=3)
     with pytest.raises(ValueError, match=r"Label 7 does not occur in .*ecg.csv; its labels are \[0, 1\]"):
         data.load(str(ecg_csv), label_column=-1, only_label=7)
     with pytest.raises(FileNotFoundError, match="No such file or folder"):
@@ -127,6 +128,15 @@ def test_train_on_a_table_with_a_normal_label_then_score_it(ecg_csv, tmp_path, c
     assert flagged[labels == 0].mean() > flagged[labels == 1].mean() + 0.3  # even after 3 epochs, anomalies stand out
 
 
+def test_an_unlabelled_array_trains_and_its_preset_evaluates_on_its_held_out_part(mnist_images, tmp_path, capsys):
+    np.save(tmp_path / "digits.npy", mnist_images[:600, ..., 0])
+    code, _, err = run(capsys, "train", "--data", tmp_path / "digits.npy", "--epochs", "2", "--output", tmp_path / "out")
+    assert code == 0, err
+    code, printed, err = run(capsys, "evaluate", tmp_path / "out")
+    assert code == 0, err
+    assert "test_examples: 60" in printed and "psnr_db: " in printed  # 10% of 600 held out, seeded
+
+
 def test_a_class_folder_name_is_a_normal_label(digit_folder, tmp_path, capsys):
     out = tmp_path / "ones"
     code, _, err = run(capsys, "train", "--data", digit_folder, "--normal-label", "class_1", "--epochs", "40", "--batch-size", "9",
@@ -180,7 +190,7 @@ def test_bad_folders_and_labels_are_one_line_errors(tmp_path, digit_folder, ecg_
     code, _, err = run(capsys, "train", "--data", ecg_csv, "--label-column", "-1", "--normal-label", "3", "--output", tmp_path / "out")
     assert code == 2 and "Label '3' does not occur" in err
     code, _, err = run(capsys, "train", "--data", digit_folder, "--family", "gan", "--output", tmp_path / "out")
-    assert code == 2 and "expected one of ['ae', 'dae', 'sae', 'vae']" in err
+    assert code == 2 and f"expected one of {sorted(models.by_short_name())}" in err and "'vae'" in err
     assert not (tmp_path / "out").exists()
     assert cards.model_class(cards.model_card("dae_mnist")).verbs[-1] == "denoise"
     code, _, err = run(capsys, "score", "ae_ecg5000", ecg_csv, "--out", tmp_path / "scores.csv")  # the label column left in

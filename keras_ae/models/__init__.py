@@ -22,7 +22,7 @@ def families():
 
 
 def by_short_name():
-    """{short name: class} of the families `keras-ae train --family` offers (ae, dae, sae, vae)."""
+    """{short name: class} of the families `keras-ae train --family` offers (ae, dae, sae, vae, vqvae, ...)."""
     return {vars(family)["short_name"]: family for family in families().values() if vars(family).get("short_name")}
 
 
