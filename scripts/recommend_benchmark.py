@@ -125,7 +125,7 @@ def summarize(runs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="splits and initialisations 0..N-1")
-    parser.add_argument("--epochs", type=int, default=100, help="most epochs for Mult-DAE/Mult-VAE (best on validation kept)")
+    parser.add_argument("--epochs", type=int, default=300, help="most epochs for Mult-DAE/Mult-VAE (best on validation kept)")
     parser.add_argument("--autorec-epochs", type=int, default=30, help="most epochs for AutoRec (best on validation kept)")
     args = parser.parse_args(argv)
     all_ratings = ratings.read_ratings("ml-latest-small")
