@@ -26,7 +26,8 @@ def show(name, out_dir):
     images, labels = data.bundled_sample(card["data"]["dataset"])
     images = images.reshape((len(images), *model.input_shape_per_example))
     inputs = np.asarray(data.binarize_images(images, evaluate.EVALUATION_BINARIZATION[card["data"].get("binarize")]))
-    metrics = model.measure(images, inputs, **evaluate.evaluation_settings(card, model, {"iwae_samples": 0}))
+    conditioned = {"labels": labels} if card["data"].get("with_labels") else {}
+    metrics = model.measure(images, inputs, **conditioned, **evaluate.evaluation_settings(card, model, {"iwae_samples": 0}))
     if card.get("anomaly"):
         metrics.update(evaluate.detection_metrics(card["anomaly"], evaluate.per_example(model.anomaly_score, inputs), labels))
     metrics["test_examples"] = len(images)

@@ -408,7 +408,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="shrink every section to a smoke test (~2 minutes)")
     parser.add_argument("--output", default="benchmarks/results.json", help="JSON results path")
     parser.add_argument("--memory-probe", metavar="SPLIT", help=argparse.SUPPRESS)  # internal: child of section 5
-    parser.add_argument("--ratings-probe", metavar="USERS,ITEMS,ENTRIES", help=argparse.SUPPRESS)  # internal: child of section 7
+    parser.add_argument("--ratings-probe", metavar="USERS,ITEMS,ENTRIES",
+                        help="only section 7's measure: peak memory of a synthetic sparse ratings matrix of that size, as JSON")
     args = parser.parse_args(argv)
     if args.memory_probe:
         print(json.dumps(peak_memory_of_iterating(args.memory_probe)))

@@ -56,6 +56,7 @@ class AutoRec(BaseAutoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss")
+    uses_y = True
     verbs = ("info", "evaluate", "export", "recommend")
 
     def __init__(self, encoder, decoder, rating_range=None, items=0, fold_in_l2=1.0, **kwargs):

@@ -59,6 +59,8 @@ class BaseAutoencoder(keras.Model):
     evaluation_defaults = {}
     #: The short name `keras-ae train --family` knows the family by (declared by each family itself; None: not offered).
     short_name = None
+    #: Whether `loss_terms` takes a batch's second element as `y=` (held-out entries to predict, labels to condition on).
+    uses_y = False
     #: What the family needs of a `keras_ae.networks` builder (e.g. two encoder outputs) and of its own arguments
     #: on data that is not images in [0, 1], for `keras-ae train --data`.
     network_options = {}
@@ -193,8 +195,8 @@ class BaseAutoencoder(keras.Model):
         raise NotImplementedError
 
     def loss_terms(self, x, training):
-        """Per-example terms of the objective as a dict; its `"loss"` entry is minimised. A family whose batches carry
-        a second element takes it as `y=` (e.g. held-out entries to predict)."""
+        """Per-example terms of the objective as a dict; its `"loss"` entry is minimised. A family with `uses_y` also
+        takes a batch's second element as `y=` (None when the batch has none)."""
         raise NotImplementedError
 
     def on_train_batch(self):
@@ -203,8 +205,9 @@ class BaseAutoencoder(keras.Model):
     def compute_step(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = self.check_input(x)
-        # A batch's y (a recommender's held-out entries to predict, a conditional model's labels) goes to the family.
-        terms = self.loss_terms(x, training=training) if y is None else self.loss_terms(x, training=training, y=y)
+        # A batch's y goes to a family that declares it uses one (a recommender's held-out entries, a conditional
+        # model's labels); others ignore it, so `fit(x, x, sample_weight=w)` works as in any Keras autoencoder.
+        terms = self.loss_terms(x, training=training, y=y) if self.uses_y else self.loss_terms(x, training=training)
         terms = {name: weighted_batch_mean(value, sample_weight) for name, value in terms.items()}
         if self.losses:
             terms["loss"] = terms["loss"] + ops.cast(ops.sum(self.losses), "float32")

@@ -41,6 +41,7 @@ class MultDAE(BaseAutoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss")
+    uses_y = True
     verbs = ("info", "evaluate", "export", "recommend")
 
     def __init__(self, encoder, decoder, input_dropout=0.5, **kwargs):
