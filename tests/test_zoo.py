@@ -36,7 +36,8 @@ def test_card_is_complete_and_its_weights_match(name):
     assert card["training"]["wall_time_seconds"] > 0 and card["training"]["examples_per_second"] > 0
     entry = card["weights"]
     path = weights.ZOO_DIR / name / entry["file"]
-    assert len(entry["sha256"]) == 64 and entry["size"] == path.stat().st_size < 8 * 2**20
+    shipped = "ratings" not in card["data"]  # MovieLens entries stay out of the wheel (research-use data)
+    assert len(entry["sha256"]) == 64 and entry["size"] == path.stat().st_size < (8 if shipped else 32) * 2**20
     assert weights.sha256(path) == entry["sha256"]
 
 
@@ -51,6 +52,10 @@ def test_entry_loads_and_remeasures_its_card_on_real_test_images(name, data_root
         if key in card["metrics"]:
             assert measured[key] == pytest.approx(card["metrics"][key], rel=tolerance), key
     untrained = evaluate.measure(card, fresh, limit=200, iwae_samples=2, probe=False)
+    if "ratings" in card["data"]:  # ranked or rated, not reconstructed: tests/test_recommend_entries.py re-measures them
+        key = "ndcg@100" if "ndcg@100" in card["metrics"] else "rmse"
+        assert (measured[key] - untrained[key]) * (1 if key == "ndcg@100" else -1) > 0.05, key
+        return
     assert untrained["reconstruction_mse"] > 1.5 * measured["reconstruction_mse"]
 
 
