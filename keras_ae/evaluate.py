@@ -83,6 +83,17 @@ def detection_metrics(anomaly, scores, labels):
     return metrics
 
 
+def first_of(split, limit):
+    """The first `limit` examples of a split, itself maybe sliced: `first_of("test[100:]", 50)` is "test[100:150]"."""
+    if not limit:
+        return split
+    base, start, stop = data.parse_split(split)
+    if (start or "").endswith("%") or (stop or "").endswith("%"):
+        raise ValueError(f"limit needs a split sliced by example counts, not percentages; got {split!r}.")
+    first = int(start or 0)
+    return f"{base}[{first}:{first + limit if stop is None else min(int(stop), first + limit)}]"
+
+
 def split_arrays(card, split, limit=None, binarize=None, data_dir=None, every_label=True):
     """A card's dataset split read through `keras_ae.data` as numpy arrays: (examples, labels).
 
@@ -95,7 +106,7 @@ def split_arrays(card, split, limit=None, binarize=None, data_dir=None, every_la
     if every_label:
         options.pop("only_label", None)
     dataset = data.load(
-        spec["dataset"], split=f"{split}[:{limit}]" if limit else split, batch_size=READ_BATCH, shuffle=False,
+        spec["dataset"], split=first_of(split, limit), batch_size=READ_BATCH, shuffle=False,
         data_dir=data_dir, **options,
     )
     examples, labels = zip(*dataset.as_numpy_iterator())

@@ -2,6 +2,7 @@
 
 import html
 import os
+import shutil
 from pathlib import Path
 
 from keras_ae import cards, demo, weights
@@ -58,6 +59,10 @@ def write(out_dir="gallery"):
     for name in cards.list_models():
         shown = demo.show(name, folder / "pictures")
         card, pictures = (shown[0], shown[2]) if shown else (cards.model_card(name), {})
+        curves = weights.ZOO_DIR / name / "training_curves.png"  # in a checkout; the wheel ships no curves
+        if curves.exists():
+            (folder / "pictures").mkdir(parents=True, exist_ok=True)
+            pictures = {**pictures, "Training curves": Path(shutil.copyfile(curves, folder / "pictures" / f"{name}_training_curves.png"))}
         sections.append(_entry(card, pictures, folder))
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>keras-ae zoo</title>"

@@ -235,7 +235,8 @@ def test_the_benchmark_classifier_judges_samples(trained, data_root, tmp_path):
     assert summary["mean"]["mean"] == pytest.approx(0.75 * per_class.mean())
     untrained = tmp_path / "untrained"
     untrained.mkdir()
-    (untrained / "card.json").write_text((Path(cards.card_path("cvae_mnist"))).read_text())
+    card = cards.model_card("cvae_mnist")
+    (untrained / "card.json").write_text(json.dumps({**card, "weights": {**card["weights"], "sha256": None}}))
     results = conditional_benchmark.main([str(untrained), "--output", str(tmp_path / "conditional.json")])
     assert results["skipped"] == {str(untrained): "no trained weights yet"} and not results["entries"]
     assert json.loads((tmp_path / "conditional.json").read_text())["command"].endswith(f"--output {tmp_path / 'conditional.json'}")
