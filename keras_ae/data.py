@@ -109,7 +109,7 @@ def _slice_bound(bound, size):
 def local_split_indices(size, base, start, stop, validation_split, seed):
     """Indices of a split of a local source; `validation` is a seeded fraction carved from train."""
     indices = np.arange(size)
-    if validation_split:
+    if validation_split and base != "test":  # carved from train; a separate test split is left whole
         if not 0.0 < validation_split < 1.0:
             raise ValueError(f"validation_split must lie between 0 and 1; got {validation_split!r}.")
         indices = np.random.default_rng(seed).permutation(size)

@@ -77,6 +77,7 @@ def test_validation_split_is_carved_reproducibly_and_disjoint(data_root):
     overlap = sum(row.tobytes() in train_rows for row in validation)
     assert overlap <= 5  # MNIST holds a handful of exact duplicate images; index sets are disjoint.
     np.testing.assert_array_equal(validation, images("validation"))
+    np.testing.assert_allclose(images("test[:100]"), data.load_arrays("mnist", "test")[0][:100].reshape(100, -1) / 255.0, atol=1e-6)
 
 
 def test_slices_and_drop_remainder(data_root):
@@ -184,7 +185,7 @@ def test_fixed_binarization_is_one_draw_per_example_whatever_the_batching_slice_
 
 @pytest.mark.parametrize("split, validation_split, expected", [
     ("train", None, 60000), ("test", None, 10000), ("train[:5000]", None, 5000), ("test[10%:20%]", None, 1000),
-    ("train", 0.1, 54000), ("validation", 0.1, 6000),
+    ("train", 0.1, 54000), ("validation", 0.1, 6000), ("test", 0.1, 10000),  # the test split is never carved
 ])
 def test_count_reads_no_images(split, validation_split, expected, data_root):
     assert data.count("mnist", split, validation_split=validation_split) == expected
