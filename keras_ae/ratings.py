@@ -195,6 +195,27 @@ def read_ratings(source, data_dir=None, download=True):
     return Ratings(users[kept], items[kept], values[kept].astype(np.float32), timestamps[kept], origin)
 
 
+def history_rows(histories, item_ids, default_rating=1.0):
+    """Dense float32 (users, items) rows over the catalogue `item_ids` from a batch of histories: a (sparse) matrix
+    over those items, or per user a list of item ids (each rated `default_rating`) or a dict {item id: rating}."""
+    if hasattr(histories, "toarray"):
+        histories = histories.toarray()
+    if isinstance(histories, np.ndarray) and histories.ndim == 2:
+        if histories.shape[1] != len(item_ids):
+            raise ValueError(f"History rows must have one column per item ({len(item_ids)}); got shape {histories.shape}.")
+        return histories.astype("float32")
+    columns = {int(item): column for column, item in enumerate(item_ids)}
+    rows = np.zeros((len(histories), len(item_ids)), "float32")
+    for row, history in enumerate(histories):
+        history = history if isinstance(history, dict) else dict.fromkeys(history, default_rating)
+        unknown = [item for item in history if int(item) not in columns]
+        if unknown:
+            raise ValueError(f"Unknown item ids {unknown[:10]}: not in this model's {len(item_ids)} items.")
+        for item, rating in history.items():
+            rows[row, columns[int(item)]] = float(rating)
+    return rows
+
+
 def item_titles(source, data_dir=None):
     """{item id: title} from the `movies.csv` (or ml-100k `u.item`, ml-1m `movies.dat`) beside a dataset's ratings; {} if none."""
     import csv

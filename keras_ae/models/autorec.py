@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_ae import evaluate
+from keras_ae import evaluate, ratings
 from keras_ae.models.base import BaseAutoencoder, metric_text
 
 
@@ -103,32 +103,15 @@ class AutoRec(BaseAutoencoder):
         weights = tf.linalg.solve(gram, tf.einsum("uic,ui->uc", design, rows)[..., None])[..., 0]
         return tf.einsum("ic,uc->ui", codes, weights)
 
-    def history_rows(self, histories):
-        """Dense (users, items) rating rows from histories: dicts {item id: rating}, lists of item ids (each rated the
-        top of `rating_range`), or an array/sparse matrix over this model's items."""
-        if hasattr(histories, "toarray"):
-            histories = histories.toarray()
-        if isinstance(histories, np.ndarray) and histories.ndim == 2:
-            if histories.shape[1] != self.items:
-                raise ValueError(f"History rows must have one column per item ({self.items}); got shape {histories.shape}.")
-            return histories.astype("float32")
-        columns = {int(item): column for column, item in enumerate(self.item_ids.numpy())}
-        top = self.rating_range[1] if self.rating_range else 1.0
-        rows = np.zeros((len(histories), self.items), "float32")
-        for row, history in enumerate(histories):
-            history = history if isinstance(history, dict) else dict.fromkeys(history, top)
-            unknown = [item for item in history if int(item) not in columns]
-            if unknown:
-                raise ValueError(f"Unknown item ids {unknown[:10]}: not in this model's {self.items} items.")
-            for item, rating in history.items():
-                rows[row, columns[int(item)]] = float(rating)
-        return rows
-
     def recommend(self, histories, k=10, exclude_seen=True):
-        """The `k` items with the highest fold-in predicted ratings for each history, best first: (item ids, scores)."""
+        """The `k` items with the highest fold-in predicted ratings for each history, best first: (item ids, scores).
+
+        Histories as `keras_ae.ratings.history_rows` reads them: dicts {item id: rating}, lists of item ids (each rated
+        the top of `rating_range`), or rows over this model's items.
+        """
         if not self.items:
             raise ValueError(f"This {type(self).__name__} keeps no item codes (items=0); build it with items= and call adapt_to.")
-        rows = self.history_rows(histories)
+        rows = ratings.history_rows(histories, self.item_ids.numpy(), default_rating=self.rating_range[1] if self.rating_range else 1.0)
         if not rows.any(axis=1).all():
             raise ValueError(f"Histories {np.flatnonzero(~rows.any(axis=1))[:10].tolist()} are empty: AutoRec needs at least one rating.")
         scores = evaluate.per_example(self.fold_in_scores, rows, batch_size=64)
@@ -175,14 +158,12 @@ class AutoRec(BaseAutoencoder):
     def measure(self, images, inputs, targets=None):
         """RMSE of the reconstruction on the observed (non-zero) entries of `inputs` (item rows over users); with
         `targets` (held-out ratings of the same items), `rmse` of the predictions there, clipped to `rating_range`."""
-        errors, counts = 0.0, 0
-        for rows in _dense_rows(inputs, 500):
-            errors += float(np.sum(np.asarray(masked_squared_error(rows, self(rows)))))
-            counts += int(np.count_nonzero(rows))
-        metrics = {"observed_rmse": float(np.sqrt(errors / max(counts, 1)))}
+        inputs = np.asarray(inputs.toarray() if hasattr(inputs, "toarray") else inputs, dtype="float32")
+        predicted = evaluate.per_example(lambda rows: self(rows), inputs)
+        observed = inputs != 0
+        metrics = {"observed_rmse": float(np.sqrt(np.sum(np.square(inputs - predicted)[observed]) / max(np.count_nonzero(observed), 1)))}
         if targets is not None:
             targets = np.asarray(targets.toarray() if hasattr(targets, "toarray") else targets)
-            predicted = evaluate.per_example(lambda rows: self(rows), np.asarray(inputs.toarray() if hasattr(inputs, "toarray") else inputs))
             if self.rating_range is not None:
                 predicted = np.clip(predicted, *self.rating_range)
             held = targets != 0

@@ -37,6 +37,14 @@ def scale_for_replicas(loss):
     return loss / replicas if replicas > 1 else loss
 
 
+def dtype_name(array):
+    """Keras' name of an array's dtype ("float32", "int64", ...), or numpy's where Keras has none (e.g. "object")."""
+    try:
+        return keras.backend.standardize_dtype(array.dtype)
+    except ValueError:
+        return str(array.dtype)
+
+
 def metric_text(metrics, key, digits):
     """A card metric formatted with `digits` decimals, or "" where the card lacks it."""
     value = metrics.get(key)
@@ -130,10 +138,7 @@ class BaseAutoencoder(keras.Model):
         name = type(self).__name__
         if not hasattr(x, "dtype") or isinstance(x, np.ndarray) and x.dtype == object:
             x = np.asarray(x)
-        try:
-            dtype = keras.backend.standardize_dtype(x.dtype)
-        except ValueError:
-            dtype = str(x.dtype)
+        dtype = dtype_name(x)
         if not dtype.startswith(("float", "bfloat")):
             raise ValueError(
                 f"{name} expects floating-point {what}; got dtype {dtype}. "

@@ -23,6 +23,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ae import evaluate, losses
+from keras_ae.models.base import dtype_name
 from keras_ae.models.vae import VAE
 
 
@@ -129,10 +130,7 @@ class ConditionalVAE(VAE):
             )
         if not hasattr(labels, "dtype"):
             labels = np.asarray(labels)
-        try:
-            dtype = keras.backend.standardize_dtype(labels.dtype)
-        except ValueError:
-            dtype = str(labels.dtype)
+        dtype = dtype_name(labels)
         if not dtype.startswith(("int", "uint")):
             raise ValueError(f"{name} expects {expected}; got dtype {dtype}. Convert first, e.g. labels.astype('int64').")
         if len(labels.shape) > 1:

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_ae import evaluate, losses
+from keras_ae import evaluate, losses, ratings
 from keras_ae.models.base import BaseAutoencoder, metric_text
 
 RANKING_METRICS = (("recall@20", evaluate.recall_at_k, 20), ("recall@50", evaluate.recall_at_k, 50), ("ndcg@100", evaluate.ndcg_at_k, 100))
@@ -84,28 +84,14 @@ class MultDAE(BaseAutoencoder):
         """Per-user multinomial negative log-likelihood of the history: how unusual the user's taste is."""
         return multinomial_negative_log_likelihood(x, self(self.check_input(x)))
 
-    def history_rows(self, histories):
-        """Dense float32 rows from a batch of histories: a (sparse) user-item matrix, or lists of the dataset's item ids."""
-        if hasattr(histories, "toarray"):
-            return histories.toarray().astype("float32")
-        if isinstance(histories, np.ndarray) and histories.ndim == 2:
-            return histories.astype("float32")
-        columns = {int(item): column for column, item in enumerate(self.item_ids.numpy())}
-        rows = np.zeros((len(histories), len(columns)), "float32")
-        for row, items in enumerate(histories):
-            unknown = [item for item in items if int(item) not in columns]
-            if unknown:
-                raise ValueError(f"Unknown item ids {unknown[:10]}: not in this model's {len(columns)} items.")
-            rows[row, [columns[int(item)] for item in items]] = 1.0
-        return rows
-
     def recommend(self, histories, k=10, exclude_seen=True):
-        """The `k` best items for each history, best first: (item ids in the dataset's own ids, scores), both (users, k).
+        """The `k` best items for each history (see `keras_ae.ratings.history_rows`), best first: (item ids in the dataset's
+        own ids, scores), both (users, k).
 
         An empty history has nothing to go on: it gets the items most popular with the training users (their counts as
         scores), with a warning naming its rows.
         """
-        rows = self.history_rows(histories)
+        rows = ratings.history_rows(histories, self.item_ids.numpy())
         scores = evaluate.per_example(lambda batch: self(batch), rows)
         empty = np.flatnonzero(~rows.any(axis=1))
         if empty.size:
@@ -117,9 +103,10 @@ class MultDAE(BaseAutoencoder):
     def measure(self, images, inputs, targets=None):
         """Mean multinomial NLL of the test histories (nats per user); with held-out `targets`, Liang et al.'s
         Recall@20, Recall@50 and NDCG@100 of ranking them (history items excluded)."""
-        metrics = {"multinomial_nll_nats": float(evaluate.per_example(self.anomaly_score, inputs).mean())}
+        scores = evaluate.per_example(lambda batch: self(self.check_input(batch)), inputs)
+        metrics = {"multinomial_nll_nats": float(np.mean(multinomial_negative_log_likelihood(inputs, scores)))}
         if targets is not None:
-            scores = evaluate.per_example(lambda batch: self(batch), inputs).astype("float64")
+            scores = scores.astype("float64")
             metrics.update({name: float(metric(scores, targets, k, exclude=inputs).mean()) for name, metric, k in RANKING_METRICS})
         return metrics
 
