@@ -156,15 +156,59 @@ def _write_images(images, names, folder):
     return folder
 
 
-def _apply_to_folder(source, verb, folder, out, transform):
-    """Run `transform` over a folder of images, as the model's card reads images, and write one PNG per input."""
-    from keras_ae import cards, data, evaluate
+def _input_labels(card, text, count, input_path, names, found=None):
+    """The class labels a conditional model (its card's `data.with_labels`) reads with `count` inputs: `--labels` (one
+    class for all, a comma list, or a .npy file), else a folder's class subfolders named by class number (0/, 1/, ...),
+    else a table's label column. None for a model that takes no labels."""
+    if not card.get("data", {}).get("with_labels"):
+        if text is not None:
+            raise ValueError(f"--labels is for a conditional model; {card['name']} takes none")
+        return None
+    if text is None:
+        if Path(input_path).is_dir():
+            classes = [Path(name).parts[0] if len(Path(name).parts) > 1 else "" for name in names]
+            if not all(part.isdigit() for part in classes):
+                raise ValueError(f"{card['name']} is conditioned on class labels: pass --labels, or put each image in a "
+                                 f"subfolder named by its class number (0/, 1/, ...) of {input_path}")
+            return np.array([int(part) for part in classes], "int32")
+        if found is None or not np.issubdtype(np.asarray(found).dtype, np.integer) or np.any(np.asarray(found) < 0):
+            raise ValueError(f"{card['name']} is conditioned on class labels: pass --labels (one class, a comma list or a .npy "
+                             "file), or give a folder with one subfolder per class number")
+        return np.asarray(found, "int32")
+    if text.endswith(".npy"):
+        labels = np.load(text, allow_pickle=False)
+    else:
+        try:
+            labels = np.array([int(part) for part in text.split(",")])
+        except ValueError:
+            raise ValueError(f"--labels must be a class, a comma list of classes or a .npy file; got {text!r}") from None
+    labels = np.broadcast_to(labels, (count,)) if labels.size == 1 else labels
+    if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"--labels must give one integer class per input ({count}); got {labels.dtype} of shape {labels.shape}")
+    return labels.astype("int32")
+
+
+def _in_batches(function, examples, labels, batch_size=1000, progress=None):
+    """`function(batch)` or, with labels, `function(batch, labels=...)` over `examples` in batches, concatenated."""
+    outputs = []
+    for start in range(0, len(examples), batch_size):
+        given = {} if labels is None else {"labels": labels[start:start + batch_size]}
+        outputs.append(np.asarray(function(examples[start:start + batch_size], **given)))
+        if progress:
+            progress.update(min(start + batch_size, len(examples)))
+    return np.concatenate(outputs)
+
+
+def _apply_to_folder(source, verb, folder, out, transform, labels_text=None):
+    """Run `transform(model)` (a function of a batch) over a folder of images, as the model's card reads images, and
+    write one PNG per input."""
+    from keras_ae import cards, data
 
     card, _ = _family(source, verb)
     model = cards.load(source)
     options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in ("image_size", "color_mode")}
     images, _, names = data.read_path(folder, **options)
-    outputs = evaluate.per_example(lambda batch: transform(model, batch), images)
+    outputs = _in_batches(transform(model), images, _input_labels(card, labels_text, len(images), folder, names))
     print(f"wrote {len(names)} images to {_write_images(outputs, names, out)}")
 
 
@@ -172,15 +216,16 @@ def command_reconstruct(args):
     from keras_ae import cards, plot
 
     if Path(args.input).is_dir():
-        return _apply_to_folder(args.source, "reconstruct", args.input, args.out, lambda model, batch: model(batch))
-    _family(args.source, "reconstruct")
+        return _apply_to_folder(args.source, "reconstruct", args.input, args.out, lambda model: model, args.labels)
+    card, _ = _family(args.source, "reconstruct")
     model = cards.load(args.source)
     images = _read_images(args.input, model.input_shape_per_example)
-    print(f"wrote {plot.reconstructions(model, images, args.out, count=len(images))}")
+    labels = _input_labels(card, args.labels, len(images), args.input, [])
+    print(f"wrote {plot.reconstructions(model, images, args.out, count=len(images), labels=labels)}")
 
 
 def command_denoise(args):
-    _apply_to_folder(args.source, "denoise", args.input, args.out, lambda model, batch: model.denoise(batch))
+    _apply_to_folder(args.source, "denoise", args.input, args.out, lambda model: model.denoise)
 
 
 def command_score(args):
@@ -191,19 +236,16 @@ def command_score(args):
     card, _ = _family(args.source, "score")
     model = cards.load(args.source)
     options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in ("image_size", "color_mode", "columns")}
-    examples, _, names = data.read_path(args.input, label_column=args.label_column, **options)
+    examples, found, names = data.read_path(args.input, label_column=args.label_column, **options)
     if examples.shape[1:] != model.input_shape_per_example:
         raise ValueError(
             f"{args.input} holds {len(examples)} examples of shape {examples.shape[1:]}; {args.source} expects "
             f"{model.input_shape_per_example} (a table with a label column: pass --label-column)"
         )
+    labels = _input_labels(card, args.labels, len(examples), args.input, names, found)
     threshold = card.get("anomaly", {}).get("threshold")
     progress = keras.utils.Progbar(len(examples), unit_name="example") if len(examples) > 10_000 else None
-    scores = []
-    for start in range(0, len(examples), 1000):
-        scores.extend(np.asarray(model.anomaly_score(examples[start:start + 1000]), dtype="float64").tolist())
-        if progress:
-            progress.update(min(start + 1000, len(examples)))
+    scores = _in_batches(model.anomaly_score, examples, labels, progress=progress).astype("float64").tolist()
     header = "input,score" + (",is_anomaly" if threshold is not None else "")
     rows = [f"{name},{score:.9g}" + (f",{int(score > threshold)}" if threshold is not None else "") for name, score in zip(names, scores)]
     text = "\n".join([header, *rows]) + "\n"
@@ -337,6 +379,7 @@ def parser():
     reconstruct.add_argument("source", help=source_help)
     reconstruct.add_argument("input")
     reconstruct.add_argument("--out", default="reconstruction.png", help="the grid PNG, or for a folder INPUT the output folder")
+    reconstruct.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) or a .npy file")
     denoise = add("denoise", command_denoise, "Denoise a folder of images with a denoising model; one PNG per input.")
     denoise.add_argument("source", help=source_help)
     denoise.add_argument("input", help="a folder of images")
@@ -346,6 +389,7 @@ def parser():
     score.add_argument("input", help="a folder of images, a .npy/.npz array or a .csv/.tsv table")
     score.add_argument("--out", default="scores.csv")
     score.add_argument("--label-column", type=_label_column, help="a label column in INPUT to leave out of the features")
+    score.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) or a .npy file")
     recommend = add("recommend", command_recommend, "Recommend items for a history of item ids, with titles from the dataset's movies.csv.")
     recommend.add_argument("source", help=source_help)
     recommend.add_argument("--items", required=True, help="the history: item ids, e.g. 1,260,1196, or with ratings 1:5,260:4.5")

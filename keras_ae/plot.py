@@ -45,10 +45,11 @@ def image_grid(rows, path, row_titles=None, title=None):
     return _save(figure, path)
 
 
-def reconstructions(model, images, path, count=10):
-    """Inputs above the model's reconstructions."""
+def reconstructions(model, images, path, count=10, labels=None):
+    """Inputs above the model's reconstructions (given their `labels`, for a conditional model)."""
     images = np.asarray(images[:count])
-    return image_grid([images, np.asarray(model(images))], path, ["input", "output"], title="Reconstructions")
+    outputs = model(images) if labels is None else model(images, np.asarray(labels[:count]))
+    return image_grid([images, np.asarray(outputs)], path, ["input", "output"], title="Reconstructions")
 
 
 def denoising_triplets(model, images, path, count=10, seed=0):

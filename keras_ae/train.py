@@ -224,7 +224,8 @@ def card_for_data(
     first = next(iter(data.load(source, batch_size=1, shuffle=False, validation_split=validation_split, **read_options)))
     input_shape = list(first.shape[1:])
     images = len(input_shape) == 3
-    architecture = {"kind": network, "input_shape": input_shape, "latent_dim": latent_dim, **family_class.network_options}
+    architecture = {"kind": network, "input_shape": input_shape, "latent_dim": latent_dim, **family_class.network_options.get("*", {}),
+                    **family_class.network_options.get(network, {})}
     if not images and network in ("dense", "conv1d"):
         architecture["scaling"] = "minmax"
     card = {

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from keras_ae import cards, cli, weights
 from conftest import console_script
@@ -130,3 +131,46 @@ def test_download_script_against_a_local_server(tmp_path):
     assert "ae_mnist: OK" in result.stdout and "MISSING" in result.stdout and result.returncode == 1
     assert download("--all").returncode == 0
     assert download("--all", "--verify").returncode == 0
+
+
+def test_a_conditional_model_reconstructs_and_scores_with_the_labels_given(capsys, tmp_path):
+    from PIL import Image
+
+    from keras_ae import data
+
+    images, labels = data.bundled_sample("mnist")
+    folder = tmp_path / "digits"
+    for index, (image, label) in enumerate(zip(images[:6], labels[:6])):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image[..., 0] * 255).astype("uint8")).save(folder / str(label) / f"{index}.png")
+    code, out, err = run(capsys, "score", "cvae_mnist", str(folder), "--out", str(tmp_path / "by_folder.csv"))
+    assert code == 0, err  # class subfolders give the labels
+    rows = [line.split(",") for line in (tmp_path / "by_folder.csv").read_text().splitlines()[1:]]
+    order = [int(Path(name).stem) for name, _ in rows]  # the folder's order, so each image meets the same seeded noise
+    np.save(tmp_path / "six.npy", images[order])
+    np.save(tmp_path / "labels.npy", labels[order].astype("int64"))
+    code, out, err = run(capsys, "score", "cvae_mnist", str(tmp_path / "six.npy"), "--labels", str(tmp_path / "labels.npy"),
+                         "--out", str(tmp_path / "given.csv"))
+    assert code == 0, err
+    given = [float(line.split(",")[1]) for line in (tmp_path / "given.csv").read_text().splitlines()[1:]]
+    assert given == pytest.approx([float(score) for _, score in rows], rel=1e-4)
+    wrong = (labels[order] + 1) % 10
+    code, _, err = run(capsys, "score", "cvae_mnist", str(tmp_path / "six.npy"), "--labels", ",".join(map(str, wrong)),
+                       "--out", str(tmp_path / "wrong.csv"))
+    assert code == 0, err
+    assert np.mean([float(line.split(",")[1]) for line in (tmp_path / "wrong.csv").read_text().splitlines()[1:]]) > np.mean(given)
+
+    code, out, err = run(capsys, "reconstruct", "cvae_mnist", str(tmp_path / "six.npy"), "--labels", "3", "--out", str(tmp_path / "r.png"))
+    assert code == 0 and (tmp_path / "r.png").stat().st_size > 500, err
+    code, out, err = run(capsys, "reconstruct", "cvae_mnist", str(folder), "--out", str(tmp_path / "out"))
+    assert code == 0 and len(list((tmp_path / "out").rglob("*.png"))) == 6, err
+
+    for argv, expected in (
+        (["score", "cvae_mnist", str(tmp_path / "six.npy")], "conditioned on class labels: pass --labels"),
+        (["score", "cvae_mnist", str(tmp_path / "six.npy"), "--labels", "1,2"], "one integer class per input (6)"),
+        (["score", "cvae_mnist", str(tmp_path / "six.npy"), "--labels", "one"], "--labels must be a class"),
+        (["reconstruct", "conv_ae_mnist", str(tmp_path / "six.npy"), "--labels", "3"], "takes none"),
+        (["score", "cvae_mnist", str(tmp_path / "six.npy"), "--labels", "12"], "[0, 10)"),
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, (argv, err)

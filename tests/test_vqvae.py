@@ -16,6 +16,7 @@ from keras import ops
 import keras_ae
 from keras_ae import cards, evaluate
 from keras_ae.models.vqvae import DEAD_CODE_USAGE, LAPLACE_EPSILON
+from keras_ae.train import card_for_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import compression_benchmark as benchmark  # noqa: E402
@@ -240,3 +241,14 @@ def test_codec_points_psnr_and_the_same_or_more_bytes_rule(mnist_images):
     assert benchmark.at_same_or_more_bytes(curve, 61.0) is None
     with pytest.raises(ValueError, match="Codecs take uint8 images"):
         benchmark.encode(mnist_images[0], "JPEG", 50)
+
+
+def test_train_data_with_a_conv_network_gives_vqvae_a_grid_of_codes(tmp_path):
+    images = np.random.default_rng(0).random((16, 28, 28, 1), dtype="float32")
+    np.save(tmp_path / "images.npy", images)
+    conv = cards.build_model(card_for_data(str(tmp_path / "images.npy"), family="vqvae", network="conv", latent_dim=8))
+    dense = cards.build_model(card_for_data(str(tmp_path / "images.npy"), family="vqvae", network="dense", latent_dim=8))
+    assert conv.code_positions == (7, 7) and conv.bits_per_image == 49 * 8
+    assert dense.code_positions == ()
+    vae = card_for_data(str(tmp_path / "images.npy"), family="vae", network="conv")
+    assert vae["network"]["variational"] and "spatial_code" not in vae["network"]

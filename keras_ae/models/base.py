@@ -69,8 +69,9 @@ class BaseAutoencoder(keras.Model):
     short_name = None
     #: Whether `loss_terms` takes a batch's second element as `y=` (held-out entries to predict, labels to condition on).
     uses_y = False
-    #: What the family needs of a `keras_ae.networks` builder (e.g. two encoder outputs) and of its own arguments
-    #: on data that is not images in [0, 1], for `keras-ae train --data`.
+    #: What the family needs of a `keras_ae.networks` builder, by network kind ("*": every kind), e.g.
+    #: {"*": {"variational": True}}; and of its own arguments on data that is not images in [0, 1]; for
+    #: `keras-ae train --data`.
     network_options = {}
     options_off_images = {}
 

@@ -39,7 +39,7 @@ class VAE(BaseAutoencoder):
     verbs = BaseAutoencoder.verbs + ("sample",)
     evaluation_defaults = {"iwae_samples": 100, "bound_seed": 0}
     short_name = "vae"
-    network_options = {"variational": True}
+    network_options = {"*": {"variational": True}}
     options_off_images = {"likelihood": "gaussian"}
 
     def __init__(

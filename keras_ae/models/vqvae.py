@@ -44,7 +44,7 @@ class VQVAE(BaseAutoencoder):
 
     metric_names = ("loss", "reconstruction_loss", "commitment_loss", "perplexity")
     short_name = "vqvae"
-    network_options = {"code_activation": "linear"}
+    network_options = {"*": {"code_activation": "linear"}, "conv": {"spatial_code": True}}  # conv: a grid of codes
 
     def __init__(self, encoder, decoder, num_embeddings=256, commitment_cost=0.25, ema_decay=0.99, **kwargs):
         if len(encoder.outputs) != 1 or tuple(encoder.outputs[0].shape[1:]) != tuple(decoder.inputs[0].shape[1:]):
