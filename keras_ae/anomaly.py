@@ -2,12 +2,48 @@
 
 import numpy as np
 
-from keras_ae.evaluate import auroc, per_example
+from keras_ae.evaluate import auroc, codes, per_example
+
+SCORES = ("reconstruction", "reconstruction+code")
 
 
 def anomaly_scores(model, x, batch_size=500):
     """Per-example scores of `x` (reconstruction error; negative ELBO for a VAE) as a numpy array."""
     return per_example(model.anomaly_score, np.asarray(x), batch_size)
+
+
+def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3):
+    """A function from examples to anomaly scores (higher: more anomalous), fitted on known-normal examples.
+
+    `"reconstruction"`: the model's own `anomaly_score`. `"reconstruction+code"` adds how far each code lies from
+    the normal codes, for anomalies the model reconstructs well: the squared Mahalanobis distance to the normal codes'
+    mean and covariance (its diagonal raised by `ridge` times the mean variance). Both terms are taken in log and
+    standardized by their mean and spread on `normal_x`, then summed.
+    """
+    if score not in SCORES:
+        raise ValueError(f"Unknown anomaly score {score!r}; expected one of {list(SCORES)}.")
+    if score == "reconstruction":
+        return lambda x: anomaly_scores(model, x)
+    normal_x = np.asarray(normal_x)
+    if len(normal_x) < 2:
+        raise ValueError(f"score='reconstruction+code' needs at least 2 normal examples to fit; got {len(normal_x)}.")
+    normal_codes = codes(model, normal_x).reshape(len(normal_x), -1).astype("float64")
+    mean = normal_codes.mean(axis=0)
+    covariance = np.atleast_2d(np.cov(normal_codes - mean, rowvar=False))
+    covariance += ridge * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
+    inverse = np.linalg.inv(covariance)
+
+    def terms(x):
+        reconstruction = anomaly_scores(model, x)
+        if np.min(reconstruction) < 0:
+            raise ValueError(f"score='reconstruction+code' takes the log of {type(model).__name__}'s anomaly scores, "
+                             "which must be non-negative; use score='reconstruction'.")
+        offsets = codes(model, x).reshape(len(x), -1) - mean
+        distance = np.einsum("ij,ij->i", offsets @ inverse, offsets)
+        return np.log(reconstruction + 1e-12), np.log(distance + 1e-12)
+
+    reference = [(term.mean(), term.std() + 1e-12) for term in terms(normal_x)]
+    return lambda x: sum((term - center) / spread for term, (center, spread) in zip(terms(np.asarray(x)), reference))
 
 
 def fit_threshold(model, normal_x, percentile=99.0):

@@ -15,15 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import keras
-
-from keras_ae import networks
+from keras_ae import schema
 from keras_ae import weights as weight_files
-from keras_ae.models import BaseAutoencoder
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
-SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
-REQUIRED_FIELDS = ("name", "model", "weights")
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.weights.h5"
 SOURCE_FORMS = (
@@ -46,6 +41,10 @@ def list_models(pattern="*"):
 
 def model_class(card, source="card"):
     """The registered keras_ae model class a card names (`"VAE"`, or `"package>Class"` for a family defined elsewhere)."""
+    import keras
+
+    from keras_ae.models import BaseAutoencoder
+
     name = str(card["model"].get("class_name"))
     registered = keras.saving.get_registered_object(name if ">" in name else f"keras_ae>{name}")
     if not (isinstance(registered, type) and issubclass(registered, BaseAutoencoder)):
@@ -56,17 +55,15 @@ def model_class(card, source="card"):
     return registered
 
 
-def validate(card, source="card"):
-    """Check a card's fields and their form; return it."""
-    if not isinstance(card, dict):
-        raise ValueError(f"{source} must hold a JSON object; got {type(card).__name__}.")
-    missing = [field for field in REQUIRED_FIELDS if field not in card]
-    if missing:
-        raise ValueError(f"{source} lacks the fields {missing}; a card needs {list(REQUIRED_FIELDS)}.")
-    if not isinstance(card["name"], str) or not NAME_PATTERN.match(card["name"]):
-        raise ValueError(f"{source}: name {card['name']!r} must match {NAME_PATTERN.pattern}.")
-    if "network" not in card and "encoder" not in card["model"].get("config", {}):
-        raise ValueError(f"{source} needs a network section (builder arguments) or the encoder and decoder in model.config.")
+def validate(card, source="card", complete=True):
+    """Check a card against `keras_ae.schema` (types, ranges, required keys), its class and evaluation settings; return it.
+
+    Every error is one line naming `source` and the field. `complete=False` checks the form only, not the network
+    section against its builder nor the class against the registry: that needs no TensorFlow (listing, showing).
+    """
+    schema.check(card, source, network=complete)
+    if not complete:
+        return card
     family = model_class(card, source)
     unknown = set(card.get("evaluation", {})) - set(family.evaluation_defaults) - {"linear_probe"}
     if unknown:
@@ -74,28 +71,28 @@ def validate(card, source="card"):
             f"{source}: evaluation settings {sorted(unknown)} are not {family.__name__}'s; "
             f"it takes {sorted(family.evaluation_defaults) + ['linear_probe']}."
         )
-    entry = card["weights"]
-    weight_files.check_file_name(entry.get("file"))
-    if entry.get("sha256") is not None and not SHA256_PATTERN.match(str(entry["sha256"])):
-        raise ValueError(f"{source}: weights.sha256 must be 64 lowercase hex digits; got {entry['sha256']!r}.")
-    size = entry.get("size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
-        raise ValueError(f"{source}: weights.size must be a non-negative integer of bytes; got {size!r}.")
     return card
 
 
-def read_card(path):
-    """A card from a JSON file, validated; errors name the file."""
+def read_card(path, source=None, complete=True):
+    """A card from a JSON file, validated; errors name `source` (default: the file) and the line or field."""
     path = Path(path)
+    source = source or str(path)
     try:
-        card = json.loads(path.read_text())
+        card = json.loads(path.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}.") from None
-    return validate(card, source=str(path))
+        raise ValueError(f"{source}: line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}).") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{source}: not valid JSON (byte {error.start} is not UTF-8).") from None
+    except RecursionError:
+        raise ValueError(f"{source}: not valid JSON (nested too deeply).") from None
+    return validate(card, source, complete)
 
 
 def build_model(card):
     """A fresh, untrained model with the card's architecture and objective."""
+    from keras_ae import networks
+
     family = model_class(card)
     config = dict(card["model"].get("config", {}))
     if "network" in card:
@@ -112,22 +109,26 @@ class Preset:
     fetch_weights: Callable[[], Path]
 
 
-def _zoo_preset(name):
-    card = read_card(card_path(name))
+def _zoo_preset(name, complete):
+    card = read_card(card_path(name), complete=complete)
     return Preset(card, name, lambda: weight_files.resolve(card))
 
 
-def _folder_preset(folder):
-    card = read_card(folder / CARD_FILE)
+def _folder_preset(folder, complete):
+    card = read_card(folder / CARD_FILE, complete=complete)
     return Preset(card, str(folder), lambda: weight_files.verify(folder / card["weights"]["file"], card["weights"]["sha256"]))
 
 
-def _url_preset(url):
+def _url_preset(url, complete):
     url = url.rstrip("/")
     folder = weight_files.url_cache_folder(url)
     if not (folder / CARD_FILE).exists():
         weight_files.download(f"{url}/{CARD_FILE}", folder / CARD_FILE, expected_sha256=None)
-    card = read_card(folder / CARD_FILE)
+    try:
+        card = read_card(folder / CARD_FILE, source=f"{url}/{CARD_FILE}", complete=complete)
+    except ValueError:  # not kept in the cache: the next try downloads it again
+        (folder / CARD_FILE).unlink()
+        raise
 
     def fetch():
         entry = card["weights"]
@@ -139,9 +140,9 @@ def _url_preset(url):
     return Preset(card, url, fetch)
 
 
-def _hub_preset(address):
+def _hub_preset(address, complete):
     repo, _, revision = address.removeprefix("hf://").partition("@")
-    card = read_card(weight_files.hub_file(repo, CARD_FILE, revision or None))
+    card = read_card(weight_files.hub_file(repo, CARD_FILE, revision or None), source=f"{CARD_FILE} of {address}", complete=complete)
     entry = card["weights"]
     return Preset(
         card, address,
@@ -150,16 +151,20 @@ def _hub_preset(address):
 
 
 def unknown_source(source, reason):
+    """The one error for a source of no known form, with the zoo names closest to it (ignoring case)."""
     import difflib
 
-    close = difflib.get_close_matches(str(source), list_models(), n=5, cutoff=0.5)
+    close = difflib.get_close_matches(str(source).lower(), list_models(), n=5, cutoff=0.5)
     hint = f" Close matches: {close}." if close else ""
     forms = "; ".join(SOURCE_FORMS)
     return ValueError(f"Unknown model source {source!r}: {reason}.{hint} A source is {forms}. Zoo names: {list_models()}.")
 
 
-def find_preset(source):
-    """Where a model comes from: a zoo name, a preset folder, an http(s) URL of one, or `hf://owner/repo[@revision]`."""
+def find_preset(source, complete=True):
+    """Where a model comes from: a zoo name, a preset folder, an http(s) URL of one, or `hf://owner/repo[@revision]`.
+
+    `complete=False` checks the card's form only (see `validate`).
+    """
     if isinstance(source, Path):
         source = str(source)
     if not isinstance(source, str) or not source:
@@ -167,25 +172,30 @@ def find_preset(source):
     if source.startswith("hf://"):
         if not re.match(r"^hf://[\w.-]+/[\w.-]+(@[\w./-]+)?$", source):
             raise unknown_source(source, "a Hub address is hf://owner/repo or hf://owner/repo@revision")
-        return _hub_preset(source)
+        return _hub_preset(source, complete)
     if source.startswith(("https://", "http://")):
-        return _url_preset(source)
+        return _url_preset(source, complete)
     if "://" in source:
         raise unknown_source(source, f"the scheme {source.split('://')[0]}:// is not supported")
     if NAME_PATTERN.match(source) and card_path(source).exists():
-        return _zoo_preset(source)
+        return _zoo_preset(source, complete)
     folder = Path(source).expanduser()
     if (folder / CARD_FILE).is_file():
-        return _folder_preset(folder)
+        return _folder_preset(folder, complete)
     if folder.is_dir():
         raise unknown_source(source, f"the folder holds no {CARD_FILE}")
+    if source.lower() in list_models():
+        raise unknown_source(source, f"zoo names are lowercase; this one is {source.lower()!r}")
     reason = "no zoo entry has that name" if NAME_PATTERN.match(source) else "no such folder"
     raise unknown_source(source, reason)
 
 
-def model_card(source):
-    """The card of a model source (see `load`) as a dict; an unknown one lists every accepted form."""
-    return copy.deepcopy(find_preset(source).card)
+def model_card(source, complete=True):
+    """The card of a model source (see `load`) as a dict; an unknown one lists every accepted form.
+
+    `complete=False` checks the card's form only, without importing TensorFlow (see `validate`).
+    """
+    return copy.deepcopy(find_preset(source, complete).card)
 
 
 def load(source, weights=True, verify=True):
@@ -235,6 +245,8 @@ def save_weights(model, card, path):
 
 def describe(model, name):
     """A minimal card for a model built by hand: its class, its full config (encoder and decoder included)."""
+    import keras
+
     registered = keras.saving.get_registered_name(type(model))
     return {
         "name": name,

@@ -8,7 +8,9 @@ an http(s) URL of one, or hf://owner/repo[@revision]. A command a model's family
 import argparse
 import contextlib
 import json
+import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -33,6 +35,7 @@ def quiet_tensorflow(verbose):
             os.dup2(null.fileno(), 2)
             import tensorflow as tf
         tf.get_logger().setLevel("ERROR")
+        logging.getLogger("absl").setLevel(logging.ERROR)  # TensorFlow Datasets' notices
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -56,19 +59,56 @@ def command_list(args):
     from keras_ae import cards
 
     for name in cards.list_models(args.pattern):
-        card = cards.model_card(name)
-        headline = cards.model_class(card).headline(card.get("metrics", {}))
+        card = cards.model_card(name, complete=False)
+        headline = card.get("metrics", {}).get("headline", "not measured")
         print(f"{name:<24} {card['model']['class_name']:<22} {card.get('data', {}).get('dataset', ''):<14} {headline}")
 
 
 def command_info(args):
-    card, _ = _family(args.source, "info")
+    from keras_ae import cards
+
+    card = cards.model_card(args.source, complete=False)
     print(f"{card['name']}: {card.get('description', '')}")
     for section in ("model", "network", "data", "recipe", "training", "metrics", "weights"):
         if section in card:
             print(f"\n[{section}]")
             for key, value in card[section].items():
                 print(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+
+
+MAX_GRID_IMAGES = 1000  # the most images one PNG grid holds; more go to a .npy file
+MAX_ARRAY_IMAGES = 1_000_000  # the most samples one .npy file receives
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _integer(minimum, maximum=None):
+    """An argparse type: an integer in [minimum, maximum]."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum:,}" if maximum is not None else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}; got {text!r}")
+        return value
+    return parse
+
+
+def _percentile(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"expected a percentile from 0 to 100; got {text!r}")
+    return value
 
 
 def _label_column(text):
@@ -123,20 +163,20 @@ def command_evaluate(args):
 
 
 def _read_images(path, shape):
+    """A .png image (scaled by its bit depth, resized to the model's) or a .npy array of images (floats, or uint8 0-255
+    pixels; other integers refused, as `keras_ae.files.read_array` does), as floats."""
+    from keras_ae import files
+
     path = Path(path)
     if path.suffix == ".npy":
-        array = np.load(path, allow_pickle=False)
+        array, _ = files.read_array(path)
     elif path.suffix.lower() == ".png":
-        from PIL import Image
-
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("L").resize(shape[1::-1] if len(shape) == 3 else (28, 28)))[None]
+        size = shape[:2] if len(shape) == 3 else (28, 28)
+        array = files.read_image(path, image_size=size, color_mode="rgb" if shape[-1] == 3 else "grayscale")[None]
     else:
         raise ValueError(f"INPUT must be a .png or .npy file; got {path.name}")
-    if array.dtype == np.uint8:
-        array = array.astype("float32") / 255.0
     per_image = int(np.prod(shape))
-    if array.size == 0 or array.size % per_image:
+    if array.size % per_image:
         raise ValueError(f"{path.name} holds {array.size} values; expected whole images of shape {shape} ({per_image} values each)")
     return np.asarray(array, "float32").reshape((-1, *shape))
 
@@ -221,6 +261,14 @@ def command_reconstruct(args):
     model = cards.load(args.source)
     images = _read_images(args.input, model.input_shape_per_example)
     labels = _input_labels(card, args.labels, len(images), args.input, [])
+    if Path(args.out).suffix == ".npy":
+        batches = (_in_batches(model, images[start:start + 1000], None if labels is None else labels[start:start + 1000])
+                   for start in range(0, len(images), 1000))
+        print(f"wrote {len(images)} reconstructions to {_write_array_in_batches(args.out, images.shape, batches)}")
+        return
+    if len(images) > MAX_GRID_IMAGES:
+        raise ValueError(f"{args.input} holds {len(images):,} images, too many for one PNG grid (at most {MAX_GRID_IMAGES:,}); "
+                         "write the reconstructions to a .npy file: --out reconstructions.npy")
     print(f"wrote {plot.reconstructions(model, images, args.out, count=len(images), labels=labels)}")
 
 
@@ -290,11 +338,41 @@ def command_recommend(args):
         print(f"{rank:>3}. {int(item):>7}  {float(score):9.4f}  {titles.get(int(item), '')}".rstrip())
 
 
+def _write_array_in_batches(path, shape, batches):
+    """Stream `batches` (arrays of `shape[1:]`) into the .npy file `path`, whole or not at all; return the path."""
+    from keras_ae import weights
+
+    def write(temporary):
+        array = np.lib.format.open_memmap(temporary, mode="w+", dtype="float32", shape=shape)
+        start = 0
+        for batch in batches:
+            array[start:start + len(batch)] = batch
+            start += len(batch)
+        array.flush()
+        del array
+
+    weights.atomic_copy(write, path)
+    return path
+
+
 def command_sample(args):
     from keras_ae import cards, plot
 
     _family(args.source, "sample")
-    print(f"wrote {plot.samples(cards.load(args.source), args.out, count=args.n, seed=args.seed)}")
+    to_array = Path(args.out).suffix == ".npy"
+    if args.n > (MAX_ARRAY_IMAGES if to_array else MAX_GRID_IMAGES):
+        raise ValueError(f"-n {args.n:,} is more than one .npy file takes here ({MAX_ARRAY_IMAGES:,}); draw several files with "
+                         "other --seed values" if to_array else f"-n {args.n:,} is too many for one PNG grid (at most "
+                         f"{MAX_GRID_IMAGES:,}); write them to a .npy file: --out samples.npy")
+    model = cards.load(args.source)
+    if not to_array:
+        print(f"wrote {plot.samples(model, args.out, count=args.n, seed=args.seed)}")
+        return
+    import keras
+
+    generator = keras.random.SeedGenerator(args.seed)
+    batches = (np.asarray(model.sample(min(1000, args.n - start), seed=generator)) for start in range(0, args.n, 1000))
+    print(f"wrote {args.n} samples to {_write_array_in_batches(args.out, (args.n, *model.input_shape_per_example), batches)}")
 
 
 def command_export(args):
@@ -336,18 +414,22 @@ def command_gallery(args):
 
 
 def parser():
-    root = argparse.ArgumentParser(prog="keras-ae", description="Pretrained Keras autoencoders: list, inspect, train, use.")
+    from keras_ae import schema
+
+    root = _Parser(prog="keras-ae", description="Pretrained Keras autoencoders: list, inspect, train, use.")
     root.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up log lines")
     commands = root.add_subparsers(dest="command", required=True)
     source_help = "a zoo name, a preset folder, an http(s):// URL of one, or hf://owner/repo[@revision]"
 
-    def add(name, function, help_text):
+    def add(name, function, help_text, tensorflow=True):
         command = commands.add_parser(name, help=help_text, description=help_text)
-        command.set_defaults(function=function)
+        command.set_defaults(function=function, tensorflow=tensorflow)
         return command
 
-    add("list", command_list, "List zoo entries.").add_argument("pattern", nargs="?", default="*", help="fnmatch filter, e.g. '*vae*'")
-    add("info", command_info, "Show a model's card.").add_argument("source", help=source_help)
+    # list and info read cards only, so they answer without importing TensorFlow
+    add("list", command_list, "List zoo entries.", tensorflow=False).add_argument(
+        "pattern", nargs="?", default="*", help="fnmatch filter, e.g. '*vae*'")
+    add("info", command_info, "Show a model's card.", tensorflow=False).add_argument("source", help=source_help)
     demo = add("demo", command_demo, "Offline demo from the bundled weights: pictures and metrics on bundled real test images.")
     demo.add_argument("--out", default="demo_output", help="folder for the PNG files")
     gallery = add("gallery", command_gallery, "Write a browsable static page of the zoo: every entry, its numbers and pictures.")
@@ -358,27 +440,29 @@ def parser():
     train.add_argument("--data", help="your data: a folder of images (class subfolders give labels), a .npy/.npz array or a .csv/.tsv table")
     train.add_argument("--family", default="ae", help="with --data: a family's short name: ae, dae, sae, vae, vqvae...")
     train.add_argument("--network", default="dense", help="with --data: dense, conv (images) or conv1d (signals)")
-    train.add_argument("--latent-dim", type=int, default=32, help="with --data: size (or channels) of the code")
+    train.add_argument("--latent-dim", type=_integer(1, 65_536), default=32, help="with --data: size (or channels) of the code")
     train.add_argument("--label-column", type=_label_column, help="with --data: a table's label column (name or index)")
     train.add_argument("--normal-label", help="with --data: train only on this label and record an anomaly threshold")
-    train.add_argument("--threshold-percentile", type=float, default=99.0, help="with --normal-label: percentile of training scores")
+    train.add_argument("--threshold-percentile", type=_percentile, default=99.0, help="with --normal-label: percentile of training scores")
     train.add_argument("--image-size", type=_image_size, help="with --data: resize images to HEIGHTxWIDTH")
     train.add_argument("--color-mode", help="with --data: grayscale or rgb")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int, help="global batch size")
+    train.add_argument("--epochs", type=_integer(1))
+    train.add_argument("--batch-size", type=_integer(1), help="global batch size")
     train.add_argument("--strategy", default="auto", help="auto, one_device, mirrored, multi_worker or tpu")
-    train.add_argument("--precision", default="float32", help="float32, mixed_bfloat16 or mixed_float16")
+    train.add_argument("--precision", choices=schema.PRECISIONS,
+                       help="default: the recipe's, else auto (bfloat16 where the hardware computes it natively)")
     train.add_argument("--output", help="folder for the preset: weights, card and curves (default trained/NAME)")
     train.add_argument("--logdir", help="TensorBoard log folder")
     train.add_argument("--data-dir", help="folder holding <dataset>/ IDX files")
     train.add_argument("--backup-dir", help="BackupAndRestore folder, so a killed run resumes")
     evaluate = add("evaluate", command_evaluate, "Measure a model on its card's test split (needs KERAS_AE_DATA or TFDS).")
     evaluate.add_argument("source", help=source_help)
-    evaluate.add_argument("--limit", type=int, help="only the first N test images")
+    evaluate.add_argument("--limit", type=_integer(1), help="only the first N test images")
     reconstruct = add("reconstruct", command_reconstruct, "Reconstruct images: a PNG or .npy file (into a grid), or a folder (one PNG each).")
     reconstruct.add_argument("source", help=source_help)
     reconstruct.add_argument("input")
-    reconstruct.add_argument("--out", default="reconstruction.png", help="the grid PNG, or for a folder INPUT the output folder")
+    reconstruct.add_argument("--out", default="reconstruction.png",
+                             help=f"the grid PNG (up to {MAX_GRID_IMAGES:,} inputs), a .npy file, or for a folder INPUT the output folder")
     reconstruct.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) or a .npy file")
     denoise = add("denoise", command_denoise, "Denoise a folder of images with a denoising model; one PNG per input.")
     denoise.add_argument("source", help=source_help)
@@ -393,13 +477,13 @@ def parser():
     recommend = add("recommend", command_recommend, "Recommend items for a history of item ids, with titles from the dataset's movies.csv.")
     recommend.add_argument("source", help=source_help)
     recommend.add_argument("--items", required=True, help="the history: item ids, e.g. 1,260,1196, or with ratings 1:5,260:4.5")
-    recommend.add_argument("-k", type=int, default=10, help="how many items")
+    recommend.add_argument("-k", type=_integer(1), default=10, help="how many items")
     recommend.add_argument("--data-dir", help="folder holding <dataset>/movies.csv (default $KERAS_AE_DATA)")
     sample = add("sample", command_sample, "Draw samples from a model whose family samples (VAEs) into a PNG grid.")
     sample.add_argument("source", help=source_help)
-    sample.add_argument("-n", type=int, default=40)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--out", default="samples.png")
+    sample.add_argument("-n", type=_integer(1), default=40, help=f"how many (a PNG grid takes {MAX_GRID_IMAGES:,}, a .npy file {MAX_ARRAY_IMAGES:,})")
+    sample.add_argument("--seed", type=_integer(0), default=0)
+    sample.add_argument("--out", default="samples.png", help="a PNG grid, or a .npy file of float32 images")
     export = add("export", command_export, "Export a model as a SavedModel with its family's signatures.")
     export.add_argument("source", help=source_help)
     export.add_argument("directory")
@@ -411,13 +495,24 @@ def parser():
     return root
 
 
+def _one_line(error):
+    """An error's message on one line: the message a Keras layer's wrapper ("Exception encountered when calling ...")
+    carries instead of the wrapper, without terminal colour codes."""
+    text = str(error)
+    wrapped = re.search(r"\x1b\[1m(.*?)\x1b\[0m", text, re.S)
+    if text.startswith("Exception encountered") and wrapped:
+        text = wrapped.group(1)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
-    with quiet_tensorflow(args.verbose):
+    with quiet_tensorflow(args.verbose) if args.tensorflow else contextlib.nullcontext():
         try:
             return args.function(args) or 0
         except (ValueError, OSError, KeyError, ImportError) as error:
-            print(f"keras-ae {args.command}: error: {error}", file=sys.stderr)
+            print(f"keras-ae {args.command}: error: {_one_line(error)}", file=sys.stderr)
             return 2
 
 

@@ -13,22 +13,23 @@ each batch is converted to float32 in [0, 1] inside the pipeline.
 """
 
 import gzip
+import numbers
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from keras_ae import files, ratings
+from keras_ae.schema import BINARIZE_MODES, SPLIT_PATTERN
 
 DEBIAN_DATASETS = Path("/usr/share/datasets")
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-BINARIZE_MODES = (None, "static", "dynamic", "fixed")
 # Named datasets that are one table, with the split their reference publication uses.
+DEBIAN_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}  # packages that fill DEBIAN_DATASETS
 TABLE_DATASETS = {
     # TensorFlow's "Intro to autoencoders" ECG example: ecg.csv, 140 values then the label (1.0 normal),
     # split by sklearn's train_test_split(test_size=0.2, random_state=21).
@@ -36,7 +37,6 @@ TABLE_DATASETS = {
 }
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
 ARRAY_SUFFIXES = (".npy", ".npz")
-SPLIT_PATTERN = re.compile(r"^(?P<base>[a-z]+)(\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -192,19 +192,67 @@ def source_arrays(source, base, data_dir=None, **read_options):
     return load_arrays(source, "train" if base == "validation" else base, data_dir)
 
 
+TFDS_HOST = ("storage.googleapis.com", 443)  # where TensorFlow Datasets downloads from
+
+
+def network_reachable(address=TFDS_HOST, timeout=3.0):
+    """Whether a TCP connection to `address` opens within `timeout` seconds (no network fails in milliseconds)."""
+    import socket
+
+    try:
+        socket.create_connection(address, timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def local_fixes(name):
+    """How to give keras-ae a dataset it cannot find or download, in words for that dataset."""
+    if name in TABLE_DATASETS:
+        where = f"a folder holding {name}/{TABLE_DATASETS[name]['file']}"
+    else:
+        where = f"a folder holding {name}/ with the four IDX .gz files in MNIST's layout ({IDX_FILES['train'][0]}, ...)"
+    debian = f"; or `apt-get install {DEBIAN_PACKAGES[name]}`" if name in DEBIAN_PACKAGES else ""
+    return (f"Fixes: set KERAS_AE_DATA (or pass data_dir) to {where}{debian}; or prepare it with TensorFlow Datasets on a machine "
+            "with network and copy ~/tensorflow_datasets here; or pass your own copy as a path (a folder of images, a "
+            ".npy/.npz array or a .csv table).")
+
+
+def _tfds_builder(name, data_dir, download, local_error):
+    """The TensorFlow Datasets builder of `name`, prepared, or one clear error at once: an unknown name, no download
+    allowed, or no network (checked in milliseconds, before TFDS retries for minutes)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as error:  # TFDS raises its own DatasetNotFoundError, and others for malformed names
+        raise DatasetNotFoundError(
+            f"{name!r} is neither a local dataset nor one TensorFlow Datasets knows ({type(error).__name__}). {local_error} "
+            f"{local_fixes(name)}"
+        ) from None
+    if not builder.is_prepared():
+        if not download:
+            raise DatasetNotFoundError(f"{local_error} TensorFlow Datasets has not prepared {name!r} and download=False. {local_fixes(name)}")
+        if not network_reachable():
+            raise DatasetNotFoundError(
+                f"{local_error} TensorFlow Datasets would download {name!r}, but there is no network "
+                f"({TFDS_HOST[0]} unreachable). {local_fixes(name)}"
+            )
+    return builder
+
+
 def _tfds_source(name, split, data_dir, download, local_error):
     """A dataset of (uint8 image, label) from TensorFlow Datasets, or one clear error."""
     import tensorflow_datasets as tfds
 
+    _tfds_builder(name, data_dir, download, local_error)
     try:
         dataset = tfds.load(name, split=split, data_dir=data_dir, download=download, as_supervised=True)
     except Exception as error:  # TFDS raises many types (network, registry, assertion); report them as one.
         raise DatasetNotFoundError(
             f"Could not load dataset {name!r} split {split!r}. {local_error} "
-            f"TensorFlow Datasets failed too: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}\n"
-            "Fix it in one of three ways: set KERAS_AE_DATA to a folder holding "
-            f"{name}/train-images-idx3-ubyte.gz and the other IDX files; install the Debian package with the data "
-            "(e.g. `apt-get install dataset-fashion-mnist`); or allow TensorFlow Datasets to download (download=True, network needed)."
+            f"TensorFlow Datasets failed too: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''} "
+            f"{local_fixes(name)}"
         ) from None
     return dataset
 
@@ -280,6 +328,8 @@ def load(
     """
     if binarize not in BINARIZE_MODES:
         raise ValueError(f"Unknown binarize {binarize!r}; expected one of {list(BINARIZE_MODES)}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     if read_options.get("ratings"):
         if input_context is not None and input_context.num_input_pipelines > 1:
             raise ValueError("Ratings data is not sharded across input pipelines; train recommenders on one worker.")
@@ -339,7 +389,7 @@ def load(
 
 def count(
     source, split="train", validation_split=None, seed=0, data_dir=None, only_label=None, binarize=None, flatten=False,
-    with_labels=False, **read_options
+    with_labels=False, download=True, **read_options
 ):
     """Examples in a split: from the IDX label file, the table or path, or the TFDS metadata, without a pass over images.
 
@@ -361,9 +411,8 @@ def count(
                 raise ValueError(f"{source} has no labels (no class subfolders, label_column or labels array); drop only_label.")
             return len(local_split_indices(len(examples), base, start, stop, validation_split, seed))
     else:
-        import tensorflow_datasets as tfds
-
-        return tfds.builder(source, data_dir=data_dir).info.splits[split].num_examples
+        local_error = f"No local copy (looked in {searched_directories(source, data_dir)})."
+        return _tfds_builder(source, data_dir, download, local_error).info.splits[split].num_examples
     indices = local_split_indices(len(labels), base, start, stop, validation_split, seed)
     return len(kept_indices(labels, indices, only_label, source))
 

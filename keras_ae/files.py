@@ -61,6 +61,18 @@ def _pixels(image, color_mode, image_size):
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
 
 
+def read_image(path, image_size=None, color_mode="grayscale"):
+    """One image file as float32 (height, width, channels) in [0, 1], scaled by its own bit depth; else a one-line
+    ValueError naming the file."""
+    _check_choice("color_mode", color_mode, CHANNELS)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _pixels(image, color_mode, image_size)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable image ({error})") from None
+
+
 def read_images(folder, image_size=None, color_mode="grayscale", on_error="raise"):
     """(images float32 (n, height, width, channels) in [0, 1], labels int64 or None, class_names, paths), as Keras reads folders.
 

@@ -24,7 +24,7 @@ COPY_SCRIPT = "function copyText(id){navigator.clipboard.writeText(document.getE
 def _metrics_table(metrics):
     rows = "".join(
         f"<tr><td>{html.escape(key)}</td><td class='value'>{html.escape(str(value))}</td></tr>"
-        for key, value in metrics.items() if key != "command"
+        for key, value in metrics.items() if key not in ("command", "headline")
     )
     return f"<table>{rows}</table>"
 

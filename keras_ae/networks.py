@@ -22,7 +22,8 @@ import keras
 import numpy as np
 from keras import layers
 
-SCALINGS = ("minmax", "standard")
+from keras_ae.schema import SCALINGS
+
 CONVOLUTION_LAYERS = {  # rank -> (convolution, transposed convolution, padding, cropping)
     1: (layers.Conv1D, layers.Conv1DTranspose, layers.ZeroPadding1D, layers.Cropping1D),
     2: (layers.Conv2D, layers.Conv2DTranspose, layers.ZeroPadding2D, layers.Cropping2D),
@@ -123,9 +124,13 @@ def _margins(side, reduction):
 
 
 def _output_layers(x, steps):
-    """Apply the decoder's last layers, `[(name, layer class with its arguments)]`; the last is named `reconstruction`."""
+    """Apply the decoder's last layers, `[(name, layer class with its arguments)]`; the last is named `reconstruction`.
+
+    They compute in float32 under any dtype policy, as Keras' mixed-precision guide advises: the output and the loss on
+    it keep full precision, and a model trained in bfloat16 predicts float32 like any other.
+    """
     for index, (name, layer) in enumerate(steps):
-        x = layer(name="reconstruction" if index == len(steps) - 1 else name)(x)
+        x = layer(name="reconstruction" if index == len(steps) - 1 else name, dtype="float32")(x)
     return x
 
 

@@ -15,10 +15,15 @@ def _image(array):
 
 
 def _save(figure, path):
+    """Write the figure whole or not at all; a path without a suffix gets `.png` (the name returned is the one written)."""
+    from keras_ae import weights
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
+    path = path if path.suffix else path.with_name(path.name + ".png")
+    try:
+        weights.atomic_copy(lambda temporary: figure.savefig(temporary, format=path.suffix[1:], dpi=100, bbox_inches="tight"), path)
+    finally:
+        plt.close(figure)
     return path
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from keras_ae.schema import RATINGS_KINDS
+
 LAYOUTS = {"ratings.csv": (",", True), "u.data": ("\t", False), "ratings.dat": ("::", False)}  # file: (delimiter, header)
 DATASET_FILES = {**dict.fromkeys(("ml-latest-small", "ml-latest", "ml-20m", "ml-25m", "ml-32m"), "ratings.csv"),
                  "ml-100k": "u.data", "ml-1m": "ratings.dat", "ml-10m": "ratings.dat"}
@@ -352,7 +354,6 @@ def batches(matrix, batch_size, shuffle=False, seed=0, targets=None):
     return rows.batch(batch_size).map(densify, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-CARD_KINDS = ("implicit", "explicit")  # a card's data.ratings: Liang et al.'s positives, or explicit ratings for AutoRec
 
 
 @functools.lru_cache(maxsize=4)
@@ -366,8 +367,8 @@ def card_split(spec, data_dir=None):
     """The split a card's `data` section describes, rebuilt from the ratings file alone: a `RatingsSplit` for
     `ratings: "implicit"`, an `ExplicitSplit` for `"explicit"`. A recorded `heldout_hash` must match the rebuilt one."""
     kind = spec.get("ratings")
-    if kind not in CARD_KINDS:
-        raise ValueError(f"data.ratings must be one of {list(CARD_KINDS)}; got {kind!r}.")
+    if kind not in RATINGS_KINDS:
+        raise ValueError(f"data.ratings must be one of {list(RATINGS_KINDS)}; got {kind!r}.")
     heldout = spec.get("heldout_users", 0.2)
     made = _card_split(spec["dataset"], kind, heldout, int(spec.get("split_seed", 0)), spec.get("threshold"),
                        None if data_dir is None else str(data_dir))

@@ -1,7 +1,10 @@
 """One training path for the zoo scripts and the command: card recipe + strategy -> fit -> a finished preset folder."""
 
+import contextlib
 import datetime
+import hashlib
 import json
+import numbers
 import os
 import platform
 import re
@@ -13,9 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ae import cards, data
+from keras_ae.schema import PRECISIONS
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+BACKUP_FINGERPRINT = "backup.json"
+KERAS_BACKUP_FILES = ("latest.weights.h5", "training_metadata.json", "latest.weights.h5.bkp", "training_metadata.json.bkp")
 
 
 def resolve_strategy(strategy="auto", tpu=None):
@@ -43,6 +48,35 @@ def resolve_strategy(strategy="auto", tpu=None):
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
+def cpu_flags():
+    """The instruction-set flags of this machine's CPU (Linux `/proc/cpuinfo`; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return next((set(line.partition(":")[2].split()) for line in text.splitlines() if line.startswith("flags")), set())
+
+
+def computes_bfloat16(strategy):
+    """Whether the hardware under `strategy` computes bfloat16 natively: TPUs, NVIDIA GPUs from Ampere (compute
+    capability 8.0) on, x86 CPUs with AVX512_BF16 or AMX."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return all(tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))) >= (8, 0) for gpu in gpus)
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision, strategy):
+    """A dtype policy name; `auto` is `mixed_bfloat16` where `computes_bfloat16`, else `float32`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; expected one of {list(PRECISIONS)}.")
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if computes_bfloat16(strategy) else "float32"
+
+
 def build_optimizer(recipe, steps_per_epoch, epochs):
     """Adam (or the recipe's optimizer) with the recipe's learning-rate schedule and clipping."""
     optimizer = dict(recipe.get("optimizer", {"class_name": "Adam", "config": {"learning_rate": 1e-3}}))
@@ -62,7 +96,7 @@ def train(
     strategy="auto",
     epochs=None,
     batch_size=None,
-    precision="float32",
+    precision=None,
     data_dir=None,
     train_split=None,
     validation_split=None,
@@ -75,88 +109,223 @@ def train(
     Args:
         card: a zoo card dict (see `keras_ae.model_card`).
         strategy: a name from STRATEGIES or a `tf.distribute.Strategy`.
-        epochs, batch_size: override the recipe (batch_size is global, across replicas).
-        precision: a Keras dtype policy name from PRECISIONS.
+        epochs, batch_size: override the recipe (batch_size is global, across replicas); None keeps the recipe's.
+            Either must be a positive integer.
+        precision: a name from PRECISIONS; `auto` picks bfloat16 where the hardware computes it natively (see
+            `resolve_precision`). None keeps the recipe's `precision`, else `auto`. The card records what was used.
         train_split, validation_split: override the card's data splits (e.g. 'train[:5000]'); the validation split is the
             card's `monitor_split` (what early stopping watches), else its `test_split`.
-        backup_dir: where `keras.callbacks.BackupAndRestore` keeps state, so a killed run resumes.
+        backup_dir: where `keras.callbacks.BackupAndRestore` keeps state, so a killed run resumes. The folder is bound
+            to this run by a fingerprint (`backup.json`, see `backup_fingerprint`): a backup of another card, batch size,
+            split or precision is refused, and so is one that has already done `epochs` epochs (see `check_backup`).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"Unknown precision {precision!r}; expected one of {list(PRECISIONS)}.")
+    missing = [section for section in ("data", "recipe") if not isinstance(card.get(section), dict)]
+    if missing:
+        raise ValueError(f"card {card.get('name', '?')!r} has no {' or '.join(missing)} section: a card to train needs both "
+                         "(what to train on, and how; see any zoo card, e.g. keras-ae info ae_mnist)")
     recipe, spec = card["recipe"], card["data"]
-    epochs = epochs or recipe["epochs"]
-    batch_size = batch_size or recipe["batch_size"]
+    epochs = positive_count(recipe["epochs"], "the card's recipe.epochs") if epochs is None else positive_count(epochs, "epochs")
+    batch_size = (positive_count(recipe["batch_size"], "the card's recipe.batch_size") if batch_size is None
+                  else positive_count(batch_size, "batch_size"))
+    if backup_dir is not None and not str(backup_dir).strip():
+        raise ValueError("backup_dir must name a folder; got an empty string")
+    splits = {"train": spec["train_split"] if train_split is None else train_split,
+              "validation": spec.get("monitor_split", spec["test_split"]) if validation_split is None else validation_split}
     strategy = resolve_strategy(strategy)
-    keras.utils.set_random_seed(recipe.get("seed", 0))
-    keras.mixed_precision.set_dtype_policy(precision)
-    splits = {"train": train_split or spec["train_split"], "validation": validation_split or spec.get("monitor_split", spec["test_split"])}
-    pipeline = dict(data.card_options(spec), seed=recipe.get("seed", 0), data_dir=data_dir)
-    examples_per_epoch = data.count(spec["dataset"], splits["train"], **pipeline)
-    steps_per_epoch = -(-examples_per_epoch // batch_size)
+    precision = resolve_precision(recipe.get("precision", "auto") if precision is None else precision, strategy)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    steps_per_execution = recipe.get("steps_per_execution", 1)
-    if strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
-        steps_per_execution = 1  # keras-team/keras#19246: multi-step execution fails under multi-replica strategies.
-    with strategy.scope():
-        model = cards.build_model(card)
-        if card["network"].get("scaling"):  # statistics of the training split, kept in the model's own weights
-            from keras_ae import evaluate, networks
-
-            training_examples = evaluate.split_arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
-            networks.adapt_scaling(model.encoder, model.decoder, training_examples)
-        model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
-        model.optimizer.build(model.trainable_weights)
-    callbacks = list(callbacks)
-    stopping = None
-    if recipe.get("early_stopping_patience"):  # stop when validation stops improving; keep the best epoch's weights
-        stopping = keras.callbacks.EarlyStopping("val_loss", patience=int(recipe["early_stopping_patience"]), restore_best_weights=True)
-        callbacks.append(stopping)
-    if backup_dir:
+    if backup_dir is not None:
         worker = strategy.cluster_resolver.task_id if multi_worker else 0
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir) if worker == 0 else f"{backup_dir}/worker-{worker}"))
-    start = time.perf_counter()
-    if multi_worker:
-        # Every worker runs the same number of whole global batches, so their collectives line up.
-        distributed = {
-            role: data.distribute(
-                strategy, spec["dataset"], batch_size, split=split, shuffle=role == "train", drop_remainder=True, **pipeline
-            )
-            for role, split in splits.items()
-        }
-        history = fit_distributed(
-            model, strategy, distributed["train"], distributed["validation"],
-            steps=examples_per_epoch // batch_size,
-            validation_steps=data.count(spec["dataset"], splits["validation"], **pipeline) // batch_size,
-            epochs=epochs, callbacks=callbacks, verbose=verbose,
-        )
-    else:
-        train_data, validation_data = (
-            data.load(spec["dataset"], split=split, batch_size=batch_size, shuffle=role == "train", **pipeline)
-            for role, split in splits.items()
-        )
-        history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    wall_time = time.perf_counter() - start
-    if spec.get("ratings"):  # a trained recommender keeps the dataset's ids (and what it recommends from) in its weights
-        from keras_ae import ratings
+        backup_dir = str(backup_dir) if worker == 0 else f"{backup_dir}/worker-{worker}"
+        fingerprint = backup_fingerprint(card, splits, batch_size, precision)
+        check_backup(backup_dir, fingerprint, epochs)
+    keras.utils.set_random_seed(recipe.get("seed", 0))
+    with dtype_policy(precision):
+        pipeline = dict(data.card_options(spec), seed=recipe.get("seed", 0), data_dir=data_dir)
+        examples_per_epoch = data.count(spec["dataset"], splits["train"], **pipeline)
+        steps_per_epoch = -(-examples_per_epoch // batch_size)
+        steps_per_execution = recipe.get("steps_per_execution", 1)
+        if strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
+            steps_per_execution = 1  # keras-team/keras#19246: multi-step execution fails under multi-replica strategies.
+        with strategy.scope():
+            model = cards.build_model(card)
+            if card["network"].get("scaling"):  # statistics of the training split, kept in the model's own weights
+                from keras_ae import evaluate, networks
 
-        model.adapt_to(ratings.card_split(spec, data_dir))
-    stats = {
-        "epochs": epochs,
-        "resumed_from_epoch": history.epoch[0] if history.epoch else epochs,
-        **({"stopped_at_epoch": history.epoch[-1] + 1, "best_epoch": history.epoch[int(np.argmin(history.history["val_loss"]))] + 1}
-           if stopping is not None and history.epoch else {}),
-        "wall_time_seconds": round(wall_time, 1),
-        "examples_per_second": round(examples_per_epoch * len(history.epoch) / wall_time, 1),
-        "strategy": type(strategy).__name__,
-        "replicas": strategy.num_replicas_in_sync,
+                training_examples = evaluate.split_arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
+                networks.adapt_scaling(model.encoder, model.decoder, training_examples)
+            model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
+            model.optimizer.build(model.trainable_weights)
+        callbacks = list(callbacks)
+        stopping = None
+        if recipe.get("early_stopping_patience"):  # stop when validation stops improving; keep the best epoch's weights
+            stopping = keras.callbacks.EarlyStopping("val_loss", patience=int(recipe["early_stopping_patience"]), restore_best_weights=True)
+            callbacks.append(stopping)
+        if backup_dir is not None:
+            write_fingerprint(backup_dir, fingerprint)
+            callbacks.append(BoundBackup(backup_dir))
+        start = time.perf_counter()
+        if multi_worker:
+            # Every worker runs the same number of whole global batches, so their collectives line up.
+            distributed = {
+                role: data.distribute(
+                    strategy, spec["dataset"], batch_size, split=split, shuffle=role == "train", drop_remainder=True, **pipeline
+                )
+                for role, split in splits.items()
+            }
+            history = fit_distributed(
+                model, strategy, distributed["train"], distributed["validation"],
+                steps=examples_per_epoch // batch_size,
+                validation_steps=data.count(spec["dataset"], splits["validation"], **pipeline) // batch_size,
+                epochs=epochs, callbacks=callbacks, verbose=verbose,
+            )
+        else:
+            train_data, validation_data = (
+                data.load(spec["dataset"], split=split, batch_size=batch_size, shuffle=role == "train", **pipeline)
+                for role, split in splits.items()
+            )
+            history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+        wall_time = time.perf_counter() - start
+        if spec.get("ratings"):  # a trained recommender keeps the dataset's ids (and what it recommends from) in its weights
+            from keras_ae import ratings
+
+            model.adapt_to(ratings.card_split(spec, data_dir))
+        stats = {
+            "epochs": epochs,
+            "resumed_from_epoch": history.epoch[0] if history.epoch else epochs,
+            **({"stopped_at_epoch": history.epoch[-1] + 1, "best_epoch": history.epoch[int(np.argmin(history.history["val_loss"]))] + 1}
+               if stopping is not None and history.epoch else {}),
+            "wall_time_seconds": round(wall_time, 1),
+            "examples_per_second": round(examples_per_epoch * len(history.epoch) / wall_time, 1),
+            "strategy": type(strategy).__name__,
+            "replicas": strategy.num_replicas_in_sync,
+            "precision": precision,
+            "hardware": hardware(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "date": datetime.date.today().isoformat(),
+            "final_losses": {key: round(float(values[-1]), 4) for key, values in history.history.items()},
+        }
+        return model, history, stats
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras' global dtype policy set to `name` inside, and the caller's back after: a model keeps its layers' policy."""
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def positive_count(value, name):
+    """`value` as an int when it is a positive integer, else a one-line ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def backup_fingerprint(card, splits, batch_size, precision):
+    """What a training backup belongs to: a sha256 per card section, as this run uses it.
+
+    The data section holds the splits actually used and the recipe the global batch size actually used (the saved
+    step counters and schedules count its batches); the epochs are left out, since resuming with more is the point.
+    """
+    sections = {
+        "model": card["model"],
+        "network": card["network"],
+        "data": {**card["data"], "train_split": splits["train"], "monitor_split": splits["validation"]},
+        "recipe": {**{key: value for key, value in card["recipe"].items() if key != "epochs"}, "batch_size": batch_size},
         "precision": precision,
-        "hardware": hardware(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "date": datetime.date.today().isoformat(),
-        "final_losses": {key: round(float(values[-1]), 4) for key, values in history.history.items()},
     }
-    return model, history, stats
+    return {name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest() for name, value in sections.items()}
+
+
+def check_backup(folder, fingerprint, epochs):
+    """Refuse a backup folder that holds another run's backup, files of its own, or a run already `epochs` long.
+
+    Returns the epochs the backup has done (0 for an absent or empty folder). Leaves the folder as it is.
+    """
+    folder = Path(folder)
+    fix = f"use another --backup-dir or delete {folder}"
+    if not folder.exists():
+        return 0
+    if not folder.is_dir():
+        raise ValueError(f"The backup folder {folder} is a file, not a folder; {fix}")
+    names = {entry.name for entry in folder.iterdir()}
+    foreign = sorted(
+        name for name in names
+        if name not in KERAS_BACKUP_FILES and not name.startswith(BACKUP_FINGERPRINT) and not re.fullmatch(r"worker-\d+", name)
+    )
+    if foreign:
+        raise ValueError(
+            f"The backup folder {folder} holds files that are not a training backup ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}), and a finished training deletes its backup folder; give a new or empty --backup-dir"
+        )
+    if not names & set(KERAS_BACKUP_FILES):
+        return 0
+    try:
+        saved = json.loads((folder / BACKUP_FINGERPRINT).read_text())["sections"]
+    except FileNotFoundError:
+        raise ValueError(
+            f"The backup folder {folder} holds a Keras backup without {BACKUP_FINGERPRINT}, so what it backs up is unknown; {fix}"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"The backup folder {folder} has an unreadable {BACKUP_FINGERPRINT} ({error}); {fix}") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"The backup folder {folder} has an unreadable {BACKUP_FINGERPRINT}; {fix}")
+    differ = [name for name in fingerprint if saved.get(name) != fingerprint[name]]
+    if differ:
+        raise ValueError(f"The backup folder {folder} holds the backup of another training run (it differs in: {', '.join(differ)}); {fix}")
+    metadata = folder / "training_metadata.json"
+    try:
+        done = int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"The backup folder {folder} has an unreadable training_metadata.json ({error}); delete {folder} to train afresh") from None
+    if epochs <= done:
+        raise ValueError(
+            f"The backup folder {folder} holds a run that has already done {done} epochs, and {epochs} were asked for; "
+            f"ask for more than {done} epochs (--epochs) to go on, or delete {folder} to train afresh"
+        )
+    return done
+
+
+def write_fingerprint(folder, fingerprint):
+    """Bind a backup folder to its run: write `backup.json` into it (atomically) unless it already holds this one."""
+    folder = Path(folder)
+    path = folder / BACKUP_FINGERPRINT
+    if path.exists():
+        try:
+            if json.loads(path.read_text()).get("sections") == fingerprint:
+                return
+        except (OSError, ValueError, AttributeError):
+            pass
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"{BACKUP_FINGERPRINT}.{os.getpid()}.partial"
+    partial.write_text(json.dumps({"sections": fingerprint}, indent=2, sort_keys=True))
+    os.replace(partial, path)
+
+
+class BoundBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that, when training ends, deletes only its own files and then its folder if that is empty.
+
+    Keras' own deletes the whole folder, which under MultiWorkerMirroredStrategy pulls the worker folders inside the
+    chief's from under workers still writing their last epoch; here whichever of them finishes last removes the folder.
+    """
+
+    def on_train_end(self, logs=None):
+        if not self.delete_checkpoint:
+            return
+        folder = Path(self.backup_dir)
+        for name in (*KERAS_BACKUP_FILES, BACKUP_FINGERPRINT):
+            (folder / name).unlink(missing_ok=True)
+        for each in (folder, folder.parent) if re.fullmatch(r"worker-\d+", folder.name) else (folder,):
+            try:
+                each.rmdir()
+            except OSError:  # not empty: another worker is not done yet, and removes it when it is
+                pass
 
 
 def hardware():
@@ -174,6 +343,9 @@ def finish(model, card, history, stats, folder, data_dir=None):
     """
     from keras_ae import plot
 
+    logs = history.history if hasattr(history, "history") else history
+    if not any(logs.values()):
+        raise ValueError(f"The training run logged no epochs, so there is nothing to write to {folder}")
     fresh = {key: value for key, value in card.items() if key != "metrics"}
     if card.get("anomaly"):
         fresh["anomaly"] = {**card["anomaly"], "threshold": anomaly_threshold(model, card, data_dir)}

@@ -3,14 +3,16 @@
 import hashlib
 import http.client
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
-import keras
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Installed from a wheel, the zoo ships inside the package; in a checkout it is the top-level zoo/ folder.
@@ -19,6 +21,10 @@ ZOO_DIR = next((folder for folder in (PACKAGE_DIR / "zoo", PACKAGE_DIR.parent / 
 
 class ChecksumError(ValueError):
     """A file's sha256 is not the one its card promises."""
+
+
+class CacheRepairWarning(UserWarning):
+    """A weights file in the cache, or the bundled copy, failed its sha256 and was passed over for the next source."""
 
 
 def cache_dir():
@@ -48,24 +54,28 @@ def atomic_copy(write, destination):
     """Call `write(temporary_path)`, then move the result onto `destination` in one rename.
 
     On any failure the temporary file is removed and `destination` keeps its previous content.
+    The new file gets the permissions a plain `open(destination, "w")` would give: those of the file
+    it replaces, else `0o666` less the umask.
     """
     destination = Path(destination)
     temporary = None
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".partial-", suffix=f"-{destination.name}")
-        os.close(handle)
-        write(temporary)
+        temporary = destination.parent / f".partial-{secrets.token_hex(8)}-{destination.name}"
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, unlike mkstemp's 0o600
+        write(str(temporary))
+        if destination.exists():
+            os.chmod(temporary, stat.S_IMODE(destination.stat().st_mode) & 0o777)
         os.replace(temporary, destination)
     except OSError as error:
         if temporary:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
         if error.errno is None:  # not a file-system error (e.g. an HTTP error raised by `write`)
             raise
         raise OSError(error.errno, f"Could not write {destination}: {error.strerror or error}") from error
     except BaseException:
         if temporary:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
         raise
     return destination
 
@@ -89,6 +99,8 @@ class DownloadError(OSError):
 
 
 def _fetch(url, temporary, timeout, progress):
+    import keras
+
     with urllib.request.urlopen(url, timeout=timeout) as response, open(temporary, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0)
         bar = keras.utils.Progbar(total or None, unit_name="byte") if progress else None
@@ -151,35 +163,78 @@ def source_url(card, mirror=None):
     return card["weights"].get("url")
 
 
+def set_aside(cached, actual_sha256, expected_sha256):
+    """Rename a cached file that failed its hash to `<name>.corrupt-<its sha256, 12 digits>` beside it; nothing is deleted.
+
+    Returns the new path, or None when the file is gone or verifies after all (another process repaired it meanwhile).
+    """
+    aside = cached.with_name(f"{cached.name}.corrupt-{actual_sha256[:12]}")
+    try:
+        os.replace(cached, aside)
+    except FileNotFoundError:
+        return None
+    if sha256(aside) == expected_sha256:  # a repaired file landed between the hash and the rename: put it back
+        os.replace(aside, cached)
+        return None
+    return aside
+
+
+def _resolve(card, mirror, into_cache, progress, warn):
+    """(path, steps): the verified weights of a zoo card and, in words, what was done to get them."""
+    expected = card["weights"]["sha256"]
+    cached, bundled = locations(card)
+    steps = []
+
+    def pass_over(step, path, actual, what):
+        steps.append(f"{step} (sha256 {actual}, expected {expected})")
+        if warn:
+            warnings.warn(f"{path}: sha256 is {actual}, the card expects {expected}; {what}; trying the next source.",
+                          CacheRepairWarning, stacklevel=4)
+
+    if cached.exists():
+        actual = sha256(cached)
+        if actual == expected:
+            return cached, [f"already cached at {cached}"]
+        aside = set_aside(cached, actual, expected)
+        if aside is None and cached.exists():
+            return verify(cached, expected), [f"already cached at {cached}"]
+        if aside is not None:
+            pass_over(f"moved the corrupt cached copy aside to {aside}", cached, actual, f"moved it aside to {aside}")
+    if bundled.exists() and not mirror:
+        actual = sha256(bundled)
+        if actual == expected:
+            if not into_cache:
+                return bundled, steps + [f"using the bundled copy {bundled}"]
+            path = atomic_copy(lambda temporary: shutil.copyfile(bundled, temporary), cached)
+            return path, steps + [f"copied the bundled weights to {path}"]
+        pass_over(f"passed over the corrupt bundled copy {bundled}", bundled, actual, "the bundled copy was not used")
+    url = source_url(card, mirror)
+    if not url:
+        if steps:
+            raise ChecksumError(f"No verified weights for {card['name']!r}: {'; '.join(steps)}; and the card has no URL.")
+        raise FileNotFoundError(
+            f"No weights for {card['name']!r}: not in the cache ({cached}), not bundled ({bundled}), and the card has no URL."
+        )
+    path = download(url, cached, expected, progress=progress)
+    return path, steps + [f"downloaded to {path}"]
+
+
 def resolve(card, mirror=None, into_cache=False, progress=False):
     """Path of a zoo card's verified weights, from the first source that has them.
 
     The order: the user cache, the bundled copy (skipped when a `mirror` is named), a download into
     the cache from `mirror` (default `$KERAS_AE_MIRROR`, else the card's URL). With `into_cache`,
-    a bundled copy is copied into the cache and the cached path returned.
+    a bundled copy is copied into the cache and the cached path returned. A cached file that fails
+    its hash is renamed aside (`<file>.corrupt-<hash>`, see `set_aside`) with a `CacheRepairWarning`,
+    and the next source is tried; `ChecksumError`, `FileNotFoundError` or `DownloadError` only when none has them.
     """
-    expected = card["weights"]["sha256"]
-    cached, bundled = locations(card)
-    if cached.exists():
-        return verify(cached, expected)
-    if bundled.exists() and not mirror:
-        verify(bundled, expected)
-        return atomic_copy(lambda temporary: shutil.copyfile(bundled, temporary), cached) if into_cache else bundled
-    url = source_url(card, mirror)
-    if not url:
-        raise FileNotFoundError(
-            f"No weights for {card['name']!r}: not in the cache ({cached}), not bundled ({bundled}), and the card has no URL."
-        )
-    return download(url, cached, expected, progress=progress)
+    return _resolve(card, mirror, into_cache, progress, warn=True)[0]
 
 
 def fill_cache(card, mirror=None):
-    """Put a zoo card's verified weights into the user cache (as `resolve` finds them); return what was done."""
-    cached, bundled = locations(card)
-    if cached.exists():
-        return f"{card['name']}: already cached at {verify(cached, card['weights']['sha256'])}"
-    how = "copied the bundled weights to" if bundled.exists() and not mirror else "downloaded to"
-    return f"{card['name']}: {how} {resolve(card, mirror, into_cache=True, progress=True)}"
+    """Put a zoo card's verified weights into the user cache (as `resolve` finds them, repairing a corrupt copy); return what was done."""
+    _, steps = _resolve(card, mirror, into_cache=True, progress=True, warn=False)
+    return f"{card['name']}: {', then '.join(steps)}"
 
 
 def url_cache_folder(url):

@@ -3,8 +3,9 @@
     KERAS_AE_DATA=../shared/data python scripts/anomaly_benchmark.py --model conv_ae
 
 For each dataset and class c: train a model on the training images of class c only, score the
-whole test set with `anomaly_score` (higher = more anomalous) and measure AUROC with c as the
-normal class and the nine others as anomalies. Prints progress, a markdown table of AUROC per
+whole test set (higher = more anomalous) and measure AUROC with c as the normal class and the nine
+others as anomalies. Both scores of `keras_ae.anomaly.fit_scorer` are measured on the same model:
+the reconstruction error alone, and with the code's distance from the normal codes added. Prints progress, a markdown table of AUROC per
 class and the mean per dataset, and writes everything to a JSON file (`--output`).
 """
 
@@ -22,14 +23,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ae import data, networks
+from keras_ae import anomaly, data, networks
 from keras_ae.evaluate import auroc
 from keras_ae.models import VAE, Autoencoder
 
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "benchmarks" / "anomaly.json"
 INPUT_SHAPE = (28, 28, 1)
-SCORE_BATCH = 1000
 
 
 def build_model(kind, latent_dim, seed):
@@ -44,20 +44,14 @@ def build_model(kind, latent_dim, seed):
     return model
 
 
-def anomaly_scores(model, images):
-    """Per-example anomaly scores of `images`, in batches."""
-    return np.concatenate(
-        [np.asarray(model.anomaly_score(images[start:start + SCORE_BATCH])) for start in range(0, len(images), SCORE_BATCH)]
-    )
-
-
-def one_class_auroc(args, normal_class, train_images, train_labels, test_images, test_labels):
-    """Train on `normal_class` only; AUROC of its scores on the test set, the other classes being anomalies."""
-    seed = args.seed + normal_class
+def one_class_auroc(args, seed, normal_class, train_images, train_labels, test_images, test_labels):
+    """Train on `normal_class` only; {score: AUROC} on the test set, the other classes being anomalies."""
     keras.utils.set_random_seed(seed)
     model = build_model(args.model, args.latent_dim, seed)
-    model.fit(train_images[train_labels == normal_class], epochs=args.epochs, batch_size=args.batch_size, shuffle=True, verbose=0)
-    return auroc(anomaly_scores(model, test_images), test_labels != normal_class)
+    normal = train_images[train_labels == normal_class]
+    model.fit(normal, epochs=args.epochs, batch_size=args.batch_size, shuffle=True, verbose=0)
+    return {score: auroc(anomaly.fit_scorer(model, normal, score)(test_images), test_labels != normal_class)
+            for score in anomaly.SCORES}
 
 
 def as_float(images):
@@ -65,12 +59,16 @@ def as_float(images):
 
 
 def markdown_table(results):
-    """Rows: the classes and the mean; columns: the datasets."""
-    names = list(results)
-    classes = list(results[names[0]]["auroc"])
-    lines = ["| class | " + " | ".join(DATASETS[name] for name in names) + " |", "|---" * (len(names) + 1) + "|"]
-    lines += [f"| {c} | " + " | ".join(f"{results[name]['auroc'][c]:.3f}" for name in names) + " |" for c in classes]
-    lines.append("| **mean** | " + " | ".join(f"**{results[name]['mean_auroc']:.3f}**" for name in names) + " |")
+    """Rows: the classes and the mean; columns: each dataset under each score, mean ± std over the seeds."""
+    columns = [(name, score) for name in results for score in anomaly.SCORES]
+    classes = list(results[columns[0][0]][columns[0][1]]["auroc"])
+    lines = ["| class | " + " | ".join(f"{DATASETS[name]}, {score}" for name, score in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {c} | " + " | ".join(f"{results[name][score]['auroc'][c]:.3f}" for name, score in columns) + " |"
+              for c in classes]
+    lines.append("| **mean** | " + " | ".join(
+        f"**{results[name][score]['mean_auroc']:.3f}** ± {results[name][score]['std_over_seeds']:.3f}" for name, score in columns
+    ) + " |")
     return "\n".join(lines)
 
 
@@ -98,6 +96,7 @@ def parse_args(argv):
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
     parser.add_argument("--classes", nargs="+", type=int, choices=range(10), default=list(range(10)), metavar="C")
     parser.add_argument("--seed", type=int, default=0, help="class c trains with seed + c")
+    parser.add_argument("--seeds", type=int, default=1, help="repeat with seeds seed, seed + 100, ...; report mean and spread")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON results file")
     parser.add_argument("--quick", action="store_true", help="smoke run: first class only, 1 epoch, first 2000 test images")
     args = parser.parse_args(argv)
@@ -119,25 +118,37 @@ def main(argv=None):
         if args.quick:
             test_images, test_labels = test_images[:2000], test_labels[:2000]
         train_images, test_images = as_float(train_images), as_float(test_images)
-        scores, seconds = {}, {}
-        for normal_class in args.classes:
-            class_start = time.perf_counter()
-            scores[normal_class] = one_class_auroc(args, normal_class, train_images, train_labels, test_images, test_labels)
-            seconds[normal_class] = round(time.perf_counter() - class_start, 1)
-            print(f"{name} class {normal_class}: AUROC {scores[normal_class]:.4f} ({seconds[normal_class]:.0f} s)", flush=True)
-        results[name] = {
-            "auroc": {c: round(value, 4) for c, value in scores.items()},
-            "mean_auroc": round(float(np.mean(list(scores.values()))), 4),
-            "seconds": seconds,
-            "test_examples": len(test_images),
-        }
-        print(f"{name} mean AUROC {results[name]['mean_auroc']:.4f}", flush=True)
+        per_seed = {score: [] for score in anomaly.SCORES}  # [seed][class] AUROC
+        seconds = {}
+        for base in range(args.seed, args.seed + 100 * args.seeds, 100):
+            runs = {}
+            for normal_class in args.classes:
+                class_start = time.perf_counter()
+                runs[normal_class] = one_class_auroc(
+                    args, base + normal_class, normal_class, train_images, train_labels, test_images, test_labels)
+                seconds[f"{base}/{normal_class}"] = round(time.perf_counter() - class_start, 1)
+                print(f"{name} seed {base} class {normal_class}: " + ", ".join(
+                    f"{score} {value:.4f}" for score, value in runs[normal_class].items()) + f" ({seconds[f'{base}/{normal_class}']:.0f} s)",
+                    flush=True)
+            for score in anomaly.SCORES:
+                per_seed[score].append([runs[c][score] for c in args.classes])
+        results[name] = {"seconds": seconds, "test_examples": len(test_images)}
+        for score, table in per_seed.items():
+            table = np.array(table)
+            results[name][score] = {
+                "auroc": {c: round(float(value), 4) for c, value in zip(args.classes, table.mean(axis=0))},
+                "mean_auroc": round(float(table.mean()), 4),
+                "std_over_seeds": round(float(table.mean(axis=1).std()), 4),
+                "per_seed_mean_auroc": [round(float(value), 4) for value in table.mean(axis=1)],
+            }
+            print(f"{name} {score}: mean AUROC {results[name][score]['mean_auroc']:.4f} "
+                  f"± {results[name][score]['std_over_seeds']:.4f} over {args.seeds} seed(s)", flush=True)
 
     table = markdown_table(results)
     write_json(
         {
             "protocol": "one-class, Ruff et al. 2018 (Deep SVDD) Table 1: train on one class, AUROC on the whole test set",
-            "config": {key: getattr(args, key) for key in ("model", "epochs", "latent_dim", "batch_size", "seed", "quick")},
+            "config": {key: getattr(args, key) for key in ("model", "epochs", "latent_dim", "batch_size", "seed", "seeds", "quick")},
             "results": results,
             "total_seconds": round(time.perf_counter() - started, 1),
             "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, {len(tf.config.list_physical_devices('GPU'))} GPU",

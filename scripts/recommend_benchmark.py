@@ -93,7 +93,7 @@ def rating_prediction(all_ratings, split, seed, epochs):
     autorec, recipe = from_card("autorec_ml_latest_small", seed, explicit.train.shape[0])
     autorec.compile(optimizer=keras.optimizers.deserialize(recipe["optimizer"]))
     best = (np.inf, None)
-    for _ in range(0, epochs, 2):  # keep the epoch best on the validation users' held-out ratings
+    for _ in range(0, epochs or recipe["epochs"], 2):  # keep the epoch best on the validation users' held-out ratings
         autorec.fit(ratings.batches(explicit.train.T.tocsr(), recipe["batch_size"], shuffle=True, seed=seed), epochs=2, verbose=0)
         validation = evaluate.rmse(autorec.predict_ratings(explicit.train, *explicit.validation[:2]), explicit.validation[2])
         if validation < best[0]:
@@ -126,7 +126,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="splits and initialisations 0..N-1")
     parser.add_argument("--epochs", type=int, default=300, help="most epochs for Mult-DAE/Mult-VAE (best on validation kept)")
-    parser.add_argument("--autorec-epochs", type=int, default=30, help="most epochs for AutoRec (best on validation kept)")
+    parser.add_argument("--autorec-epochs", type=int, help="most epochs for AutoRec (best on validation kept; default: its card's)")
     args = parser.parse_args(argv)
     all_ratings = ratings.read_ratings("ml-latest-small")
     runs = []

@@ -6,14 +6,14 @@
 from keras_ae import cards
 
 
-def main():
+def table():
+    """The table's lines."""
     entries = [(name, cards.model_card(name)) for name in cards.list_models()]
     columns = {}
     for _, card in entries:
         columns.update(cards.model_class(card).card_columns())
     headings = ["entry", "model", "data", *columns, "linear probe", "anomaly AUROC / accuracy", "train time"]
-    print("| " + " | ".join(headings) + " |")
-    print("|" + "---|" * len(headings))
+    lines = ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
     for name, card in entries:
         metrics, training = card.get("metrics", {}), card.get("training", {})
         own = cards.model_class(card).card_columns()
@@ -21,7 +21,12 @@ def main():
         probe = f"{metrics['linear_probe_accuracy']:.4f}" if "linear_probe_accuracy" in metrics else ""
         detection = f"{metrics['auroc']:.4f} / {metrics['detection_accuracy']:.3f}" if "detection_accuracy" in metrics else ""
         cost = f"{training['epochs']} ep, {training['wall_time_seconds'] / 60:.1f} min" if training else "not trained"
-        print("| " + " | ".join([f"`{name}`", card["model"]["class_name"], card["data"]["dataset"], *cells, probe, detection, cost]) + " |")
+        lines.append("| " + " | ".join([f"`{name}`", card["model"]["class_name"], card["data"]["dataset"], *cells, probe, detection, cost]) + " |")
+    return lines
+
+
+def main():
+    print("\n".join(table()))
 
 
 if __name__ == "__main__":

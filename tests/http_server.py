@@ -7,11 +7,13 @@
 /flaky/...      500 on the first request, the payload after
 /stall/...      headers, then silence until the server stops
 /drop/...       a Content-Length for all of it, half the bytes, then a closed connection
+/slow/...       the payload in 10 parts over about 2 s; `server.most_in_flight` counts requests served at once
 """
 
 import contextlib
 import http.server
 import threading
+import time
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -42,6 +44,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             server.stop_stalling.wait(timeout=10)
+        elif mode == "slow":
+            with server.lock:
+                server.in_flight += 1
+                server.most_in_flight = max(server.most_in_flight, server.in_flight)
+            try:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                step = -(-len(payload) // 10)
+                for start in range(0, len(payload), step):
+                    self.wfile.write(payload[start:start + step])
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            finally:
+                with server.lock:
+                    server.in_flight -= 1
         elif mode == "drop":
             self.send_bytes(payload[: len(payload) // 2], length=len(payload))
             self.close_connection = True
@@ -72,4 +90,4 @@ def running(handler, on_stop=None, **attributes):
 def serve(payload):
     """Yield the base URL of a server for `payload` and the server; the server stops when the block ends."""
     return running(Handler, on_stop=lambda server: server.stop_stalling.set(), payload=payload, requests=[],
-                   stop_stalling=threading.Event())
+                   stop_stalling=threading.Event(), lock=threading.Lock(), in_flight=0, most_in_flight=0)

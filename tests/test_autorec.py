@@ -88,6 +88,27 @@ def test_the_loss_ignores_unobserved_entries():
     np.testing.assert_allclose(np.asarray(model.loss_terms(x, training=False)["loss"]), [expected], rtol=1e-5)
 
 
+def test_masking_noise_hides_observed_ratings_from_the_input_but_keeps_them_in_the_loss():
+    pair = networks.dense((200,), 8, activation="sigmoid", output_activation="linear")
+    model = keras_ae.AutoRec(*pair, input_dropout=0.5, seed=0)
+    x = np.zeros((1, 200), "float32")
+    x[0, ::2] = 4.0  # 100 observed ratings
+    seen = []
+    model.encoder.call = (lambda call: lambda inputs, **kwargs: seen.append(np.asarray(inputs)) or call(inputs, **kwargs))(model.encoder.call)
+    noisy = float(model.loss_terms(x, training=True)["loss"][0])
+    clean = float(model.loss_terms(x, training=False)["loss"][0])
+    hidden = (x != 0) & (seen[0] == 0)
+    assert 30 < hidden.sum() < 70 and np.all(seen[0][seen[0] != 0] == 4.0)  # hidden, not rescaled
+    assert np.all(seen[1] == x)  # nothing hidden outside training
+    decoded = np.asarray(model.decoder(model.encoder(seen[0])))
+    np.testing.assert_allclose(noisy, np.sum(((x - decoded) ** 2)[x != 0]), rtol=1e-5)  # the hidden ones still count
+    assert noisy != clean
+    with pytest.raises(ValueError, match=r"code_dropout must lie in \[0, 1\)"):
+        keras_ae.AutoRec(*networks.dense((4,), 2), code_dropout=1.0)
+    again = keras_ae.AutoRec.from_config(keras_ae.AutoRec(*networks.dense((4,), 2), input_dropout=0.25, code_dropout=0.5).get_config())
+    assert (again.input_dropout, again.code_dropout) == (0.25, 0.5)
+
+
 def test_weight_decay_is_in_the_model_losses():
     model = build(6, l2=0.5)
     assert len(model.losses) >= 2 and float(sum(model.losses)) > 0

@@ -32,6 +32,12 @@ RELOAD_WITHOUT_KERAS_AE = textwrap.dedent("""
     outputs["decode"] = served.decode(code)
     if hasattr(served, "sample"):
         outputs["sample"] = served.sample(tf.constant(3), tf.constant(7))
+        assert tuple(served.sample(tf.constant(0), tf.constant(7)).shape) == (0, 28, 28, 1)
+        try:
+            served.sample(tf.constant(10_001), tf.constant(7))
+            raise AssertionError("an exported sample of 10,001 images was not refused")
+        except tf.errors.InvalidArgumentError as error:
+            assert "count must be at most 10000" in str(error)
     assert "keras_ae" not in sys.modules
     flat = {name: (value if not isinstance(value, dict) else value["z_mean"]).numpy().tolist() for name, value in outputs.items()}
     print(json.dumps(flat))

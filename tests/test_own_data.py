@@ -3,7 +3,6 @@ and the ECG5000 entry on TensorFlow's own split."""
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +71,6 @@ def test_arrays_and_tables_load_and_bad_sources_say_what_was_expected(ecg_csv, t
 
 
 def test_the_ecg5000_dataset_is_the_tensorflow_tutorials_split(ecg_csv):
-    sys.path.insert(0, str(ROOT / "scripts"))
     from ecg_tutorial import split
 
     tutorial = split(ecg_csv)

@@ -28,6 +28,13 @@ def files_in(folder):
     return sorted(path.name for path in folder.rglob("*") if path.is_file()) if folder.exists() else []
 
 
+def test_a_zoo_entry_without_a_mirror_downloads_from_its_card_url(cache):
+    with serve(PAYLOAD) as (url, server):
+        path = weights.resolve(fake_card(url=f"{url}/good/tiny/model.weights.h5"))
+    assert path == cache / "tiny" / "model.weights.h5" and path.read_bytes() == PAYLOAD
+    assert server.requests == ["/good/tiny/model.weights.h5"]
+
+
 def test_good_download_lands_verified_and_complete(cache):
     with serve(PAYLOAD) as (url, server):
         path = weights.resolve(fake_card(), mirror=f"{url}/good")
@@ -44,8 +51,9 @@ def test_good_download_lands_verified_and_complete(cache):
 ])
 def test_bad_responses_leave_nothing_and_the_next_good_call_works(cache, mode, complaint):
     with serve(PAYLOAD) as (url, server):
-        with pytest.raises(weights.DownloadError, match=complaint):
+        with pytest.raises(weights.DownloadError, match=complaint) as error:
             weights.download(f"{url}/{mode}/x", cache / "tiny" / "model.weights.h5", PAYLOAD_SHA256, retries=1)
+        assert f"{url}/{mode}/x" in str(error.value)  # the error names the URL
         assert files_in(cache) == []
         assert len(server.requests) == (1 if mode == "404" else 2)
         weights.download(f"{url}/good/x", cache / "tiny" / "model.weights.h5", PAYLOAD_SHA256)
@@ -66,13 +74,14 @@ def test_stalled_server_times_out(cache):
 
 
 def test_two_processes_downloading_at_once_both_get_a_whole_file(cache, tmp_path):
-    with serve(PAYLOAD) as (url, _):
+    with serve(PAYLOAD) as (url, server):
         script = textwrap.dedent(f"""
             from keras_ae import weights
-            weights.download("{url}/good/x", r"{cache / 'same.weights.h5'}", "{PAYLOAD_SHA256}")
+            weights.download("{url}/slow/x", r"{cache / 'same.weights.h5'}", "{PAYLOAD_SHA256}")
         """)
         processes = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
         assert [process.wait(timeout=120) for process in processes] == [0, 0]
+    assert server.most_in_flight == 2  # the two downloads overlapped (each takes about 2 s on the slow path)
     assert files_in(cache) == ["same.weights.h5"]
     assert (cache / "same.weights.h5").read_bytes() == PAYLOAD
 

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from evaluate_zoo import measure_subset  # the one definition of the subset the cards record
 
 import keras_ae
 from keras_ae import cards, evaluate, weights
@@ -17,8 +18,21 @@ REQUIRED_ENTRIES = {
     "ae_mnist", "deep_ae_mnist", "conv_ae_mnist", "dae_mnist", "sae_mnist", "vae_mnist", "vae2d_mnist",
     "conv_ae_fashion_mnist", "dae_fashion_mnist", "vae_fashion_mnist", "ae_ecg5000",
 }
-# Tolerances for re-measuring on the first 1,000 test images what the card measured on all 10,000.
-RELATIVE_TOLERANCE = {"reconstruction_mse": 0.15, "psnr_db": 0.05, "psnr_denoised_db": 0.05, "negative_elbo_nats": 0.05}
+
+# Every metric is seeded (fixed test binarization, noise and bound seeds), so a re-measurement on the same subset
+# differs only by float summation order across machines and thread counts: 1e-3 relative. A fraction of test examples
+# (an accuracy) moves in whole examples, so it may differ by one: a code on the boundary between two classes can
+# change sides when oneDNN picks other kernels (an Intel Xeon with AMX against the AMD EPYC that wrote some cards).
+RELATIVE_TOLERANCE = 1e-3
+
+
+def close_to_recorded(key, value, test_examples):
+    """What a re-measurement of the recorded `value` of metric `key` must equal."""
+    if not isinstance(value, float):
+        return value
+    if key.endswith("accuracy"):
+        return pytest.approx(value, abs=1.01 / test_examples)
+    return pytest.approx(value, rel=RELATIVE_TOLERANCE)
 
 
 def test_the_zoo_has_every_required_entry():
@@ -33,6 +47,8 @@ def test_card_is_complete_and_its_weights_match(name):
     for section in ("training", "metrics"):
         assert section in card, f"{name} has no measured {section}"
     assert card["metrics"]["command"].endswith(f"evaluate_zoo.py {name}")
+    numbers = {key: value for key, value in card["metrics"].items() if key not in ("command", "headline")}
+    assert card["metrics"]["headline"] == keras_ae.cards.model_class(card).headline(numbers)  # what `keras-ae list` shows
     assert card["training"]["wall_time_seconds"] > 0 and card["training"]["examples_per_second"] > 0
     entry = card["weights"]
     path = weights.ZOO_DIR / name / entry["file"]
@@ -47,10 +63,11 @@ def test_entry_loads_and_remeasures_its_card_on_real_test_images(name, data_root
     model = keras_ae.load(name)
     fresh = keras_ae.load(name, weights=None)
     assert type(fresh) is type(model) and fresh.count_params() == model.count_params()
-    measured = evaluate.measure(card, model, limit=1000, iwae_samples=10, probe=False)
-    for key, tolerance in RELATIVE_TOLERANCE.items():
-        if key in card["metrics"]:
-            assert measured[key] == pytest.approx(card["metrics"][key], rel=tolerance), key
+    measured = measure_subset(card, model)
+    recorded = card["subset_metrics"]
+    assert set(measured) == set(recorded) and set(recorded) >= {key for key in card["metrics"] if key not in ("command", "headline")}
+    for key, value in recorded.items():
+        assert measured[key] == close_to_recorded(key, value, recorded["test_examples"]), key
     untrained = evaluate.measure(card, fresh, limit=200, iwae_samples=2, probe=False)
     if "ratings" in card["data"]:  # ranked or rated, not reconstructed: tests/test_recommend_entries.py re-measures them
         key = "ndcg@100" if "ndcg@100" in card["metrics"] else "rmse"
@@ -60,8 +77,9 @@ def test_entry_loads_and_remeasures_its_card_on_real_test_images(name, data_root
 
 
 def test_unknown_names_list_close_matches():
-    with pytest.raises(ValueError, match="Close matches: \\['vae_mnist'"):
+    with pytest.raises(ValueError, match="Close matches: \\['vae_mnist'") as error:
         keras_ae.load("vae_mnsit")
+    assert f"Zoo names: {NAMES}" in str(error.value)  # and every entry
     with pytest.raises(ValueError, match="Unknown model source '../vae_mnist': no such folder"):
         keras_ae.model_card("../vae_mnist")
 
@@ -74,10 +92,13 @@ def test_card_validation_names_missing_fields_and_bad_names():
         cards.validate({**card, "name": "AE-mnist"})
 
 
-def test_vae_mnist_meets_its_likelihood_goal():
-    metrics = keras_ae.model_card("vae_mnist")["metrics"]
-    assert metrics["iwae_samples"] >= 100
-    assert metrics["iwae_nll_nats"] <= metrics["negative_elbo_nats"]
+def test_vae_mnist_meets_its_likelihood_goal(data_root):
+    """README's claim, re-measured: below the 86.76 nats of Burda et al.'s one-layer VAE. The test re-measures the first
+    1,000 test images with 200 samples, a looser bound than the card's k=1000 on all 10,000, so passing here is harder."""
+    card = keras_ae.model_card("vae_mnist")
+    measured = measure_subset(card, keras_ae.load("vae_mnist"))
+    assert measured["iwae_samples"] == 200 and measured["iwae_nll_nats"] < 86.76 < measured["negative_elbo_nats"]
+    assert card["metrics"]["iwae_samples"] == 1000 and card["metrics"]["iwae_nll_nats"] < 86.76
 
 
 def test_wheel_installs_and_loads_offline_outside_the_checkout(tmp_path):
@@ -116,3 +137,10 @@ def test_wheel_installs_and_loads_offline_outside_the_checkout(tmp_path):
     result = subprocess.run([str(python), "-c", script], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 0 < float(result.stdout.strip().splitlines()[-1]) < 200
+
+
+def test_readme_shows_the_zoo_table_as_the_cards_have_it():
+    import zoo_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "\n".join(zoo_table.table()) in readme, "README's zoo table is stale: paste `python scripts/zoo_table.py`"

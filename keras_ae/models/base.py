@@ -14,6 +14,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+SAMPLE_BATCH = 1000  # examples decoded at once by `sample` and `in_batches`
+MAX_EXPORTED_SAMPLES = 10_000  # the most images one call of an exported `sample` draws
+
 
 def check_choice(argument, value, choices):
     """Return `value` if it is one of `choices`, else raise a ValueError listing them."""
@@ -173,13 +176,32 @@ class BaseAutoencoder(keras.Model):
 
     def predict(self, x, *args, **kwargs):
         self._check_arrays(x)
+        if isinstance(x, np.ndarray) and len(x) == 0:  # Keras' own predict fails on no examples (UnboundLocalError)
+            return np.zeros((0, *self.input_shape_per_example), "float32")
         return super().predict(x, *args, **kwargs)
 
     def encode(self, x, training=False):
         return self.encoder(self.check_input(x), training=training)
 
     def decode(self, z, training=False):
-        return self.decoder(self.check_code(z), training=training)
+        return self.as_inputs(self.decoder(self.check_code(z), training=training))
+
+    def as_inputs(self, outputs):
+        """Decoder outputs shaped as a batch of inputs (a transposed convolution given no codes reports its own
+        channels: 0 codes would decode to shape (0, 28, 28, 32))."""
+        return ops.reshape(outputs, (-1, *self.input_shape_per_example))
+
+    def in_batches(self, function, *arrays, batch_size=SAMPLE_BATCH):
+        """`function(*arrays)` computed `batch_size` examples at a time and concatenated, so a large count decodes in
+        bounded memory with the same result; no examples give an empty batch of inputs' shape (some convolutions fail
+        on an empty batch)."""
+        total = arrays[0].shape[0]
+        if total == 0:
+            return ops.zeros((0, *self.input_shape_per_example))
+        if total is None or total <= batch_size:  # inside a graph, or small
+            return function(*arrays)
+        return ops.concatenate([function(*(array[start:start + batch_size] for array in arrays))
+                                for start in range(0, total, batch_size)], axis=0)
 
     def call(self, x, training=False):
         return self.decoder(self.encode(x, training=training), training=training)

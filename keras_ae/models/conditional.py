@@ -23,7 +23,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ae import evaluate, losses
-from keras_ae.models.base import dtype_name
+from keras_ae.models.base import MAX_EXPORTED_SAMPLES, dtype_name
 from keras_ae.models.vae import VAE
 
 
@@ -177,7 +177,7 @@ class ConditionalVAE(VAE):
         """The likelihood mean of p(x | z, y): what the codes `z` look like as the labels' classes."""
         z = self.check_code(z)
         condition = ops.one_hot(self.check_labels(labels, z), self.num_classes, dtype="float32")
-        return self.likelihood_mean(self.decoder_output(z, condition, training=training))
+        return self.as_inputs(self.likelihood_mean(self.decoder_output(z, condition, training=training)))
 
     def __call__(self, x, labels=None, **kwargs):
         """Keras' `__call__` with the labels checked first (a wrong one is a one-line ValueError) and passed by keyword
@@ -255,7 +255,7 @@ class ConditionalVAE(VAE):
     def sample(self, n, labels=None, seed=None):
         """Decode `n` draws from the prior given `labels` (an int, n ints, or None: cycling through the classes)."""
         z = keras.random.normal((n, *self.code_shape), seed=self.seed_generator if seed is None else seed)
-        return self.decode(z, self.sample_labels(n, labels))
+        return self.in_batches(self.decode, z, np.asarray(self.sample_labels(n, labels), "int32"))
 
     # --- The family's measures, signatures and pictures --------------------------------------------------------------
 
@@ -306,8 +306,10 @@ class ConditionalVAE(VAE):
         labels = tf.TensorSpec([None], tf.int32, name="labels")
 
         def sample(labels, seed):
+            tf.debugging.assert_less_equal(tf.size(labels), MAX_EXPORTED_SAMPLES, message=f"at most {MAX_EXPORTED_SAMPLES} labels")
             shape = tf.concat([tf.shape(labels)[:1], self.code_shape], axis=0)
-            return self.decode(tf.random.stateless_normal(shape, seed=tf.stack([seed, 0])), labels)
+            z = tf.random.stateless_normal(shape, seed=tf.stack([seed, 0]))
+            return tf.cond(tf.size(labels) > 0, lambda: self.decode(z, labels), lambda: tf.zeros((0, *self.input_shape_per_example)))
 
         return {
             "serve": (lambda x, labels: self(x, labels, training=False), [x, labels]),

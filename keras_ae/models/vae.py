@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ae import evaluate, losses
-from keras_ae.models.base import BaseAutoencoder, check_choice, metric_text
+from keras_ae.models.base import MAX_EXPORTED_SAMPLES, BaseAutoencoder, check_choice, metric_text
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 OBJECTIVES = ("elbo", "iwae")
@@ -102,7 +102,7 @@ class VAE(BaseAutoencoder):
         return losses.gaussian_negative_log_likelihood(x, decoder_output, self.observation_scale)
 
     def decode(self, z, training=False):
-        return self.likelihood_mean(self.decoder(self.check_code(z), training=training))
+        return self.as_inputs(self.likelihood_mean(self.decoder(self.check_code(z), training=training)))
 
     def call(self, x, training=False):
         z_mean, _ = self.encode(x, training=training)
@@ -145,7 +145,7 @@ class VAE(BaseAutoencoder):
     def sample(self, n, seed=None):
         """Decode `n` draws from the prior; returns likelihood means."""
         z = keras.random.normal((n, *self.code_shape), seed=self.seed_generator if seed is None else seed)
-        return self.decode(z)
+        return self.in_batches(self.decode, z)
 
     # --- The family's measures, signatures and pictures --------------------------------------------------------------
 
@@ -192,8 +192,9 @@ class VAE(BaseAutoencoder):
         signature = endpoints["encode"][1]
 
         def sample(count, seed):
+            tf.debugging.assert_less_equal(count, MAX_EXPORTED_SAMPLES, message=f"count must be at most {MAX_EXPORTED_SAMPLES}")
             z = tf.random.stateless_normal(tf.concat([[count], self.code_shape], axis=0), seed=tf.stack([seed, 0]))
-            return self.decode(z)
+            return tf.cond(count > 0, lambda: self.decode(z), lambda: tf.zeros((0, *self.input_shape_per_example)))
 
         endpoints["encode"] = (lambda x: dict(zip(("z_mean", "z_log_var"), self.encode(x))), signature)
         endpoints["sample"] = (sample, [tf.TensorSpec([], tf.int32, name="count"), tf.TensorSpec([], tf.int32, name="seed")])

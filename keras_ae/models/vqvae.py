@@ -100,7 +100,7 @@ class VQVAE(BaseAutoencoder):
     def decompress(self, indices):
         """Images decoded from code indices (any integer dtype, shape (batch, *code_positions), values below K)."""
         indices = self.check_indices(indices)
-        return self.decoder(ops.take(self.codebook, indices, axis=0))
+        return self.in_batches(lambda chosen: self.as_inputs(self.decoder(ops.take(self.codebook, chosen, axis=0))), indices)
 
     def check_indices(self, indices):
         """Validate a batch of code indices; return them as int32 (an assertion inside a graph, as `check_input`)."""
