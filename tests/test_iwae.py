@@ -31,6 +31,24 @@ def test_log_weights_match_scipy_densities(mnist_images, monkeypatch):
     np.testing.assert_allclose(nll.ravel(), -log_likelihood, rtol=1e-4, atol=1e-2)
 
 
+def test_the_bound_and_the_training_objective_are_the_k_sample_bound_scipy_computes(mnist_images, monkeypatch):
+    """On fixed draws: `importance_weighted_bound` and the loss `fit` minimises under objective="iwae" both equal
+    -(logsumexp of the scipy log weights - log k)."""
+    samples = 5
+    model = small_vae(objective="iwae", samples=samples)
+    x = (mnist_images[:3] > 0.5).astype("float32")
+    draws = np.random.default_rng(1).normal(size=(3 * samples, 4))
+    monkeypatch.setattr(model, "reparameterize", lambda mean, log_var, seed=None: (np.asarray(mean) + np.exp(0.5 * np.asarray(log_var)) * draws).astype("float32"))
+    z_mean, z_log_var = (np.repeat(np.asarray(part, "float64"), samples, axis=0) for part in model.encoder(x))
+    z = z_mean + np.exp(0.5 * z_log_var) * draws
+    logits = np.asarray(model.decoder(z.astype("float32")), "float64").reshape(3 * samples, -1)
+    log_weights = (stats.bernoulli.logpmf(np.repeat(x.reshape(3, -1), samples, axis=0), special.expit(logits)).sum(axis=1)
+                   + stats.norm.logpdf(z).sum(axis=1) - stats.norm.logpdf(z, z_mean, np.exp(0.5 * z_log_var)).sum(axis=1))
+    expected = -(special.logsumexp(log_weights.reshape(3, samples), axis=1) - np.log(samples))
+    np.testing.assert_allclose(np.asarray(model.importance_weighted_bound(x, samples=samples)), expected, rtol=1e-5, atol=2e-3)
+    np.testing.assert_allclose(np.asarray(model.loss_terms(x, training=False)["loss"]), expected, rtol=1e-5, atol=2e-3)
+
+
 def test_the_bound_tightens_with_samples_and_one_sample_is_the_elbo(mnist_images):
     model = small_vae()
     x = (mnist_images[:200] > 0.5).astype("float32")

@@ -357,6 +357,7 @@ def test_a_mixed_precision_update_computes_in_low_precision_and_matches_float32(
         model.fit(mnist_images[:128], epochs=1, batch_size=128, shuffle=False, verbose=0)
         dtypes = {layer.compute_dtype for layer in model.encoder.layers if layer.trainable_weights}
         update = np.concatenate([(np.array(weight) - before).ravel() for weight, before in zip(model.trainable_weights, start)])
+        assert keras.ops.convert_to_tensor(model(mnist_images[:2])).dtype == "float32"  # the output layer keeps float32
         return update, dtypes, {weight.dtype for weight in model.trainable_weights}
 
     reference, _, _ = one_update("float32")

@@ -1,7 +1,9 @@
+import contextlib
 import hashlib
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -80,8 +82,15 @@ def test_two_processes_downloading_at_once_both_get_a_whole_file(cache, tmp_path
             weights.download("{url}/slow/x", r"{cache / 'same.weights.h5'}", "{PAYLOAD_SHA256}")
         """)
         processes = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+        seen = set()  # sizes of the destination file while both download: only ever absent or whole
+        while any(process.poll() is None for process in processes):
+            with contextlib.suppress(FileNotFoundError):
+                seen.add((cache / "same.weights.h5").stat().st_size)
+            time.sleep(0.01)
         assert [process.wait(timeout=120) for process in processes] == [0, 0]
     assert server.most_in_flight == 2  # the two downloads overlapped (each takes about 2 s on the slow path)
+    assert len(server.requests) == 2, server.requests  # neither download had to be retried (e.g. after a clash of temporaries)
+    assert seen <= {len(PAYLOAD)}, seen
     assert files_in(cache) == ["same.weights.h5"]
     assert (cache / "same.weights.h5").read_bytes() == PAYLOAD
 
