@@ -24,12 +24,17 @@ def measure_subset(card, model):
     return evaluate.measure(card, model, limit=SUBSET_EXAMPLES, iwae_samples=SUBSET_IWAE_SAMPLES)
 
 
-def write_metrics(name, model=None, subset_only=False):
-    """Measure a zoo entry on the full test split (unless `subset_only`) and on its subset; write both into its card."""
+def write_metrics(name, subset_only=False, measured=None):
+    """Measure a zoo entry on the full test split (unless `subset_only`, or `measured` holds those numbers already) and on
+    its subset; write both into its card.
+
+    The model is the one `keras_ae.load(name)` gives, built under the float32 policy whatever precision trained it, so
+    the card holds what users and tests/test_zoo.py measure.
+    """
     card = cards.model_card(name)
-    model = model or cards.load(name)
+    model = cards.load(name)
     if not subset_only:
-        measured = evaluate.measure(card, model)
+        measured = evaluate.measure(card, model) if measured is None else measured
         card["metrics"] = {
             **rounded(measured),
             "headline": cards.model_class(card).headline(measured),

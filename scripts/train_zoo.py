@@ -30,7 +30,7 @@ def main(argv=None):
         if not args.no_evaluate:
             from evaluate_zoo import write_metrics
 
-            write_metrics(name, model)
+            write_metrics(name)
 
 
 if __name__ == "__main__":
