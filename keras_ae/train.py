@@ -26,8 +26,10 @@ KERAS_BACKUP_FILES = ("latest.weights.h5", "training_metadata.json", "latest.wei
 def resolve_strategy(strategy="auto", tpu=None):
     """A `tf.distribute.Strategy` from a name.
 
-    `auto`: multi-worker when TF_CONFIG names several workers, mirrored over several GPUs, else one device.
-    A multi-worker strategy must be made before TensorFlow runs anything else in the process.
+    `auto`: multi-worker when TF_CONFIG names several workers, mirrored over several GPUs, else TensorFlow's default
+    strategy (plain Keras: no distributed dataset in between; on this project's 2-core CPU, `OneDeviceStrategy`'s
+    per-device iterator made some epochs 2-3x slower, `scripts/benchmark.py --time-to-quality`). `one_device` pins
+    one device explicitly. A multi-worker strategy must be made before TensorFlow runs anything else in the process.
     """
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
@@ -45,6 +47,8 @@ def resolve_strategy(strategy="auto", tpu=None):
     gpus = tf.config.list_logical_devices("GPU")
     if strategy == "mirrored" or (strategy == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
+    if strategy == "auto":
+        return tf.distribute.get_strategy()
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
@@ -197,7 +201,7 @@ def train(
                if stopping is not None and history.epoch else {}),
             "wall_time_seconds": round(wall_time, 1),
             "examples_per_second": round(examples_per_epoch * len(history.epoch) / wall_time, 1),
-            "strategy": type(strategy).__name__,
+            "strategy": type(strategy).__name__.strip("_"),
             "replicas": strategy.num_replicas_in_sync,
             "precision": precision,
             "hardware": hardware(),
