@@ -76,6 +76,7 @@ def command_info(args):
                 print(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
 
 
+BATCH_SIZE = 1000  # examples per model call when the command runs a model over many
 MAX_GRID_IMAGES = 1000  # the most images one PNG grid holds; more go to a .npy file
 MAX_ARRAY_IMAGES = 1_000_000  # the most samples one .npy file receives
 
@@ -228,15 +229,19 @@ def _input_labels(card, text, count, input_path, names, found=None):
     return labels.astype("int32")
 
 
-def _in_batches(function, examples, labels, batch_size=1000, progress=None):
-    """`function(batch)` or, with labels, `function(batch, labels=...)` over `examples` in batches, concatenated."""
-    outputs = []
-    for start in range(0, len(examples), batch_size):
-        given = {} if labels is None else {"labels": labels[start:start + batch_size]}
-        outputs.append(np.asarray(function(examples[start:start + batch_size], **given)))
+def _each_batch(function, examples, labels, progress=None):
+    """`function(batch)` or, with labels, `function(batch, labels=...)` over `examples`, BATCH_SIZE at a time: a generator
+    of the outputs, as numpy arrays."""
+    for start in range(0, len(examples), BATCH_SIZE):
+        given = {} if labels is None else {"labels": labels[start:start + BATCH_SIZE]}
+        yield np.asarray(function(examples[start:start + BATCH_SIZE], **given))
         if progress:
-            progress.update(min(start + batch_size, len(examples)))
-    return np.concatenate(outputs)
+            progress.update(min(start + BATCH_SIZE, len(examples)))
+
+
+def _in_batches(function, examples, labels, progress=None):
+    """`_each_batch`'s outputs concatenated."""
+    return np.concatenate(list(_each_batch(function, examples, labels, progress)))
 
 
 def _apply_to_folder(source, verb, folder, out, transform, labels_text=None):
@@ -262,9 +267,8 @@ def command_reconstruct(args):
     images = _read_images(args.input, model.input_shape_per_example)
     labels = _input_labels(card, args.labels, len(images), args.input, [])
     if Path(args.out).suffix == ".npy":
-        batches = (_in_batches(model, images[start:start + 1000], None if labels is None else labels[start:start + 1000])
-                   for start in range(0, len(images), 1000))
-        print(f"wrote {len(images)} reconstructions to {_write_array_in_batches(args.out, images.shape, batches)}")
+        written = _write_array_in_batches(args.out, images.shape, _each_batch(model, images, labels))
+        print(f"wrote {len(images)} reconstructions to {written}")
         return
     if len(images) > MAX_GRID_IMAGES:
         raise ValueError(f"{args.input} holds {len(images):,} images, too many for one PNG grid (at most {MAX_GRID_IMAGES:,}); "
@@ -371,7 +375,7 @@ def command_sample(args):
     import keras
 
     generator = keras.random.SeedGenerator(args.seed)
-    batches = (np.asarray(model.sample(min(1000, args.n - start), seed=generator)) for start in range(0, args.n, 1000))
+    batches = (np.asarray(model.sample(min(BATCH_SIZE, args.n - start), seed=generator)) for start in range(0, args.n, BATCH_SIZE))
     print(f"wrote {args.n} samples to {_write_array_in_batches(args.out, (args.n, *model.input_shape_per_example), batches)}")
 
 

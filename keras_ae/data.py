@@ -13,7 +13,6 @@ each batch is converted to float32 in [0, 1] inside the pipeline.
 """
 
 import gzip
-import numbers
 import os
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ae import files, ratings
-from keras_ae.schema import BINARIZE_MODES, SPLIT_PATTERN
+from keras_ae.schema import BINARIZE_MODES, SPLIT_PATTERN, positive_count
 
 DEBIAN_DATASETS = Path("/usr/share/datasets")
 IDX_FILES = {
@@ -328,8 +327,7 @@ def load(
     """
     if binarize not in BINARIZE_MODES:
         raise ValueError(f"Unknown binarize {binarize!r}; expected one of {list(BINARIZE_MODES)}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    positive_count(batch_size, "batch_size")
     if read_options.get("ratings"):
         if input_context is not None and input_context.num_input_pipelines > 1:
             raise ValueError("Ratings data is not sharded across input pipelines; train recommenders on one worker.")

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from keras_ae import data
+from keras_ae.schema import positive_count
 
 NEAR_ZERO = 1e-2  # a code unit counts as silent when |activation| < NEAR_ZERO
 EVALUATION_BINARIZATION = {None: None, "static": "static", "dynamic": "fixed", "fixed": "fixed"}
@@ -90,8 +91,7 @@ def first_of(split, limit):
     """The first `limit` examples of a split, itself maybe sliced: `first_of("test[100:]", 50)` is "test[100:150]"."""
     if limit is None:
         return split
-    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-        raise ValueError(f"limit must be a positive number of examples (None: all); got {limit!r}.")
+    limit = positive_count(limit, "limit", "a positive number of examples (None: all)")
     base, start, stop = data.parse_split(split)
     if (start or "").endswith("%") or (stop or "").endswith("%"):
         raise ValueError(f"limit needs a split sliced by example counts, not percentages; got {split!r}.")

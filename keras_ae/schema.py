@@ -9,6 +9,7 @@ the builder's arguments. The bounds keep a card from asking for more than a mach
 import inspect
 import json
 import math
+import numbers
 import os
 import re
 from pathlib import PurePath
@@ -34,6 +35,14 @@ DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 def is_dataset(value):
     """A dataset name (`mnist`, `ml-latest-small`), or an absolute path without '..', as `keras-ae train --data` writes."""
     return bool(DATASET_NAME.fullmatch(value)) or (os.path.isabs(value) and ".." not in PurePath(value).parts)
+
+
+def positive_count(value, name, expected="a positive integer"):
+    """`value` as an int when it is a positive integer (numpy's included, bool not), else a one-line ValueError
+    naming `name`: the one check of a count given as an argument (epochs, batch sizes, limits)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be {expected}; got {value!r}")
+    return int(value)
 
 
 JSON_TYPES = {"object": dict, "array": (list, tuple), "string": str, "boolean": bool, "integer": int,

@@ -4,7 +4,6 @@ import contextlib
 import datetime
 import hashlib
 import json
-import numbers
 import os
 import platform
 import re
@@ -16,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ae import cards, data
-from keras_ae.schema import PRECISIONS
+from keras_ae.schema import PRECISIONS, positive_count
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 BACKUP_FINGERPRINT = "backup.json"
@@ -222,13 +221,6 @@ def dtype_policy(name):
         yield
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
-
-
-def positive_count(value, name):
-    """`value` as an int when it is a positive integer, else a one-line ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
 
 
 def backup_fingerprint(card, splits, batch_size, precision):
