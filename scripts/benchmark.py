@@ -1,12 +1,15 @@
-"""Benchmark keras_ae on MNIST: input pipeline, training throughput, FLOP/s, batch size, memory, inference; ratings memory.
+"""Benchmark keras_ae on MNIST: input pipeline, training throughput, FLOP/s and a profile, batch size, memory, inference,
+ratings memory, and the time to a good model.
 
     KERAS_AE_DATA=../shared/data TF_CPP_MIN_LOG_LEVEL=3 python scripts/benchmark.py [--quick] [--output benchmarks/results.json]
 
 Prints one table per section and writes every number, with the machine and versions, as JSON.
-`--quick` shrinks every section to a smoke test (about two minutes on two CPU cores).
+`--quick` shrinks every section to a smoke test (about three minutes on two CPU cores); `--time-to-quality` runs only
+section 8 and `--profile` only section 4b.
 """
 
 import argparse
+import collections
 import dataclasses
 import datetime
 import functools
@@ -14,6 +17,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -50,11 +54,12 @@ class Settings:
     matmul_size: int
     matmul_repeats: int
     inference_repeats: int
-    quality_epochs: int  # the most epochs each side of the time-to-quality race may train
+    quality_epochs: int  # the most epochs the keras.io way may train in the time-to-quality race
+    flops_batch_sizes: tuple  # batch sizes of section 4
 
 
-QUICK = Settings("quick", 10, 1, 2, (1, 10), (32, 256), 1, 1024, 3, 3, 1)
-FULL = Settings("full", 100, 3, 5, (1, 10, 50), (32, 64, 128, 256, 512, 1024), 3, 4096, 5, 20, 30)
+QUICK = Settings("quick", 10, 1, 2, (1, 10), (32, 256), 1, 1024, 3, 3, 1, (128,))
+FULL = Settings("full", 100, 5, 5, (1, 10, 50), (32, 64, 128, 256, 512, 1024), 3, 4096, 3, 20, 30, (128, 512))
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -95,20 +100,29 @@ def steps_for(settings, batch_size, steps_per_execution):
     return math.ceil(steps / steps_per_execution) * steps_per_execution
 
 
-def build_vae_mnist(steps_per_execution):
-    """A fresh vae_mnist model compiled with Adam."""
-    model = cards.build_model(cards.model_card("vae_mnist"))
+def build_vae_mnist(steps_per_execution, precision="float32"):
+    """A fresh vae_mnist model compiled with Adam, built under `precision`."""
+    with dtype_policy(precision):
+        model = cards.build_model(cards.model_card("vae_mnist"))
     model.compile(optimizer=keras.optimizers.Adam(), steps_per_execution=steps_per_execution)
     return model
 
 
-@functools.cache
-def vae_mnist_examples_per_second(settings, batch_size, steps_per_execution):
-    """Steady-state training examples/s of vae_mnist on dynamically binarized MNIST (median of timed epochs)."""
+def vae_mnist_epoch(settings, batch_size, steps_per_execution, precision="float32"):
+    """`(examples, one_epoch)`: a fresh vae_mnist model and `one_epoch()`, which trains it one timed epoch of about
+    `settings.steps_per_epoch` batches of 128 on dynamically binarized MNIST and returns its seconds."""
     steps = steps_for(settings, batch_size, steps_per_execution)
     dataset = data.load("mnist", split=f"train[:{steps * batch_size}]", batch_size=batch_size, binarize="dynamic")
-    seconds = timed_epoch_seconds(build_vae_mnist(steps_per_execution), dataset, 1 + settings.timed_epochs)
-    return steps * batch_size / statistics.median(seconds[1:])
+    model = build_vae_mnist(steps_per_execution, precision)
+    return steps * batch_size, lambda: timed_epoch_seconds(model, dataset, 1)[0]
+
+
+@functools.cache
+def vae_mnist_examples_per_second(settings, batch_size, steps_per_execution):
+    """Steady-state training examples/s of vae_mnist (float32; median of timed epochs after a warm-up epoch)."""
+    examples, one_epoch = vae_mnist_epoch(settings, batch_size, steps_per_execution)
+    _, seconds = time_calls(one_epoch, settings.timed_epochs)
+    return examples / statistics.median(seconds)
 
 
 def input_pipeline(settings):
@@ -244,33 +258,114 @@ def vae_mnist_training(settings):
     return {f"spe{spe}": vae_mnist_examples_per_second(settings, 128, spe) for spe in (1, 10)}
 
 
-def forward_flops_per_example(model):
-    """Multiply-add FLOPs (2 per MAC) of the Conv2D, Conv2DTranspose and Dense layers of `model`'s encoder and decoder."""
-    total = 0
+def forward_flops_by_layer(model):
+    """Multiply-add FLOPs (2 per MAC) per example of each Conv2D, Conv2DTranspose and Dense layer of `model`'s encoder
+    and decoder, by layer name."""
+    flops = {}
     for layer in model.encoder.layers + model.decoder.layers:
         kernel_weights = math.prod(layer.kernel.shape) if hasattr(layer, "kernel") else 0
         if isinstance(layer, layers.Conv2DTranspose):  # each input pixel scatters into a kernel window
-            total += 2 * math.prod(layer.input.shape[1:3]) * kernel_weights
+            flops[layer.name] = 2 * math.prod(layer.input.shape[1:3]) * kernel_weights
         elif isinstance(layer, layers.Conv2D):  # each output pixel gathers a kernel window
-            total += 2 * math.prod(layer.output.shape[1:3]) * kernel_weights
+            flops[layer.name] = 2 * math.prod(layer.output.shape[1:3]) * kernel_weights
         elif isinstance(layer, layers.Dense):
-            total += 2 * kernel_weights
-    return total
+            flops[layer.name] = 2 * kernel_weights
+    return flops
+
+
+def matmul_call(size, precision):
+    """A function that multiplies two `size` x `size` matrices in the compute dtype of `precision` and waits for it."""
+    dtype = "bfloat16" if precision == "mixed_bfloat16" else "float32"
+    a, b = (tf.cast(tf.random.stateless_normal((size, size), seed=(SEED, index)), dtype) for index in (1, 2))
+    return lambda: tf.linalg.matmul(a, b)[0, 0].numpy()
 
 
 def achieved_flops(settings):
-    """Section 4: vae_mnist training FLOP/s (3x forward FLOPs x examples/s) as a fraction of measured matmul peak."""
+    """Section 4: vae_mnist training FLOP/s (3x forward FLOPs x examples/s) against TensorFlow's matmul peak of the same
+    precision, for each precision and batch size in `settings.flops_batch_sizes`.
+
+    The two are measured in alternation, the best of `settings.matmul_repeats` matmuls, then one training epoch, so each
+    pair meets the same machine (a shared VM's speed drifts by tens of percent over minutes); the fraction is the median
+    over `settings.timed_epochs` pairs.
+    """
+    forward = sum(forward_flops_by_layer(cards.build_model(cards.model_card("vae_mnist"))).values())
     size = settings.matmul_size
-    a = tf.random.stateless_normal((size, size), seed=(SEED, 1))
-    b = tf.random.stateless_normal((size, size), seed=(SEED, 2))
-    _, matmul_seconds = time_calls(lambda: tf.linalg.matmul(a, b)[0, 0].numpy(), settings.matmul_repeats)
-    peak = 2 * size**3 / min(matmul_seconds)  # the fastest run: a peak, not a typical rate
-    forward = forward_flops_per_example(cards.build_model(cards.model_card("vae_mnist")))
-    rate = vae_mnist_examples_per_second(settings, 128, 10)
-    return {"forward_flops_per_example": forward, "training_flops_per_example": 3 * forward,
-            "training_examples_per_second": rate, "achieved_flops_per_second": 3 * forward * rate,
-            "matmul_size": size, "matmul_peak_flops_per_second": peak,
-            "fraction_of_peak": 3 * forward * rate / peak}
+    runs = []
+    for precision in ("float32", "mixed_bfloat16"):
+        matmul = matmul_call(size, precision)
+        for batch_size in settings.flops_batch_sizes:
+            examples, one_epoch = vae_mnist_epoch(settings, batch_size, 10, precision)
+            one_epoch()  # warm-up: trace and compile
+            pairs = []
+            for _ in range(settings.timed_epochs):
+                peak = 2 * size**3 / min(time_calls(matmul, settings.matmul_repeats)[1])
+                achieved = 3 * forward * examples / one_epoch()
+                pairs.append({"matmul_peak_flops_per_second": peak, "achieved_flops_per_second": achieved})
+            runs.append({"precision": precision, "batch_size": batch_size, "pairs": pairs,
+                         "examples_per_second": statistics.median(pair["achieved_flops_per_second"] for pair in pairs) / (3 * forward),
+                         "fraction_of_peak": statistics.median(pair["achieved_flops_per_second"] / pair["matmul_peak_flops_per_second"]
+                                                               for pair in pairs)})
+    return {"forward_flops_per_example": forward, "training_flops_per_example": 3 * forward, "matmul_size": size, "runs": runs}
+
+
+def op_seconds_by_name(logdir):
+    """Exclusive seconds of each op on TensorFlow's compute threads in the profile under `logdir`, by op name."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(next(Path(logdir).glob("plugins/profile/*/*.xplane.pb")).read_bytes())
+    plane = next(plane for plane in space.planes if plane.name == "/host:CPU")
+    seconds = collections.Counter()
+    for line in plane.lines:
+        if not line.name.startswith("tf_Compute"):
+            continue
+        open_events = []  # (name, end) of the events that enclose the current one, innermost last
+        for event in sorted(line.events, key=lambda event: (event.offset_ps, -event.duration_ps)):
+            while open_events and open_events[-1][1] <= event.offset_ps:
+                open_events.pop()
+            name = plane.event_metadata[event.metadata_id].name
+            if open_events:  # a child's time is its own, not its parent's
+                seconds[open_events[-1][0]] -= event.duration_ps / 1e12
+            seconds[name] += event.duration_ps / 1e12
+            open_events.append((name, event.offset_ps + event.duration_ps))
+    return seconds
+
+
+def part_of(op_name, layer_names):
+    """The layer of vae_mnist an op belongs to (its name scope, as `encoder_conv_0_1`), else what else it does."""
+    scopes = op_name.split(":")[0].split("/")
+    for scope in scopes:
+        for name in (scope, re.sub(r"_\d+$", "", scope)):
+            if name in layer_names:
+                return name
+    if any(re.fullmatch(r"adam(_\d+)?", scope) for scope in scopes):  # Keras names a process's later optimizers adam_1, ...
+        return "optimizer update (Adam)"
+    if "::" in op_name:
+        return "executor overhead"
+    return "loss, sampling, KL and the rest"
+
+
+def profile_training(settings):
+    """Section 4b: where one epoch of vae_mnist training (float32, batch 128, spe 10) spends its op time, by layer, from the
+    TensorFlow profiler; with each layer's share of the training FLOPs and the rate it achieves."""
+    examples, one_epoch = vae_mnist_epoch(settings, 128, 10)
+    one_epoch()  # warm-up: trace and compile
+    model = cards.build_model(cards.model_card("vae_mnist"))
+    flops = forward_flops_by_layer(model)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        one_epoch()
+        tf.profiler.experimental.stop()
+        op_seconds = op_seconds_by_name(logdir)
+    seconds = collections.Counter()
+    for op_name, value in op_seconds.items():
+        seconds[part_of(op_name, flops)] += value
+    total_seconds, total_flops = sum(seconds.values()), sum(flops.values())
+    return {"examples": examples, "op_seconds": total_seconds, "parts": [
+        {"part": part, "share_of_op_time": value / total_seconds, "share_of_flops": flops.get(part, 0) / total_flops,
+         "gflop_per_second": 3 * flops[part] * examples / value / 1e9 if part in flops else None}
+        for part, value in seconds.most_common()
+    ]}
 
 
 class Turns:
@@ -321,20 +416,27 @@ class TestElboStop(keras.callbacks.Callback):
         self.turns.hand_over(self.name, finished=True)
 
 
+QUALITY_RECIPE = {  # keras_ae's recipe in the race: a ten-epoch budget at 3x the learning rate, decayed by cosine to 5%
+    "epochs": 10, "learning_rate_schedule": "cosine", "final_learning_rate_fraction": 0.05,
+    "optimizer": {"class_name": "Adam", "config": {"learning_rate": 3e-3}},
+}
+
+
 def time_to_quality(settings, target=95.0):
     """Section 8: seconds until vae_mnist's architecture reaches a test -ELBO of `target` nats, trained two ways that
     take turns by epochs (`Turns`).
 
     keras.io's way: its VAE `train_step` (plus a matching `test_step`) over vae_mnist's networks with a sigmoid output,
-    float32, numpy arrays binarized once into `fit`, Adam 1e-3, batch 128, a validation pass per epoch. keras_ae's:
-    `keras_ae.train` with its defaults on the vae_mnist card (precision auto, its steps_per_execution, dynamic
-    binarization by keras_ae.data). Both without the card's KL warm-up and cosine schedule, which hold the ELBO back
-    early, and both measured on the test set binarized once (seed 0).
+    float32, numpy arrays binarized once into `fit`, Adam 1e-3, batch 128, a validation pass per epoch, for at most
+    `settings.quality_epochs` epochs. keras_ae's: `keras_ae.train` with its defaults (precision auto, the card's
+    steps_per_execution, dynamic binarization by keras_ae.data) on the vae_mnist card with QUALITY_RECIPE's budget and
+    schedule. Both without the card's KL warm-up, which holds the ELBO back early, and both measured on the test set
+    binarized once (seed 0).
     """
     card = cards.model_card("vae_mnist")
     card["model"]["config"]["kl_warmup_steps"] = 0
     del card["recipe"]["precision"]  # keras_ae's default: auto
-    card["recipe"].update(epochs=settings.quality_epochs, learning_rate_schedule=None)
+    card["recipe"].update(QUALITY_RECIPE, epochs=min(QUALITY_RECIPE["epochs"], settings.quality_epochs))
     test_images = data.binarize_images(data.load_arrays("mnist", "test")[0].astype("float32") / 255, "fixed").numpy()
     train_images = data.load_arrays("mnist", "train")[0].astype("float32") / 255
     train_images = (np.random.default_rng(SEED).random(train_images.shape) < train_images).astype("float32")
@@ -383,7 +485,7 @@ def time_to_quality(settings, target=95.0):
             "same_epochs_speedup": {"epochs": common, "speedup": epoch_speedup},
             "keras_io_way": {"reached": plain_stop.reached, "curve": plain_stop.curve, "precision": "float32"},
             "keras_ae": {"reached": ours_stop.reached, "curve": ours_stop.curve, "precision": outcome["keras_ae"][2]["precision"],
-                         "steps_per_execution": card["recipe"]["steps_per_execution"]},
+                         "steps_per_execution": card["recipe"]["steps_per_execution"], "recipe": QUALITY_RECIPE},
             "speedup": speedup}
 
 
@@ -479,6 +581,8 @@ def print_results(results):
     """One table per section that ran."""
     if "input_pipeline" in results:
         print_sections_1_to_7(results)
+    elif "profile_training" in results:
+        print_profile(results["profile_training"])
     if "time_to_quality" in results:
         race = results["time_to_quality"]
         print_table(f"8. Time to a test -ELBO of {race['target_test_negative_elbo']} nats (vae_mnist architecture, training seconds)", [
@@ -488,7 +592,26 @@ def print_results(results):
             ("keras_ae speed-up to the target", "", "", f"{race['speedup']:.2f}x" if race["speedup"] else "n/a"),
             (f"keras_ae speed-up over the first {race['same_epochs_speedup']['epochs']} epochs", "", "",
              f"{race['same_epochs_speedup']['speedup']:.2f}x"),
+            ("keras_ae speed-up, epochs to the target x median epoch seconds", "", "",
+             f"{typical_seconds(race['keras_io_way']) / typical_seconds(race['keras_ae']):.2f}x"
+             if race["speedup"] else "n/a"),
         ])
+
+
+def typical_seconds(side):
+    """A race side's epochs to the target times its median epoch seconds: its time without the one-off stalls of a
+    shared VM (single epochs of the same training have taken 15 to 60 s here)."""
+    ends = [point["seconds"] for point in side["curve"]]
+    return side["reached"]["epoch"] * statistics.median(np.diff([0.0, *ends]))
+
+
+def print_profile(profile):
+    """Section 4b's table."""
+    print_table("4b. Where one epoch of vae_mnist training spends its op time (TensorFlow profiler; float32, batch 128)", [
+        ("part", "share of op time", "share of FLOPs", "GFLOP/s achieved"),
+        *[(part["part"], f"{part['share_of_op_time']:.1%}", f"{part['share_of_flops']:.1%}" if part["share_of_flops"] else "",
+           part["gflop_per_second"] if part["gflop_per_second"] is not None else "") for part in profile["parts"]],
+    ])
 
 
 def print_sections_1_to_7(results):
@@ -514,14 +637,15 @@ def print_sections_1_to_7(results):
         ("steps_per_execution", "examples/s"), *[(name[3:], rate) for name, rate in results["vae_mnist_training"].items()],
     ])
     flops = results["achieved_flops"]
-    print_table("4. Achieved FLOP/s (vae_mnist training, spe 10)", [
-        ("measure", "value"),
-        ("forward MFLOP/example", flops["forward_flops_per_example"] / 1e6),
-        ("training MFLOP/example (3x)", flops["training_flops_per_example"] / 1e6),
-        ("achieved GFLOP/s", flops["achieved_flops_per_second"] / 1e9),
-        (f"matmul {flops['matmul_size']}^2 peak GFLOP/s", flops["matmul_peak_flops_per_second"] / 1e9),
-        ("fraction of peak", f"{flops['fraction_of_peak']:.1%}"),
+    print_table(f"4. Achieved training FLOP/s of vae_mnist ({flops['training_flops_per_example'] / 1e6:.1f} MFLOP/example, "
+                f"forward x 3) vs a {flops['matmul_size']}^2 matmul of the same precision, measured in alternation", [
+        ("precision", "batch size", "examples/s", "achieved GFLOP/s", "matmul peak GFLOP/s", "fraction of peak"),
+        *[(run["precision"], run["batch_size"], run["examples_per_second"],
+           statistics.median(pair["achieved_flops_per_second"] for pair in run["pairs"]) / 1e9,
+           statistics.median(pair["matmul_peak_flops_per_second"] for pair in run["pairs"]) / 1e9,
+           f"{run['fraction_of_peak']:.1%}") for run in flops["runs"]],
     ])
+    print_profile(results["profile_training"])
     scaled = results["scaling"]
     print_table("5a. vae_mnist throughput vs batch size (spe 10)", [
         ("batch size", "examples/s"), *scaled["examples_per_second_by_batch_size"].items(),
@@ -552,8 +676,9 @@ def write_json(results, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shrink every section to a smoke test (~2 minutes)")
-    parser.add_argument("--output", help="JSON results path (default benchmarks/results.json, or time_to_quality.json)")
+    parser.add_argument("--output", help="JSON results path (default benchmarks/results.json, time_to_quality.json or profile_training.json)")
     parser.add_argument("--time-to-quality", action="store_true", help="run only section 8, the time-to-quality race")
+    parser.add_argument("--profile", action="store_true", help="run only section 4b, the profile of one training epoch")
     parser.add_argument("--memory-probe", metavar="SPLIT", help=argparse.SUPPRESS)  # internal: child of section 5
     parser.add_argument("--ratings-probe", metavar="USERS,ITEMS,ENTRIES",
                         help="only section 7's measure: peak memory of a synthetic sparse ratings matrix of that size, as JSON")
@@ -577,11 +702,11 @@ def main(argv=None):
         "mode": settings.mode,
         "settings": dataclasses.asdict(settings),
     }}
-    sections = (input_pipeline, keras_io_comparison, vae_mnist_training, achieved_flops, scaling, inference, ratings_memory,
-                time_to_quality)
-    if args.time_to_quality:
-        sections = (time_to_quality,)
-    args.output = args.output or ("benchmarks/time_to_quality.json" if args.time_to_quality else "benchmarks/results.json")
+    sections = (input_pipeline, keras_io_comparison, vae_mnist_training, achieved_flops, profile_training, scaling, inference,
+                ratings_memory, time_to_quality)
+    if args.time_to_quality or args.profile:
+        sections = (time_to_quality,) if args.time_to_quality else (profile_training,)
+    args.output = args.output or f"benchmarks/{sections[0].__name__ if len(sections) == 1 else 'results'}.json"
     section_seconds = results["metadata"]["section_seconds"] = {}
     for section in sections:
         print(f"running {section.__name__} ...", file=sys.stderr, flush=True)
