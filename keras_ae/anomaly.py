@@ -4,7 +4,7 @@ import numpy as np
 
 from keras_ae.evaluate import auroc, codes, per_example
 
-SCORES = ("reconstruction", "reconstruction+code")
+SCORES = ("reconstruction", "reconstruction+code", "weighted reconstruction+code")
 
 
 def anomaly_scores(model, x, batch_size=500):
@@ -12,13 +12,22 @@ def anomaly_scores(model, x, batch_size=500):
     return per_example(model.anomaly_score, np.asarray(x), batch_size)
 
 
-def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3):
+def squared_residuals(model, x, batch_size=500):
+    """`(x - model(x)) ** 2` per value, flattened to (examples, values), as a float64 numpy array."""
+    residual = lambda batch: np.square(batch - np.asarray(model(batch))).reshape(len(batch), -1)  # noqa: E731
+    return per_example(residual, np.asarray(x, "float32"), batch_size).astype("float64")
+
+
+def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor=0.1):
     """A function from examples to anomaly scores (higher: more anomalous), fitted on known-normal examples.
 
     `"reconstruction"`: the model's own `anomaly_score`. `"reconstruction+code"` adds how far each code lies from
     the normal codes, for anomalies the model reconstructs well: the squared Mahalanobis distance to the normal codes'
     mean and covariance (its diagonal raised by `ridge` times the mean variance). Both terms are taken in log and
-    standardized by their mean and spread on `normal_x`, then summed.
+    standardized by their mean and spread on `normal_x`, then summed. `"weighted reconstruction+code"` takes as its
+    first term the squared error of each value divided by that value's mean squared error on `normal_x` (raised by
+    `weight_floor` times their mean), averaged: an error where normal examples are reconstructed closely counts more
+    than one where they rarely are.
     """
     if score not in SCORES:
         raise ValueError(f"Unknown anomaly score {score!r}; expected one of {list(SCORES)}.")
@@ -26,17 +35,23 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3):
         return lambda x: anomaly_scores(model, x)
     normal_x = np.asarray(normal_x)
     if len(normal_x) < 2:
-        raise ValueError(f"score='reconstruction+code' needs at least 2 normal examples to fit; got {len(normal_x)}.")
+        raise ValueError(f"score={score!r} needs at least 2 normal examples to fit; got {len(normal_x)}.")
     normal_codes = codes(model, normal_x).reshape(len(normal_x), -1).astype("float64")
     mean = normal_codes.mean(axis=0)
     covariance = np.atleast_2d(np.cov(normal_codes - mean, rowvar=False))
     covariance += ridge * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
     inverse = np.linalg.inv(covariance)
+    if score == "weighted reconstruction+code":
+        typical_error = squared_residuals(model, normal_x).mean(axis=0)
+        typical_error += weight_floor * typical_error.mean()
+        reconstruction_term = lambda x: (squared_residuals(model, x) / typical_error).mean(axis=1)  # noqa: E731
+    else:
+        reconstruction_term = lambda x: anomaly_scores(model, x)  # noqa: E731
 
     def terms(x):
-        reconstruction = anomaly_scores(model, x)
+        reconstruction = reconstruction_term(x)
         if np.min(reconstruction) < 0:
-            raise ValueError(f"score='reconstruction+code' takes the log of {type(model).__name__}'s anomaly scores, "
+            raise ValueError(f"score={score!r} takes the log of {type(model).__name__}'s anomaly scores, "
                              "which must be non-negative; use score='reconstruction'.")
         offsets = codes(model, x).reshape(len(x), -1) - mean
         distance = np.einsum("ij,ij->i", offsets @ inverse, offsets)

@@ -4,9 +4,10 @@
 
 For each dataset and class c: train a model on the training images of class c only, score the
 whole test set (higher = more anomalous) and measure AUROC with c as the normal class and the nine
-others as anomalies. Both scores of `keras_ae.anomaly.fit_scorer` are measured on the same model:
-the reconstruction error alone, and with the code's distance from the normal codes added. Prints progress, a markdown table of AUROC per
-class and the mean per dataset, and writes everything to a JSON file (`--output`).
+others as anomalies. Every score of `keras_ae.anomaly.fit_scorer` (`anomaly.SCORES`) is measured on the same
+model: the reconstruction error alone, with the code's distance from the normal codes added, and the same with
+each value's error weighted by how closely normal examples are reconstructed there. Prints progress, a markdown
+table of AUROC per class and the mean per dataset, and writes everything to a JSON file (`--output`).
 """
 
 import argparse

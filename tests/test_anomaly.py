@@ -1,4 +1,8 @@
-"""keras_ae.anomaly.fit_scorer: the reconstruction+code score against an independent computation, and on real digits."""
+"""keras_ae.anomaly.fit_scorer: the two code scores against independent computations, and on real digits."""
+
+import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +41,24 @@ def test_the_code_term_is_the_mahalanobis_distance_scipy_computes(digits):
     assert abs(scores(normal).mean()) < 1e-6  # both terms standardized on the normal examples
 
 
+def test_the_weighted_term_divides_each_pixel_by_its_typical_normal_error(digits):
+    model = keras_ae.load("conv_ae_mnist")
+    images, labels = digits
+    normal, other = images[labels == 1][:300], images[labels == 0][:20]
+    scores = anomaly.fit_scorer(model, normal, "weighted reconstruction+code", weight_floor=0.1)
+    code_only = anomaly.fit_scorer(model, normal, "reconstruction+code")
+    squared_error = lambda x: (x - np.asarray(model(x))).reshape(len(x), -1).astype("float64") ** 2  # noqa: E731
+    typical = squared_error(normal).mean(axis=0)
+    typical = typical + 0.1 * typical.mean()
+    weighted = lambda x: np.log(np.mean(squared_error(x) / typical, axis=1))  # noqa: E731
+    plain = lambda x: np.log(squared_error(x).mean(axis=1))  # noqa: E731
+    standardized = lambda term: (term(other) - term(normal).mean()) / term(normal).std()  # noqa: E731
+    # the code term is shared: the two scores differ by exactly the change of reconstruction term
+    np.testing.assert_allclose(scores(other) - code_only(other), standardized(weighted) - standardized(plain), rtol=1e-3, atol=1e-3)
+    assert abs(scores(normal).mean()) < 1e-6
+    assert not np.allclose(standardized(weighted), standardized(plain), atol=0.1)  # the weights change the ranking term
+
+
 def test_the_code_term_finds_digits_the_model_reconstructs_well(digits):
     model = keras_ae.load("conv_ae_mnist")  # trained on every digit: reconstruction alone barely tells them apart
     images, labels = digits
@@ -49,7 +71,21 @@ def test_the_code_term_finds_digits_the_model_reconstructs_well(digits):
 
 def test_bad_requests_say_what_was_expected(digits):
     model = keras_ae.load("conv_ae_mnist")
-    with pytest.raises(ValueError, match="expected one of \\['reconstruction', 'reconstruction\\+code'\\]"):
+    with pytest.raises(ValueError, match="expected one of \\['reconstruction', 'reconstruction\\+code', 'weighted reconstruction\\+code'\\]"):
         anomaly.fit_scorer(model, digits[0][:10], "code")
     with pytest.raises(ValueError, match="at least 2 normal examples"):
         anomaly.fit_scorer(model, digits[0][:1], "reconstruction+code")
+
+
+def test_the_benchmark_measures_every_score_on_each_model(data_root, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import anomaly_benchmark
+
+    output = tmp_path / "anomaly.json"
+    anomaly_benchmark.main(["--quick", "--datasets", "fashion_mnist", "--output", str(output)])
+    results = json.loads(output.read_text())["results"]["fashion_mnist"]
+    assert results["test_examples"] == 2000
+    for score in anomaly.SCORES:
+        assert 0.5 < results[score]["auroc"]["0"] <= 1.0, (score, results[score])  # class 0 (T-shirts) after one epoch
+    header = json.loads(output.read_text())["markdown"].splitlines()[0]
+    assert header.count("Fashion-MNIST, ") == len(anomaly.SCORES)
