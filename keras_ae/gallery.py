@@ -18,6 +18,7 @@ code, pre { background: #f0f2f5; border-radius: 4px; padding: 2px 5px; font-size
 figure { margin: 0.5rem 0; } figure img { max-width: 100%; border: 1px solid #ddd; } figcaption { font-size: 0.85rem; color: #555; }
 button { font-size: 0.8rem; margin-left: 6px; }
 """
+TRAINING_CURVES = "Training curves"  # the card's own training run, not the bundled test examples
 COPY_SCRIPT = "function copyText(id){navigator.clipboard.writeText(document.getElementById(id).textContent);}"
 
 
@@ -38,7 +39,8 @@ def _entry(card, pictures, folder):
     command_lines = "".join(f"<div>{label}: <code>{html.escape(command)}</code></div>" for label, command in commands if command)
     figures = "".join(
         f"<figure><img src='{html.escape(Path(os.path.relpath(path, folder)).as_posix())}' alt='{html.escape(title)} of {name}'>"
-        f"<figcaption>{html.escape(title)} (bundled test examples)</figcaption></figure>"
+        f"<figcaption>{html.escape(title)} ({'its training run' if title == TRAINING_CURVES else 'bundled test examples'})"
+        "</figcaption></figure>"
         for title, path in pictures.items()
     )
     return (
@@ -62,7 +64,7 @@ def write(out_dir="gallery"):
         curves = weights.ZOO_DIR / name / "training_curves.png"  # in a checkout; the wheel ships no curves
         if curves.exists():
             (folder / "pictures").mkdir(parents=True, exist_ok=True)
-            pictures = {**pictures, "Training curves": Path(shutil.copyfile(curves, folder / "pictures" / f"{name}_training_curves.png"))}
+            pictures = {**pictures, TRAINING_CURVES: Path(shutil.copyfile(curves, folder / "pictures" / f"{name}_training_curves.png"))}
         sections.append(_entry(card, pictures, folder))
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>keras-ae zoo</title>"
