@@ -143,6 +143,10 @@ CARD = {"type": "object", "what": "a card", "fields": {
         "steps_per_execution": integer(1, 100_000),
         "early_stopping_patience": optional(integer(0)),
         "precision": {"type": "string", "enum": list(PRECISIONS)},
+        "initial_weights": {"type": "object", "fields": {  # fine-tune: start from a preset of the same network
+            "preset": {"type": "string", "required": True},
+            "sha256": {**SHA256, "required": True},
+        }},
     }},
     "evaluation": OBJECT,
     "training": OBJECT,

@@ -157,6 +157,8 @@ def train(
 
                 training_examples = evaluate.split_arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
                 networks.adapt_scaling(model.encoder, model.decoder, training_examples)
+            if recipe.get("initial_weights"):
+                model.load_weights(initial_weights(card))
             model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
             model.optimizer.build(model.trainable_weights)
         callbacks = list(callbacks)
@@ -210,6 +212,24 @@ def train(
             "final_losses": {key: round(float(values[-1]), 4) for key, values in history.history.items()},
         }
         return model, history, stats
+
+
+def initial_weights(card):
+    """The verified weights file a fine-tuning recipe starts from.
+
+    `recipe.initial_weights` names a preset (any source `keras_ae.load` takes) with the card's own network, and pins
+    its weights by sha256, so a retrained preset cannot silently change what the recipe trains.
+    """
+    start = card["recipe"]["initial_weights"]
+    preset = cards.find_preset(start["preset"])
+    field = f"card {card.get('name', '?')!r}: recipe.initial_weights.preset {start['preset']!r}"
+    if preset.card.get("network") != card.get("network"):
+        raise ValueError(f"{field} has network {json.dumps(preset.card.get('network'))}, but this card's is "
+                         f"{json.dumps(card.get('network'))}; fine-tuning starts from weights of the same network")
+    if preset.card["weights"].get("sha256") != start["sha256"]:
+        raise ValueError(f"{field} has weights with sha256 {preset.card['weights'].get('sha256')}, but the recipe asks for "
+                         f"{start['sha256']}: the preset was retrained; pin its new sha256 to fine-tune from it")
+    return preset.fetch_weights()
 
 
 @contextlib.contextmanager

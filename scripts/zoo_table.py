@@ -20,7 +20,9 @@ def table():
         cells = [own[heading](metrics) if heading in own else "" for heading in columns]
         probe = f"{metrics['linear_probe_accuracy']:.4f}" if "linear_probe_accuracy" in metrics else ""
         detection = f"{metrics['auroc']:.4f} / {metrics['detection_accuracy']:.3f}" if "detection_accuracy" in metrics else ""
-        cost = f"{training['epochs']} ep, {training['wall_time_seconds'] / 60:.1f} min" if training else "not trained"
+        start = card.get("recipe", {}).get("initial_weights")
+        after = f" after `{start['preset']}`" if start else ""  # a fine-tuning run's cost adds to its starting preset's
+        cost = f"{training['epochs']} ep{after}, {training['wall_time_seconds'] / 60:.1f} min" if training else "not trained"
         lines.append("| " + " | ".join([f"`{name}`", card["model"]["class_name"], card["data"]["dataset"], *cells, probe, detection, cost]) + " |")
     return lines
 

@@ -1,0 +1,67 @@
+"""A recipe with `initial_weights` fine-tunes a preset of the same network, pinned by its weights' sha256."""
+
+import copy
+
+import numpy as np
+import pytest
+
+import keras_ae
+
+TINY = dict(batch_size=128, train_split="train[:256]", validation_split="test[:128]", verbose=0)
+
+
+def fine_tuning_card(learning_rate=1e-3, **start):
+    """ae_mnist's card, one epoch, starting from ae_mnist's own weights (or from `start`)."""
+    card = copy.deepcopy(keras_ae.model_card("ae_mnist"))
+    card["recipe"].update(epochs=1, steps_per_execution=1, learning_rate_schedule=None,
+                          optimizer={"class_name": "SGD", "config": {"learning_rate": learning_rate}})
+    card["recipe"]["initial_weights"] = {"preset": "ae_mnist", "sha256": card["weights"]["sha256"], **start}
+    return card
+
+
+def test_training_starts_from_the_presets_weights(data_root):
+    pretrained = keras_ae.load("ae_mnist").get_weights()
+    unmoved, _, _ = keras_ae.train(fine_tuning_card(learning_rate=0.0), data_dir=data_root, **TINY)
+    assert all(np.array_equal(a, b) for a, b in zip(unmoved.get_weights(), pretrained))
+    tuned, history, _ = keras_ae.train(fine_tuning_card(), data_dir=data_root, **TINY)
+    assert any(not np.array_equal(a, b) for a, b in zip(tuned.get_weights(), pretrained))
+    fresh_card = fine_tuning_card()
+    del fresh_card["recipe"]["initial_weights"]
+    _, fresh_history, _ = keras_ae.train(fresh_card, data_dir=data_root, **TINY)
+    assert history.history["val_loss"][-1] < 0.5 * fresh_history.history["val_loss"][-1]
+
+
+def test_a_retrained_preset_is_refused_by_its_pinned_sha256(data_root):
+    with pytest.raises(ValueError) as refused:
+        keras_ae.train(fine_tuning_card(sha256="0" * 64), data_dir=data_root, **TINY)
+    message = str(refused.value)
+    assert "\n" not in message and "recipe.initial_weights.preset 'ae_mnist'" in message and "0" * 64 in message
+    assert keras_ae.model_card("ae_mnist")["weights"]["sha256"] in message
+
+
+def test_a_preset_of_another_network_is_refused(data_root):
+    card = fine_tuning_card()
+    card["network"]["latent_dim"] = 16
+    with pytest.raises(ValueError, match=r"has network .*\"latent_dim\": 32.* but this card's is .*\"latent_dim\": 16"):
+        keras_ae.train(card, data_dir=data_root, **TINY)
+
+
+def test_initial_weights_need_a_preset_and_a_sha256():
+    card = fine_tuning_card()
+    del card["recipe"]["initial_weights"]["sha256"]
+    with pytest.raises(ValueError, match=r"lacks the fields \['recipe.initial_weights.sha256'\]"):
+        keras_ae.cards.validate(card)
+    card["recipe"]["initial_weights"]["sha256"] = "abc"
+    with pytest.raises(ValueError, match="recipe.initial_weights.sha256 must be 64 lowercase hex digits"):
+        keras_ae.cards.validate(card)
+
+
+def test_iwae_mnist_fine_tunes_vae_mnist_as_it_is_to_a_better_likelihood():
+    """iwae_mnist's recipe starts from vae_mnist's current weights (retraining vae_mnist breaks its pin, and this test
+    says so), and its card's bounds, each re-measured by tests/test_zoo.py, are below vae_mnist's."""
+    iwae, vae = keras_ae.model_card("iwae_mnist"), keras_ae.model_card("vae_mnist")
+    assert iwae["recipe"]["initial_weights"] == {"preset": "vae_mnist", "sha256": vae["weights"]["sha256"]}
+    assert iwae["network"] == vae["network"] and iwae["model"]["config"]["objective"] == "iwae"
+    assert iwae["metrics"]["iwae_samples"] == vae["metrics"]["iwae_samples"] == 1000
+    assert iwae["metrics"]["iwae_nll_nats"] < vae["metrics"]["iwae_nll_nats"] - 1.0
+    assert iwae["subset_metrics"]["iwae_nll_nats"] < vae["subset_metrics"]["iwae_nll_nats"] - 1.0
