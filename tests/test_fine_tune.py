@@ -56,12 +56,19 @@ def test_initial_weights_need_a_preset_and_a_sha256():
         keras_ae.cards.validate(card)
 
 
-def test_iwae_mnist_fine_tunes_vae_mnist_as_it_is_to_a_better_likelihood():
-    """iwae_mnist's recipe starts from vae_mnist's current weights (retraining vae_mnist breaks its pin, and this test
-    says so), and its card's bounds, each re-measured by tests/test_zoo.py, are below vae_mnist's."""
-    iwae, vae = keras_ae.model_card("iwae_mnist"), keras_ae.model_card("vae_mnist")
-    assert iwae["recipe"]["initial_weights"] == {"preset": "vae_mnist", "sha256": vae["weights"]["sha256"]}
-    assert iwae["network"] == vae["network"] and iwae["model"]["config"]["objective"] == "iwae"
-    assert iwae["metrics"]["iwae_samples"] == vae["metrics"]["iwae_samples"] == 1000
-    assert iwae["metrics"]["iwae_nll_nats"] < vae["metrics"]["iwae_nll_nats"] - 1.0
-    assert iwae["subset_metrics"]["iwae_nll_nats"] < vae["subset_metrics"]["iwae_nll_nats"] - 1.0
+@pytest.mark.parametrize("name, start", [("iwae_mnist", "vae_mnist"), ("iwae50_mnist", "iwae_mnist")])
+def test_each_iwae_stage_fine_tunes_its_start_as_it_is_to_a_better_likelihood(name, start):
+    """Each stage's recipe starts from its start's current weights (retraining the start breaks the pin, and this test
+    says so), and its card's bounds, each re-measured by tests/test_zoo.py, are below its start's."""
+    tuned, base = keras_ae.model_card(name), keras_ae.model_card(start)
+    assert tuned["recipe"]["initial_weights"] == {"preset": start, "sha256": base["weights"]["sha256"]}
+    assert tuned["network"] == base["network"] and tuned["model"]["config"]["objective"] == "iwae"
+    assert tuned["metrics"]["iwae_samples"] == base["metrics"]["iwae_samples"] == 1000
+    for section in ("metrics", "subset_metrics"):
+        assert tuned[section]["iwae_nll_nats"] < base[section]["iwae_nll_nats"] - 0.15, section
+
+
+def test_iwae50_mnist_holds_the_likelihood_goal_readme_claims():
+    """README: at most 84 nats (k=1000, the full test set binarized once); tests/test_zoo.py re-measures its subset."""
+    metrics = keras_ae.model_card("iwae50_mnist")["metrics"]
+    assert metrics["iwae_samples"] == 1000 and metrics["test_examples"] == 10_000 and metrics["iwae_nll_nats"] <= 84.0
