@@ -152,13 +152,13 @@ def train(
             steps_per_execution = 1  # keras-team/keras#19246: multi-step execution fails under multi-replica strategies.
         with strategy.scope():
             model = cards.build_model(card)
-            if card["network"].get("scaling"):  # statistics of the training split, kept in the model's own weights
+            if recipe.get("initial_weights"):  # the preset's weights, its scaling statistics included
+                model.load_weights(initial_weights(card))
+            elif card["network"].get("scaling"):  # statistics of the training split, kept in the model's own weights
                 from keras_ae import evaluate, networks
 
                 training_examples = evaluate.split_arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
                 networks.adapt_scaling(model.encoder, model.decoder, training_examples)
-            if recipe.get("initial_weights"):
-                model.load_weights(initial_weights(card))
             model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
             model.optimizer.build(model.trainable_weights)
         callbacks = list(callbacks)
