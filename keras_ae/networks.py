@@ -123,15 +123,17 @@ def _margins(side, reduction):
     return missing // 2, missing - missing // 2
 
 
-def _output_layers(x, steps):
-    """Apply the decoder's last layers, `[(name, layer class with its arguments)]`; the last is named `reconstruction`.
+def _output_layers(x, steps, activation):
+    """Apply the decoder's last layers, `[(name, layer class with its arguments)]`, then the output `activation` as a
+    layer named `reconstruction`.
 
-    They compute in float32 under any dtype policy, as Keras' mixed-precision guide advises: the output and the loss on
-    it keep full precision, and a model trained in bfloat16 predicts float32 like any other.
+    The steps compute in the dtype policy's compute dtype like every hidden layer; `reconstruction` computes in float32
+    under any policy, as Keras' mixed-precision guide places its last activation: the output and the loss on it keep
+    full precision, and a model trained in bfloat16 predicts float32 like any other.
     """
-    for index, (name, layer) in enumerate(steps):
-        x = layer(name="reconstruction" if index == len(steps) - 1 else name, dtype="float32")(x)
-    return x
+    for name, layer in steps:
+        x = layer(name=name)(x)
+    return layers.Activation(activation, dtype="float32", name="reconstruction")(x)
 
 
 def _scaled_input(input_shape, scaling):
@@ -191,16 +193,10 @@ def dense(
     x = code
     for index, units in enumerate(reversed(hidden_units)):
         x = _hidden(x, units, dense_layer, activation, batch_norm, dropout, f"decoder_dense_{index}")
-    steps = [(
-        "decoder_output",
-        functools.partial(
-            layers.Dense, math.prod(input_shape), activation=_output_activation(output_activation, variational, scaling),
-            kernel_regularizer=regularizer,
-        ),
-    )]
+    steps = [("decoder_output", functools.partial(layers.Dense, math.prod(input_shape), kernel_regularizer=regularizer))]
     if len(input_shape) > 1:
         steps.append(("decoder_output_reshape", functools.partial(layers.Reshape, input_shape)))
-    x = _unscaled_output(_output_layers(x, steps), scaling)
+    x = _unscaled_output(_output_layers(x, steps, _output_activation(output_activation, variational, scaling)), scaling)
     return encoder, keras.Model(code, x, name="decoder")
 
 
@@ -267,18 +263,12 @@ def _convolutional(
         x = layers.Reshape(feature_shape, name="decoder_reshape")(x)
     for index, filter_count in enumerate(reversed(filters)):
         x = _hidden(x, filter_count, transposed_layer, activation, batch_norm, dropout, f"decoder_conv_transpose_{index}")
-    steps = [(
-        "decoder_output",
-        functools.partial(
-            convolution, channels, kernel_size, padding="same",
-            activation=_output_activation(output_activation, variational, scaling),
-        ),
-    )]
+    steps = [("decoder_output", functools.partial(convolution, channels, kernel_size, padding="same"))]
     if padded:
         steps.append(("decoder_cropping", functools.partial(cropping, margins)))
     if flat:
         steps.append(("decoder_output_reshape", functools.partial(layers.Reshape, input_shape)))
-    x = _unscaled_output(_output_layers(x, steps), scaling)
+    x = _unscaled_output(_output_layers(x, steps, _output_activation(output_activation, variational, scaling)), scaling)
     return encoder, keras.Model(code, x, name="decoder")
 
 

@@ -49,7 +49,7 @@ def test_op_seconds_are_exclusive_and_only_from_compute_threads(tmp_path):
     ("while/body/_1/StatefulPartitionedCall/gradient_tape/decoder_1/decoder_conv_transpose_1_1/conv_transpose/"
      "Conv2DBackpropFilter:_MklNativeConv2DBackpropFilter", "decoder_conv_transpose_1"),
     ("while/StatefulPartitionedCall/encoder_1/encoder_conv_0_1/Relu:_MklNativeFusedConv2D", "encoder_conv_0"),
-    ("while/StatefulPartitionedCall/decoder_1/reconstruction_1/Add:_MklNativeFusedConv2D", "reconstruction"),
+    ("while/StatefulPartitionedCall/decoder_1/decoder_output_1/Add:_MklNativeFusedConv2D", "decoder_output"),
     ("while/StatefulPartitionedCall/adam/Sub_43:Sub", "optimizer update (Adam)"),
     ("while/StatefulPartitionedCall/adam_7/Sqrt_9:Sqrt", "optimizer update (Adam)"),
     ("while/StatefulPartitionedCall/adamant/Sqrt_9:Sqrt", "loss, sampling, KL and the rest"),
@@ -57,7 +57,7 @@ def test_op_seconds_are_exclusive_and_only_from_compute_threads(tmp_path):
     ("while/StatefulPartitionedCall/logistic_loss/Log1p:Log1p", "loss, sampling, KL and the rest"),
 ])
 def test_ops_are_assigned_to_their_layer(op_name, part):
-    layer_names = {"encoder_conv_0", "encoder_conv_1", "decoder_conv_transpose_0", "decoder_conv_transpose_1", "reconstruction"}
+    layer_names = {"encoder_conv_0", "encoder_conv_1", "decoder_conv_transpose_0", "decoder_conv_transpose_1", "decoder_output"}
     assert benchmark.part_of(op_name, layer_names) == part
 
 

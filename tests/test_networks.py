@@ -49,7 +49,8 @@ def test_images_that_fit_keep_the_zoo_layers():
         "x", "encoder_conv_0", "encoder_conv_1", "flatten", "encoder_dense", "z_mean", "z_log_var",
     ]
     assert [layer.name for layer in decoder.layers] == [
-        "z", "decoder_dense", "decoder_reshape", "decoder_conv_transpose_0", "decoder_conv_transpose_1", "reconstruction",
+        "z", "decoder_dense", "decoder_reshape", "decoder_conv_transpose_0", "decoder_conv_transpose_1", "decoder_output",
+        "reconstruction",
     ]
     assert (encoder.count_params(), decoder.count_params()) == (838336, 159169)
 
@@ -57,7 +58,7 @@ def test_images_that_fit_keep_the_zoo_layers():
 def test_odd_sizes_are_padded_evenly_and_cropped_back():
     encoder, decoder = networks.conv((27, 33, 3), 4, filters=(4, 8))
     assert encoder.get_layer("encoder_padding").padding == ((0, 1), (1, 2))
-    assert decoder.get_layer("reconstruction").cropping == ((0, 1), (1, 2))
+    assert decoder.get_layer("decoder_cropping").cropping == ((0, 1), (1, 2))
     assert decoder.get_layer("decoder_output").output.shape == (None, 28, 36, 3)
     check_reconstructs_and_trains(keras_ae.Autoencoder(encoder, decoder), (27, 33, 3), run_eagerly=False)
 
@@ -158,7 +159,8 @@ def test_scaling_runs_in_float32_under_mixed_precision():
     x = raw_table()
     model = scaled_autoencoder("standard", x)
     assert model.encoder.get_layer("code").compute_dtype == "float16"
-    assert model.decoder.get_layer("reconstruction").compute_dtype == "float32"  # the output layers, as Keras advises
+    assert model.decoder.get_layer("decoder_output").compute_dtype == "float16"
+    assert model.decoder.get_layer("reconstruction").compute_dtype == "float32"  # the output activation, as Keras advises
     assert model.decoder.get_layer("unscaling").compute_dtype == "float32"
     reconstruction = model.predict(x, verbose=0)
     assert reconstruction.dtype == np.float32 and np.all(np.isfinite(reconstruction))
