@@ -1,11 +1,11 @@
 """Benchmark keras_ae on MNIST: input pipeline, training throughput, FLOP/s and a profile, batch size, memory, inference,
-ratings memory, and the time to a good model.
+ratings memory, the time to a good model, and two fresh epochs against the keras.io way.
 
     KERAS_AE_DATA=../shared/data TF_CPP_MIN_LOG_LEVEL=3 python scripts/benchmark.py [--quick] [--output benchmarks/results.json]
 
 Prints one table per section and writes every number, with the machine and versions, as JSON.
 `--quick` shrinks every section to a smoke test (about three minutes on two CPU cores); `--time-to-quality` runs only
-section 8 and `--profile` only section 4b.
+section 8, `--profile` only section 4b and `--epoch-ratio` only section 9.
 """
 
 import argparse
@@ -56,10 +56,12 @@ class Settings:
     inference_repeats: int
     quality_epochs: int  # the most epochs the keras.io way may train in the time-to-quality race
     flops_batch_sizes: tuple  # batch sizes of section 4
+    ratio_pairs: int  # pairs of fresh two-epoch trainings in section 9
+    ratio_examples: int | None  # training (and validation) examples of each section 9 run; None: the whole splits
 
 
-QUICK = Settings("quick", 10, 1, 2, (1, 10), (32, 256), 1, 1024, 3, 3, 1, (128,))
-FULL = Settings("full", 100, 5, 5, (1, 10, 50), (32, 64, 128, 256, 512, 1024), 3, 4096, 3, 20, 30, (128, 512))
+QUICK = Settings("quick", 10, 1, 2, (1, 10), (32, 256), 1, 1024, 3, 3, 1, (128,), 1, 1280)
+FULL = Settings("full", 100, 5, 5, (1, 10, 50), (32, 64, 128, 256, 512, 1024), 3, 4096, 3, 20, 30, (128, 512), 3, None)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -489,6 +491,50 @@ def time_to_quality(settings, target=95.0):
             "speedup": speedup}
 
 
+def epoch_ratio(settings, epochs=2):
+    """Section 9: what `keras-ae train vae_mnist --epochs 2` costs against the plain keras.io way, each side a fresh model
+    trained `epochs` epochs (tracing and a validation pass on the test split per epoch included; building the data and
+    model not), in `settings.ratio_pairs` pairs whose order alternates.
+
+    keras.io's way: KerasIoVAE over vae_mnist's networks with a sigmoid output, float32, numpy arrays binarized once into
+    `fit`, Adam 1e-3, batch 128. keras_ae's: `keras_ae.train` on the vae_mnist card as it is (its recipe; precision auto).
+    """
+    limit = settings.ratio_examples
+    card = cards.model_card("vae_mnist")
+    del card["recipe"]["precision"]  # what `keras-ae train` picks for a recipe that names none: auto
+    train_images = data.load_arrays("mnist", "train")[0][:limit].astype("float32") / 255
+    train_images = (np.random.default_rng(SEED).random(train_images.shape) < train_images).astype("float32")
+    test_images = data.binarize_images(data.load_arrays("mnist", "test")[0][:limit].astype("float32") / 255, "fixed").numpy()
+    architecture = {key: value for key, value in card["network"].items() if key != "kind"}
+
+    def keras_io_way():
+        model = KerasIoVAE(*networks.conv(**architecture, output_activation="sigmoid"))
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        return timed_epoch_seconds(model, train_images, epochs, batch_size=128, validation_data=(test_images,))
+
+    used = {}
+
+    def keras_ae_way():
+        timer = EpochTimer()
+        splits = {"train_split": f"train[:{limit}]", "validation_split": f"test[:{limit}]"} if limit else {}
+        _, _, stats = keras_ae.train(card, epochs=epochs, callbacks=[timer], verbose=0, **splits)
+        used["precision"] = stats["precision"]
+        return timer.seconds
+
+    ways = {"keras_io_way": keras_io_way, "keras_ae": keras_ae_way}
+    pairs = []
+    for pair in range(settings.ratio_pairs):
+        order = list(ways) if pair % 2 == 0 else list(reversed(ways))
+        seconds = {name: sum(ways[name]()) for name in order}
+        pairs.append({**seconds, "speedup": seconds["keras_io_way"] / seconds["keras_ae"]})
+        print(f"  pair {pair + 1}: keras.io's way {seconds['keras_io_way']:.1f} s, keras_ae {seconds['keras_ae']:.1f} s",
+              file=sys.stderr, flush=True)
+    speedups = [pair["speedup"] for pair in pairs]
+    return {"epochs": epochs, "examples": len(train_images), "keras_ae_precision": used["precision"],
+            "steps_per_execution": card["recipe"]["steps_per_execution"], "pairs": pairs,
+            "median_speedup": statistics.median(speedups), "min_speedup": min(speedups), "max_speedup": max(speedups)}
+
+
 def peak_resident_mib():
     """This process's peak resident memory (Linux VmHWM; ru_maxrss would also count the parent's peak at fork)."""
     with open("/proc/self/status") as status:
@@ -596,6 +642,15 @@ def print_results(results):
              f"{typical_seconds(race['keras_io_way']) / typical_seconds(race['keras_ae']):.2f}x"
              if race["speedup"] else "n/a"),
         ])
+    if "epoch_ratio" in results:
+        ratio = results["epoch_ratio"]
+        print_table(f"9. Fresh vae_mnist trainings of {ratio['epochs']} epochs ({ratio['examples']:,} examples, validation "
+                    f"included): keras.io's way (float32) vs keras_ae.train ({ratio['keras_ae_precision']})", [
+            ("pair", "keras.io's way s", "keras_ae s", "speed-up"),
+            *[(index + 1, pair["keras_io_way"], pair["keras_ae"], f"{pair['speedup']:.2f}x")
+              for index, pair in enumerate(ratio["pairs"])],
+            ("median (min - max)", "", "", f"{ratio['median_speedup']:.2f}x ({ratio['min_speedup']:.2f}-{ratio['max_speedup']:.2f}x)"),
+        ])
 
 
 def typical_seconds(side):
@@ -679,6 +734,7 @@ def main(argv=None):
     parser.add_argument("--output", help="JSON results path (default benchmarks/results.json, time_to_quality.json or profile_training.json)")
     parser.add_argument("--time-to-quality", action="store_true", help="run only section 8, the time-to-quality race")
     parser.add_argument("--profile", action="store_true", help="run only section 4b, the profile of one training epoch")
+    parser.add_argument("--epoch-ratio", action="store_true", help="run only section 9, fresh two-epoch trainings in pairs")
     parser.add_argument("--memory-probe", metavar="SPLIT", help=argparse.SUPPRESS)  # internal: child of section 5
     parser.add_argument("--ratings-probe", metavar="USERS,ITEMS,ENTRIES",
                         help="only section 7's measure: peak memory of a synthetic sparse ratings matrix of that size, as JSON")
@@ -703,9 +759,10 @@ def main(argv=None):
         "settings": dataclasses.asdict(settings),
     }}
     sections = (input_pipeline, keras_io_comparison, vae_mnist_training, achieved_flops, profile_training, scaling, inference,
-                ratings_memory, time_to_quality)
-    if args.time_to_quality or args.profile:
-        sections = (time_to_quality,) if args.time_to_quality else (profile_training,)
+                ratings_memory, time_to_quality, epoch_ratio)
+    only = [section for section, chosen in ((time_to_quality, args.time_to_quality), (profile_training, args.profile),
+                                            (epoch_ratio, args.epoch_ratio)) if chosen]
+    sections = only or sections
     args.output = args.output or f"benchmarks/{sections[0].__name__ if len(sections) == 1 else 'results'}.json"
     section_seconds = results["metadata"]["section_seconds"] = {}
     for section in sections:
