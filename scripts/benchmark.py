@@ -5,7 +5,7 @@ ratings memory, the time to a good model, and two fresh epochs against the keras
 
 Prints one table per section and writes every number, with the machine and versions, as JSON.
 `--quick` shrinks every section to a smoke test (about three minutes on two CPU cores); `--time-to-quality` runs only
-section 8, `--profile` only section 4b and `--epoch-ratio` only section 9.
+section 8, `--flops` only section 4, `--profile` only section 4b and `--epoch-ratio` only section 9; they combine.
 """
 
 import argparse
@@ -627,8 +627,11 @@ def print_results(results):
     """One table per section that ran."""
     if "input_pipeline" in results:
         print_sections_1_to_7(results)
-    elif "profile_training" in results:
-        print_profile(results["profile_training"])
+    else:
+        if "achieved_flops" in results:
+            print_flops(results["achieved_flops"])
+        if "profile_training" in results:
+            print_profile(results["profile_training"])
     if "time_to_quality" in results:
         race = results["time_to_quality"]
         print_table(f"8. Time to a test -ELBO of {race['target_test_negative_elbo']} nats (vae_mnist architecture, training seconds)", [
@@ -658,6 +661,18 @@ def typical_seconds(side):
     shared VM (single epochs of the same training have taken 15 to 60 s here)."""
     ends = [point["seconds"] for point in side["curve"]]
     return side["reached"]["epoch"] * statistics.median(np.diff([0.0, *ends]))
+
+
+def print_flops(flops):
+    """Section 4's table."""
+    print_table(f"4. Achieved training FLOP/s of vae_mnist ({flops['training_flops_per_example'] / 1e6:.1f} MFLOP/example, "
+                f"forward x 3) vs a {flops['matmul_size']}^2 matmul of the same precision, measured in alternation", [
+        ("precision", "batch size", "examples/s", "achieved GFLOP/s", "matmul peak GFLOP/s", "fraction of peak"),
+        *[(run["precision"], run["batch_size"], run["examples_per_second"],
+           statistics.median(pair["achieved_flops_per_second"] for pair in run["pairs"]) / 1e9,
+           statistics.median(pair["matmul_peak_flops_per_second"] for pair in run["pairs"]) / 1e9,
+           f"{run['fraction_of_peak']:.1%}") for run in flops["runs"]],
+    ])
 
 
 def print_profile(profile):
@@ -691,15 +706,7 @@ def print_sections_1_to_7(results):
     print_table("3. vae_mnist training throughput (batch 128)", [
         ("steps_per_execution", "examples/s"), *[(name[3:], rate) for name, rate in results["vae_mnist_training"].items()],
     ])
-    flops = results["achieved_flops"]
-    print_table(f"4. Achieved training FLOP/s of vae_mnist ({flops['training_flops_per_example'] / 1e6:.1f} MFLOP/example, "
-                f"forward x 3) vs a {flops['matmul_size']}^2 matmul of the same precision, measured in alternation", [
-        ("precision", "batch size", "examples/s", "achieved GFLOP/s", "matmul peak GFLOP/s", "fraction of peak"),
-        *[(run["precision"], run["batch_size"], run["examples_per_second"],
-           statistics.median(pair["achieved_flops_per_second"] for pair in run["pairs"]) / 1e9,
-           statistics.median(pair["matmul_peak_flops_per_second"] for pair in run["pairs"]) / 1e9,
-           f"{run['fraction_of_peak']:.1%}") for run in flops["runs"]],
-    ])
+    print_flops(results["achieved_flops"])
     print_profile(results["profile_training"])
     scaled = results["scaling"]
     print_table("5a. vae_mnist throughput vs batch size (spe 10)", [
@@ -731,8 +738,10 @@ def write_json(results, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shrink every section to a smoke test (~2 minutes)")
-    parser.add_argument("--output", help="JSON results path (default benchmarks/results.json, time_to_quality.json or profile_training.json)")
+    parser.add_argument("--output", help="JSON results path (default benchmarks/results.json, or the chosen sections' names joined "
+                                           "by _, as benchmarks/time_to_quality.json)")
     parser.add_argument("--time-to-quality", action="store_true", help="run only section 8, the time-to-quality race")
+    parser.add_argument("--flops", action="store_true", help="run only section 4, achieved FLOP/s against the matmul peak")
     parser.add_argument("--profile", action="store_true", help="run only section 4b, the profile of one training epoch")
     parser.add_argument("--epoch-ratio", action="store_true", help="run only section 9, fresh two-epoch trainings in pairs")
     parser.add_argument("--memory-probe", metavar="SPLIT", help=argparse.SUPPRESS)  # internal: child of section 5
@@ -760,10 +769,10 @@ def main(argv=None):
     }}
     sections = (input_pipeline, keras_io_comparison, vae_mnist_training, achieved_flops, profile_training, scaling, inference,
                 ratings_memory, time_to_quality, epoch_ratio)
-    only = [section for section, chosen in ((time_to_quality, args.time_to_quality), (profile_training, args.profile),
-                                            (epoch_ratio, args.epoch_ratio)) if chosen]
+    only = [section for section, chosen in ((achieved_flops, args.flops), (profile_training, args.profile),
+                                            (time_to_quality, args.time_to_quality), (epoch_ratio, args.epoch_ratio)) if chosen]
     sections = only or sections
-    args.output = args.output or f"benchmarks/{sections[0].__name__ if len(sections) == 1 else 'results'}.json"
+    args.output = args.output or f"benchmarks/{'_'.join(section.__name__ for section in only) or 'results'}.json"
     section_seconds = results["metadata"]["section_seconds"] = {}
     for section in sections:
         print(f"running {section.__name__} ...", file=sys.stderr, flush=True)
