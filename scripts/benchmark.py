@@ -348,26 +348,30 @@ def part_of(op_name, layer_names):
 
 
 def profile_training(settings):
-    """Section 4b: where one epoch of vae_mnist training (float32, batch 128, spe 10) spends its op time, by layer, from the
-    TensorFlow profiler; with each layer's share of the training FLOPs and the rate it achieves."""
-    examples, one_epoch = vae_mnist_epoch(settings, 128, 10)
-    one_epoch()  # warm-up: trace and compile
-    model = cards.build_model(cards.model_card("vae_mnist"))
-    flops = forward_flops_by_layer(model)
-    with tempfile.TemporaryDirectory() as logdir:
-        tf.profiler.experimental.start(logdir)
-        one_epoch()
-        tf.profiler.experimental.stop()
-        op_seconds = op_seconds_by_name(logdir)
-    seconds = collections.Counter()
-    for op_name, value in op_seconds.items():
-        seconds[part_of(op_name, flops)] += value
-    total_seconds, total_flops = sum(seconds.values()), sum(flops.values())
-    return {"examples": examples, "op_seconds": total_seconds, "parts": [
-        {"part": part, "share_of_op_time": value / total_seconds, "share_of_flops": flops.get(part, 0) / total_flops,
-         "gflop_per_second": 3 * flops[part] * examples / value / 1e9 if part in flops else None}
-        for part, value in seconds.most_common()
-    ]}
+    """Section 4b: where one epoch of vae_mnist training (batch 128, spe 10) spends its op time, by layer, from the
+    TensorFlow profiler, in float32 and in mixed_bfloat16; with each layer's share of the training FLOPs and the rate it
+    achieves."""
+    flops = forward_flops_by_layer(cards.build_model(cards.model_card("vae_mnist")))
+    total_flops = sum(flops.values())
+    runs = []
+    for precision in ("float32", "mixed_bfloat16"):
+        examples, one_epoch = vae_mnist_epoch(settings, 128, 10, precision)
+        one_epoch()  # warm-up: trace and compile
+        with tempfile.TemporaryDirectory() as logdir:
+            tf.profiler.experimental.start(logdir)
+            one_epoch()
+            tf.profiler.experimental.stop()
+            op_seconds = op_seconds_by_name(logdir)
+        seconds = collections.Counter()
+        for op_name, value in op_seconds.items():
+            seconds[part_of(op_name, flops)] += value
+        total_seconds = sum(seconds.values())
+        runs.append({"precision": precision, "examples": examples, "op_seconds": total_seconds, "parts": [
+            {"part": part, "share_of_op_time": value / total_seconds, "share_of_flops": flops.get(part, 0) / total_flops,
+             "gflop_per_second": 3 * flops[part] * examples / value / 1e9 if part in flops else None}
+            for part, value in seconds.most_common()
+        ]})
+    return {"runs": runs}
 
 
 class Turns:
@@ -676,12 +680,14 @@ def print_flops(flops):
 
 
 def print_profile(profile):
-    """Section 4b's table."""
-    print_table("4b. Where one epoch of vae_mnist training spends its op time (TensorFlow profiler; float32, batch 128)", [
-        ("part", "share of op time", "share of FLOPs", "GFLOP/s achieved"),
-        *[(part["part"], f"{part['share_of_op_time']:.1%}", f"{part['share_of_flops']:.1%}" if part["share_of_flops"] else "",
-           part["gflop_per_second"] if part["gflop_per_second"] is not None else "") for part in profile["parts"]],
-    ])
+    """Section 4b's tables, one per precision."""
+    for run in profile["runs"]:
+        print_table(f"4b. Where one epoch of vae_mnist training spends its op time (TensorFlow profiler; {run['precision']}, "
+                    f"batch 128; {run['op_seconds']:.2f} s of op time)", [
+            ("part", "share of op time", "share of FLOPs", "GFLOP/s achieved"),
+            *[(part["part"], f"{part['share_of_op_time']:.1%}", f"{part['share_of_flops']:.1%}" if part["share_of_flops"] else "",
+               part["gflop_per_second"] if part["gflop_per_second"] is not None else "") for part in run["parts"]],
+        ])
 
 
 def print_sections_1_to_7(results):
