@@ -128,8 +128,8 @@ def test_training_uses_the_recipe_precision_else_auto_and_the_card_records_it(mo
     model, _, stats = keras_ae.train(card, **options)
     assert stats["precision"] == "mixed_bfloat16"
     computing = [layer for network in (model.encoder, model.decoder) for layer in network.layers if layer.trainable_weights]
-    assert {layer.compute_dtype for layer in computing[:-1]} == {"bfloat16"}  # every layer but the output one
-    assert computing[-1].name == "decoder_output" and computing[-1].compute_dtype == "float32"  # the decoder's output layer
+    assert computing[-1].name == "decoder_output" and {layer.compute_dtype for layer in computing} == {"bfloat16"}
+    assert model.decoder.layers[-1].name == "reconstruction" and model.decoder.layers[-1].compute_dtype == "float32"
     assert keras.mixed_precision.dtype_policy().name == "float32"  # the caller's global policy is left as it was
     assert keras.ops.convert_to_tensor(model.predict(np.zeros((2, 28, 28, 1), "float32"), verbose=0)).dtype == "float32"
     _, _, stats = keras_ae.train(card, precision="float32", **options)
