@@ -46,7 +46,8 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
         typical_error += weight_floor * typical_error.mean()
         reconstruction_term = lambda x: (squared_residuals(model, x) / typical_error).mean(axis=1)  # noqa: E731
     else:
-        reconstruction_term = lambda x: anomaly_scores(model, x)  # noqa: E731
+        # float64, as the other terms: standardized in float32, the normal examples' mean strayed from 0 by 1e-6
+        reconstruction_term = lambda x: np.asarray(anomaly_scores(model, x), "float64")  # noqa: E731
 
     def terms(x):
         reconstruction = reconstruction_term(x)
