@@ -422,6 +422,23 @@ class TestElboStop(keras.callbacks.Callback):
         self.turns.hand_over(self.name, finished=True)
 
 
+def keras_io_way_images(limit=None):
+    """MNIST as the keras.io way feeds it: the first `limit` training images binarized once (seed 0) and the test images
+    binarized once as keras_ae measures them (`binarize="fixed"`), float32 numpy arrays."""
+    train_images = data.load_arrays("mnist", "train")[0][:limit].astype("float32") / 255
+    train_images = (np.random.default_rng(SEED).random(train_images.shape) < train_images).astype("float32")
+    test_images = data.binarize_images(data.load_arrays("mnist", "test")[0][:limit].astype("float32") / 255, "fixed").numpy()
+    return train_images, test_images
+
+
+def keras_io_vae(card):
+    """keras.io's VAE over `card`'s networks with a sigmoid output, float32, compiled with Adam 1e-3."""
+    architecture = {key: value for key, value in card["network"].items() if key != "kind"}
+    model = KerasIoVAE(*networks.conv(**architecture, output_activation="sigmoid"))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return model
+
+
 QUALITY_RECIPE = {  # keras_ae's recipe in the race: a ten-epoch budget at 3x the learning rate, decayed by cosine to 5%
     "epochs": 10, "learning_rate_schedule": "cosine", "final_learning_rate_fraction": 0.05,
     "optimizer": {"class_name": "Adam", "config": {"learning_rate": 3e-3}},
@@ -443,13 +460,9 @@ def time_to_quality(settings, target=95.0):
     card["model"]["config"]["kl_warmup_steps"] = 0
     del card["recipe"]["precision"]  # keras_ae's default: auto
     card["recipe"].update(QUALITY_RECIPE, epochs=min(QUALITY_RECIPE["epochs"], settings.quality_epochs))
-    test_images = data.binarize_images(data.load_arrays("mnist", "test")[0].astype("float32") / 255, "fixed").numpy()
-    train_images = data.load_arrays("mnist", "train")[0].astype("float32") / 255
-    train_images = (np.random.default_rng(SEED).random(train_images.shape) < train_images).astype("float32")
+    train_images, test_images = keras_io_way_images()
     keras.utils.set_random_seed(SEED)
-    architecture = {key: value for key, value in card["network"].items() if key != "kind"}
-    plain = KerasIoVAE(*networks.conv(**architecture, output_activation="sigmoid"))  # built here, in float32
-    plain.compile(optimizer=keras.optimizers.Adam(1e-3))
+    plain = keras_io_vae(card)  # built here, in float32
 
     def plain_nats(model):
         return float(np.mean([model.losses_of(ops.convert_to_tensor(test_images[start:start + 1000]))[0]
@@ -506,15 +519,10 @@ def epoch_ratio(settings, epochs=2):
     limit = settings.ratio_examples
     card = cards.model_card("vae_mnist")
     del card["recipe"]["precision"]  # what `keras-ae train` picks for a recipe that names none: auto
-    train_images = data.load_arrays("mnist", "train")[0][:limit].astype("float32") / 255
-    train_images = (np.random.default_rng(SEED).random(train_images.shape) < train_images).astype("float32")
-    test_images = data.binarize_images(data.load_arrays("mnist", "test")[0][:limit].astype("float32") / 255, "fixed").numpy()
-    architecture = {key: value for key, value in card["network"].items() if key != "kind"}
+    train_images, test_images = keras_io_way_images(limit)
 
     def keras_io_way():
-        model = KerasIoVAE(*networks.conv(**architecture, output_activation="sigmoid"))
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        return timed_epoch_seconds(model, train_images, epochs, batch_size=128, validation_data=(test_images,))
+        return timed_epoch_seconds(keras_io_vae(card), train_images, epochs, batch_size=128, validation_data=(test_images,))
 
     used = {}
 
