@@ -635,15 +635,44 @@ def print_table(title, rows):
             print("  ".join("-" * width for width in widths))
 
 
+def layers_ceiling(flops, profile):
+    """Per precision: section 4's fraction of the matmul peak at batch 128, the share of 4b's op time spent in the
+    layers themselves, and their quotient, the fraction training would reach if nothing but the layers took time."""
+    ceilings = []
+    for run in profile["runs"]:
+        fraction = next(each["fraction_of_peak"] for each in flops["runs"]
+                        if each["precision"] == run["precision"] and each["batch_size"] == 128)
+        layers_share = sum(part["share_of_op_time"] for part in run["parts"] if part["gflop_per_second"] is not None)
+        ceilings.append({"precision": run["precision"], "fraction_of_peak": fraction, "layers_share_of_op_time": layers_share,
+                         "ceiling": fraction / layers_share})
+    return ceilings
+
+
+def print_ceiling(flops, profile):
+    """The table of `layers_ceiling`."""
+    print_table("4c. Section 4's fraction of the matmul peak (batch 128) if everything but the layers took no time", [
+        ("precision", "fraction of peak", "layers' share of op time", "ceiling"),
+        *[(each["precision"], f"{each['fraction_of_peak']:.1%}", f"{each['layers_share_of_op_time']:.1%}",
+           f"{each['ceiling']:.1%}") for each in layers_ceiling(flops, profile)],
+    ])
+
+
+def print_section_4(results):
+    """Sections 4, 4b and, when both ran, 4c."""
+    if "achieved_flops" in results:
+        print_flops(results["achieved_flops"])
+    if "profile_training" in results:
+        print_profile(results["profile_training"])
+    if "achieved_flops" in results and "profile_training" in results:
+        print_ceiling(results["achieved_flops"], results["profile_training"])
+
+
 def print_results(results):
     """One table per section that ran."""
     if "input_pipeline" in results:
         print_sections_1_to_7(results)
     else:
-        if "achieved_flops" in results:
-            print_flops(results["achieved_flops"])
-        if "profile_training" in results:
-            print_profile(results["profile_training"])
+        print_section_4(results)
     if "time_to_quality" in results:
         race = results["time_to_quality"]
         print_table(f"8. Time to a test -ELBO of {race['target_test_negative_elbo']} nats (vae_mnist architecture, training seconds)", [
@@ -720,8 +749,7 @@ def print_sections_1_to_7(results):
     print_table("3. vae_mnist training throughput (batch 128)", [
         ("steps_per_execution", "examples/s"), *[(name[3:], rate) for name, rate in results["vae_mnist_training"].items()],
     ])
-    print_flops(results["achieved_flops"])
-    print_profile(results["profile_training"])
+    print_section_4(results)
     scaled = results["scaling"]
     print_table("5a. vae_mnist throughput vs batch size (spe 10)", [
         ("batch size", "examples/s"), *scaled["examples_per_second_by_batch_size"].items(),

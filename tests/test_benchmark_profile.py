@@ -74,3 +74,16 @@ def test_typical_seconds_leave_out_one_off_stalls():
             "curve": [{"epoch": 1, "seconds": 10.0}, {"epoch": 2, "seconds": 70.0}, {"epoch": 3, "seconds": 80.0},
                       {"epoch": 4, "seconds": 100.0}]}  # epochs of 10, 60 (a stall), 10 and 20 s
     assert benchmark.typical_seconds(side) == 4 * 15.0
+
+
+def test_the_ceiling_divides_section_4s_fraction_by_the_layers_share_of_op_time():
+    flops = {"runs": [{"precision": "float32", "batch_size": 512, "fraction_of_peak": 0.5},
+                      {"precision": "float32", "batch_size": 128, "fraction_of_peak": 0.3}]}
+    profile = {"runs": [{"precision": "float32", "parts": [
+        {"part": "decoder_output", "share_of_op_time": 0.5, "gflop_per_second": 10.0},
+        {"part": "encoder_dense", "share_of_op_time": 0.25, "gflop_per_second": 100.0},
+        {"part": "optimizer update (Adam)", "share_of_op_time": 0.25, "gflop_per_second": None},
+    ]}]}
+    [ceiling] = benchmark.layers_ceiling(flops, profile)
+    assert ceiling == {"precision": "float32", "fraction_of_peak": 0.3, "layers_share_of_op_time": 0.75,
+                       "ceiling": pytest.approx(0.4)}
