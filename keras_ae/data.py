@@ -382,6 +382,9 @@ def load(
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # Without autotuning's model thread: destroying an epoch's iterator waited for it, CPU idle, for up to a minute
+    # (`fit` makes one iterator per epoch). AUTOTUNE parallelism then means one call per core.
+    options.autotune.enabled = False
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 

@@ -213,3 +213,11 @@ def test_count_reads_no_images(split, validation_split, expected, data_root):
     assert data.count("mnist", split, validation_split=validation_split) == expected
     dataset = data.load("mnist", split=split, batch_size=5000, validation_split=validation_split, shuffle=False)
     assert sum(len(batch) for batch in dataset) == expected
+
+
+def test_pipelines_run_without_autotunings_model_thread(data_root):
+    # fit makes one iterator per epoch; with the model thread, destroying one stalled training, CPU idle, for up to a
+    # minute (seen in scripts/benchmark.py's sections 8 and 9)
+    dataset = data.load("mnist", split="train[:256]", batch_size=128, binarize="dynamic", data_dir=data_root)
+    assert dataset.options().autotune.enabled is False
+    assert [batch.shape[0] for batch in dataset] == [128, 128]
