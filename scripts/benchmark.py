@@ -5,7 +5,8 @@ ratings memory, the time to a good model, and two fresh epochs against the keras
 
 Prints one table per section and writes every number, with the machine and versions, as JSON.
 `--quick` shrinks every section to a smoke test (about three minutes on two CPU cores); `--time-to-quality` runs only
-section 8, `--flops` only section 4, `--profile` only section 4b and `--epoch-ratio` only section 9; they combine.
+section 8, `--flops` only section 4, `--profile` only section 4b, `--layers-alone` only section 4d and `--epoch-ratio` only
+section 9; they combine.
 """
 
 import argparse
@@ -128,17 +129,26 @@ def vae_mnist_examples_per_second(settings, batch_size, steps_per_execution):
 
 
 def input_pipeline(settings):
-    """Section 1: images/s of the input pipeline alone against the rate at which vae_mnist training consumes them."""
-    dataset = data.load("mnist", split="train", batch_size=128, binarize="dynamic")
+    """Section 1: images/s of the input pipeline alone against the rate at which vae_mnist training consumes them.
 
-    def one_pass():
-        return sum(int(batch.shape[0]) for batch in dataset)
-
-    examples, seconds = time_calls(one_pass, settings.pipeline_passes)
-    pipeline = examples / statistics.median(seconds)
+    The pipeline as shipped (tf.data autotuning off) and with autotuning on take turns, one pass each, so both meet the
+    same machine; each rate is the median of `settings.pipeline_passes` passes.
+    """
+    shipped = data.load("mnist", split="train", batch_size=128, binarize="dynamic")
+    autotuning = tf.data.Options()
+    autotuning.autotune.enabled = True
+    pipelines = {"shipped": shipped, "autotuned": shipped.with_options(autotuning)}
+    seconds = {name: [] for name in pipelines}
+    for _ in range(settings.pipeline_passes):
+        for name, dataset in pipelines.items():
+            started = time.perf_counter()
+            examples = sum(int(batch.shape[0]) for batch in dataset)
+            seconds[name].append(time.perf_counter() - started)
+    pipeline, autotuned = (examples / statistics.median(seconds[name]) for name in pipelines)
     training = vae_mnist_examples_per_second(settings, 128, 10)
-    return {"pipeline_images_per_second": pipeline, "training_examples_per_second": training,
-            "pipeline_over_training": pipeline / training, "goal_met": pipeline >= 10 * training}
+    return {"pipeline_images_per_second": pipeline, "autotuned_pipeline_images_per_second": autotuned,
+            "training_examples_per_second": training, "pipeline_over_training": pipeline / training,
+            "goal_met": pipeline >= 10 * training}
 
 
 class Sampling(layers.Layer):
@@ -372,6 +382,53 @@ def profile_training(settings):
             for part, value in seconds.most_common()
         ]})
     return {"runs": runs}
+
+
+def layer_step(layer, batch_size, reads_images):
+    """A function that runs `layer` forward on a random batch at its training shape and computes what training needs
+    back (its weights' gradients, and its input's unless it reads the images), then waits for it."""
+    dtype = layer.compute_dtype
+    inputs = tf.cast(tf.random.stateless_normal((batch_size, *layer.input.shape[1:]), seed=(SEED, 1)), dtype)
+    cotangent = tf.cast(tf.random.stateless_normal((batch_size, *layer.output.shape[1:]), seed=(SEED, 2)), dtype)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(inputs)
+        sources = layer.trainable_weights if reads_images else [inputs, *layer.trainable_weights]
+        return tape.gradient(outputs, sources, output_gradients=cotangent)
+
+    return lambda: [gradient.numpy() for gradient in step()]
+
+
+def layers_alone(settings):
+    """Section 4d: each layer of vae_mnist timed alone at batch 128, forward and the backward pass training needs, in
+    each precision; their summed FLOPs over their summed seconds is what training could reach with these kernels if
+    nothing else took time. The matmul peak and the layers are timed in alternation; seconds are medians."""
+    runs = []
+    for precision in ("float32", "mixed_bfloat16"):
+        with dtype_policy(precision):
+            model = cards.build_model(cards.model_card("vae_mnist"))
+        flops = forward_flops_by_layer(model)
+        steps = {layer.name: layer_step(layer, 128, layer.input is model.encoder.inputs[0])
+                 for layer in model.encoder.layers + model.decoder.layers if layer.name in flops}
+        matmul = matmul_call(settings.matmul_size, precision)
+        for step in steps.values():
+            step()  # warm-up: trace
+        peaks, seconds = [], collections.defaultdict(list)
+        for _ in range(settings.timed_epochs):
+            peaks.append(2 * settings.matmul_size**3 / min(time_calls(matmul, settings.matmul_repeats)[1]))
+            for name, step in steps.items():
+                seconds[name].append(statistics.median(time_calls(step, settings.inference_repeats)[1]))
+        peak = statistics.median(peaks)
+        layer_seconds = {name: statistics.median(values) for name, values in seconds.items()}
+        rates = {name: 3 * flops[name] * 128 / value for name, value in layer_seconds.items()}
+        runs.append({"precision": precision, "matmul_peak_flops_per_second": peak, "layers": [
+            {"layer": name, "seconds_per_batch": layer_seconds[name], "gflop_per_second": rates[name] / 1e9,
+             "fraction_of_peak": rates[name] / peak} for name in sorted(rates, key=rates.get)
+        ], "all_layers_fraction_of_peak": 3 * sum(flops.values()) * 128 / sum(layer_seconds.values()) / peak})
+    return {"batch_size": 128, "runs": runs}
 
 
 class Turns:
@@ -657,6 +714,18 @@ def print_ceiling(flops, profile):
     ])
 
 
+def print_layers_alone(alone):
+    """Section 4d's table."""
+    print_table(f"4d. vae_mnist's layers timed alone (batch {alone['batch_size']}, forward and the backward pass training "
+                "needs) vs the matmul peak of the same precision", [
+        ("precision", "layer", "ms per batch", "GFLOP/s", "fraction of peak"),
+        *[(run["precision"], layer["layer"], layer["seconds_per_batch"] * 1e3, layer["gflop_per_second"],
+           f"{layer['fraction_of_peak']:.1%}") for run in alone["runs"] for layer in run["layers"]],
+        *[(run["precision"], "all layers together", "", "", f"{run['all_layers_fraction_of_peak']:.1%}")
+          for run in alone["runs"]],
+    ])
+
+
 def print_section_4(results):
     """Sections 4, 4b and, when both ran, 4c."""
     if "achieved_flops" in results:
@@ -665,6 +734,8 @@ def print_section_4(results):
         print_profile(results["profile_training"])
     if "achieved_flops" in results and "profile_training" in results:
         print_ceiling(results["achieved_flops"], results["profile_training"])
+    if "layers_alone" in results:
+        print_layers_alone(results["layers_alone"])
 
 
 def print_results(results):
@@ -732,7 +803,8 @@ def print_sections_1_to_7(results):
     pipeline = results["input_pipeline"]
     print_table("1. Input pipeline vs vae_mnist training (batch 128, dynamic binarization)", [
         ("measure", "value"),
-        ("pipeline images/s", pipeline["pipeline_images_per_second"]),
+        ("pipeline images/s (as shipped: tf.data autotuning off)", pipeline["pipeline_images_per_second"]),
+        ("pipeline images/s with autotuning on", pipeline["autotuned_pipeline_images_per_second"]),
         ("training examples/s (spe 10)", pipeline["training_examples_per_second"]),
         ("pipeline / training", f"{pipeline['pipeline_over_training']:.1f}x"),
         ("goal >= 10x met", pipeline["goal_met"]),
@@ -785,6 +857,7 @@ def main(argv=None):
     parser.add_argument("--time-to-quality", action="store_true", help="run only section 8, the time-to-quality race")
     parser.add_argument("--flops", action="store_true", help="run only section 4, achieved FLOP/s against the matmul peak")
     parser.add_argument("--profile", action="store_true", help="run only section 4b, the profile of one training epoch")
+    parser.add_argument("--layers-alone", action="store_true", help="run only section 4d, vae_mnist's layers timed alone")
     parser.add_argument("--epoch-ratio", action="store_true", help="run only section 9, fresh two-epoch trainings in pairs")
     parser.add_argument("--memory-probe", metavar="SPLIT", help=argparse.SUPPRESS)  # internal: child of section 5
     parser.add_argument("--ratings-probe", metavar="USERS,ITEMS,ENTRIES",
@@ -809,9 +882,10 @@ def main(argv=None):
         "mode": settings.mode,
         "settings": dataclasses.asdict(settings),
     }}
-    sections = (input_pipeline, keras_io_comparison, vae_mnist_training, achieved_flops, profile_training, scaling, inference,
-                ratings_memory, time_to_quality, epoch_ratio)
+    sections = (input_pipeline, keras_io_comparison, vae_mnist_training, achieved_flops, profile_training, layers_alone,
+                scaling, inference, ratings_memory, time_to_quality, epoch_ratio)
     only = [section for section, chosen in ((achieved_flops, args.flops), (profile_training, args.profile),
+                                            (layers_alone, args.layers_alone),
                                             (time_to_quality, args.time_to_quality), (epoch_ratio, args.epoch_ratio)) if chosen]
     sections = only or sections
     args.output = args.output or f"benchmarks/{'_'.join(section.__name__ for section in only) or 'results'}.json"

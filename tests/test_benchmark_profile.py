@@ -1,10 +1,14 @@
-"""scripts/benchmark.py's profile reading (section 4b): exclusive op times from a TensorFlow profiler trace, and which
-layer of vae_mnist each op belongs to; and its per-layer FLOP count."""
+"""scripts/benchmark.py's FLOP/s analysis: the profile reading of section 4b (exclusive op times from a TensorFlow
+profiler trace, and which layer of vae_mnist each op belongs to), the per-layer FLOP count, section 4c's ceiling and
+section 4d's layers timed alone."""
 
+import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from keras_ae import cards
@@ -87,3 +91,29 @@ def test_the_ceiling_divides_section_4s_fraction_by_the_layers_share_of_op_time(
     [ceiling] = benchmark.layers_ceiling(flops, profile)
     assert ceiling == {"precision": "float32", "fraction_of_peak": 0.3, "layers_share_of_op_time": 0.75,
                        "ceiling": pytest.approx(0.4)}
+
+
+def test_a_layer_alone_computes_the_gradients_training_needs():
+    model = cards.build_model(cards.model_card("vae_mnist"))
+    encoder = {layer.name: layer for layer in model.encoder.layers}
+    first = benchmark.layer_step(encoder["encoder_conv_0"], 4, reads_images=True)()
+    assert [gradient.shape for gradient in first] == [(3, 3, 1, 32), (32,)]  # the images need no gradient
+    inputs, kernel, bias = benchmark.layer_step(encoder["z_mean"], 4, reads_images=False)()
+    assert (inputs.shape, kernel.shape) == ((4, 256), (256, 32))
+    cotangent = tf.random.stateless_normal((4, 32), seed=(benchmark.SEED, 2))
+    np.testing.assert_allclose(bias, np.sum(cotangent, axis=0), rtol=1e-6)  # z_mean is linear: its bias gets the sum
+
+
+def test_section_4d_rates_each_layer_and_all_of_them_against_the_peak():
+    settings = dataclasses.replace(benchmark.QUICK, timed_epochs=1, inference_repeats=1, matmul_size=256, matmul_repeats=1)
+    alone = benchmark.layers_alone(settings)
+    flops = benchmark.forward_flops_by_layer(cards.build_model(cards.model_card("vae_mnist")))
+    assert [run["precision"] for run in alone["runs"]] == ["float32", "mixed_bfloat16"]
+    for run in alone["runs"]:
+        assert {layer["layer"] for layer in run["layers"]} == set(flops)
+        peak = run["matmul_peak_flops_per_second"]
+        for layer in run["layers"]:
+            assert layer["gflop_per_second"] == pytest.approx(3 * flops[layer["layer"]] * 128 / layer["seconds_per_batch"] / 1e9)
+            assert layer["fraction_of_peak"] == pytest.approx(layer["gflop_per_second"] * 1e9 / peak)
+        seconds = sum(layer["seconds_per_batch"] for layer in run["layers"])
+        assert run["all_layers_fraction_of_peak"] == pytest.approx(3 * sum(flops.values()) * 128 / seconds / peak)
