@@ -405,17 +405,16 @@ def layer_step(layer, batch_size, reads_images):
 def layers_alone(settings):
     """Section 4d: each layer of vae_mnist timed alone at batch 128, forward and the backward pass training needs, in
     each precision; their summed FLOPs over their summed seconds is what training could reach with these kernels if
-    nothing else took time. The matmul peak and the layers are timed in alternation; seconds are medians."""
-    runs = []
+    nothing else took time. The matmul peak and the layers are timed in alternation (`time_calls` warms each up, so
+    the first round traces); seconds are medians."""
+    batch_size, runs = 128, []
     for precision in ("float32", "mixed_bfloat16"):
         with dtype_policy(precision):
             model = cards.build_model(cards.model_card("vae_mnist"))
         flops = forward_flops_by_layer(model)
-        steps = {layer.name: layer_step(layer, 128, layer.input is model.encoder.inputs[0])
+        steps = {layer.name: layer_step(layer, batch_size, layer.input is model.encoder.inputs[0])
                  for layer in model.encoder.layers + model.decoder.layers if layer.name in flops}
         matmul = matmul_call(settings.matmul_size, precision)
-        for step in steps.values():
-            step()  # warm-up: trace
         peaks, seconds = [], collections.defaultdict(list)
         for _ in range(settings.timed_epochs):
             peaks.append(2 * settings.matmul_size**3 / min(time_calls(matmul, settings.matmul_repeats)[1]))
@@ -423,12 +422,12 @@ def layers_alone(settings):
                 seconds[name].append(statistics.median(time_calls(step, settings.inference_repeats)[1]))
         peak = statistics.median(peaks)
         layer_seconds = {name: statistics.median(values) for name, values in seconds.items()}
-        rates = {name: 3 * flops[name] * 128 / value for name, value in layer_seconds.items()}
+        rates = {name: 3 * flops[name] * batch_size / value for name, value in layer_seconds.items()}
         runs.append({"precision": precision, "matmul_peak_flops_per_second": peak, "layers": [
             {"layer": name, "seconds_per_batch": layer_seconds[name], "gflop_per_second": rates[name] / 1e9,
              "fraction_of_peak": rates[name] / peak} for name in sorted(rates, key=rates.get)
-        ], "all_layers_fraction_of_peak": 3 * sum(flops.values()) * 128 / sum(layer_seconds.values()) / peak})
-    return {"batch_size": 128, "runs": runs}
+        ], "all_layers_fraction_of_peak": 3 * sum(flops.values()) * batch_size / sum(layer_seconds.values()) / peak})
+    return {"batch_size": batch_size, "runs": runs}
 
 
 class Turns:
