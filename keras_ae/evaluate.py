@@ -125,19 +125,20 @@ def evaluation_settings(card, model, overrides=None):
     return {**defaults, **{key: value for key, value in given.items() if key in defaults}}
 
 
-def measure(card, model, limit=None, probe=None, data_dir=None, **settings):
+def measure(card, model, limit=None, probe=None, data_dir=None, split=None, **settings):
     """Every metric the model's family records, on the card's `test_split` (the first `limit` examples if given).
 
     Args:
         card: the model's card (its `data` section says which dataset and how it was prepared).
         model: a keras_ae model; its class's `measure` adds the family's own metrics.
         limit: measure only the first `limit` test examples.
+        split: measure another split instead, e.g. the card's `monitor_split` (validation data, on which choices are made).
         probe: fit a linear probe on train-split codes (default: the card's `evaluation.linear_probe`).
         settings: family settings (e.g. `iwae_samples=200` for a VAE), over the card's.
     """
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive number of test examples; got {limit!r}.")
-    test_split = card["data"].get("test_split", "test")
+    test_split = split or card["data"].get("test_split", "test")
     images, labels = split_arrays(card, test_split, limit, data_dir=data_dir)
     if card["data"].get("ratings"):  # a recommender: its test rows, and their held-out entries to predict
         return {**model.measure(images, images, targets=labels), "test_examples": len(images)}

@@ -159,7 +159,8 @@ CARD = {"type": "object", "what": "a card", "fields": {
         "url": optional(TEXT),
     }},
     "anomaly": optional({"type": "object", "fields": {
-        "threshold_rule": {"type": "string", "enum": ["percentile", "best_accuracy"]},
+        "threshold_rule": {"type": "string", "enum": ["percentile", "mean_plus_std", "best_accuracy"]},
+        "threshold_source": TEXT,
         "percentile": number(0, 100),
         "threshold": optional(number(None)),
     }}),
@@ -312,6 +313,11 @@ def check(card, source="card", network=True):
     if not isinstance(card, dict):
         raise ValueError(f"{source} must hold a JSON object (a card); got {_described(card)}.")
     walk(card, CARD, "", source)
+    spec = card.get("data") or {}
+    if spec.get("monitor_split") is not None and spec.get("monitor_split") == spec.get("test_split"):
+        raise ValueError(f"{source}: data.monitor_split is the test split {spec['test_split']!r}; the test split is for the "
+                         "final number only: monitor a validation part of the training data (data.monitor_split "
+                         "'validation' with data.validation_split, e.g. 0.1)")
     if network:
         check_network(card, source)
     return card

@@ -117,7 +117,8 @@ def train(
         precision: a name from PRECISIONS; `auto` picks bfloat16 where the hardware computes it natively (see
             `resolve_precision`). None keeps the recipe's `precision`, else `auto`. The card records what was used.
         train_split, validation_split: override the card's data splits (e.g. 'train[:5000]'); the validation split is the
-            card's `monitor_split` (what early stopping watches), else its `test_split`.
+            card's `monitor_split` (what early stopping watches). Without one the run has no validation data: the test
+            split is never used for it unless passed here explicitly.
         backup_dir: where `keras.callbacks.BackupAndRestore` keeps state, so a killed run resumes. The folder is bound
             to this run by a fingerprint (`backup.json`, see `backup_fingerprint`): a backup of another card, batch size,
             split or precision is refused, and so is one that has already done `epochs` epochs (see `check_backup`).
@@ -133,7 +134,10 @@ def train(
     if backup_dir is not None and not str(backup_dir).strip():
         raise ValueError("backup_dir must name a folder; got an empty string")
     splits = {"train": spec["train_split"] if train_split is None else train_split,
-              "validation": spec.get("monitor_split", spec["test_split"]) if validation_split is None else validation_split}
+              "validation": spec.get("monitor_split") if validation_split is None else validation_split}
+    if recipe.get("early_stopping_patience") and splits["validation"] is None:
+        raise ValueError(f"card {card.get('name', '?')!r}: recipe.early_stopping_patience needs validation data to watch; "
+                         "set data.monitor_split (e.g. 'validation' with data.validation_split 0.1)")
     strategy = resolve_strategy(strategy)
     precision = resolve_precision(recipe.get("precision", "auto") if precision is None else precision, strategy)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -141,7 +145,7 @@ def train(
         worker = strategy.cluster_resolver.task_id if multi_worker else 0
         backup_dir = str(backup_dir) if worker == 0 else f"{backup_dir}/worker-{worker}"
         fingerprint = backup_fingerprint(card, splits, batch_size, precision)
-        check_backup(backup_dir, fingerprint, epochs)
+        check_backup(backup_dir, fingerprint, epochs, schedule_epochs=epochs if recipe.get("learning_rate_schedule") else None)
     keras.utils.set_random_seed(recipe.get("seed", 0))
     with dtype_policy(precision):
         pipeline = dict(data.card_options(spec), seed=recipe.get("seed", 0), data_dir=data_dir)
@@ -167,7 +171,7 @@ def train(
             stopping = keras.callbacks.EarlyStopping("val_loss", patience=int(recipe["early_stopping_patience"]), restore_best_weights=True)
             callbacks.append(stopping)
         if backup_dir is not None:
-            write_fingerprint(backup_dir, fingerprint)
+            write_fingerprint(backup_dir, fingerprint, epochs if recipe.get("learning_rate_schedule") else None)
             callbacks.append(BoundBackup(backup_dir))
         start = time.perf_counter()
         if multi_worker:
@@ -176,17 +180,17 @@ def train(
                 role: data.distribute(
                     strategy, spec["dataset"], batch_size, split=split, shuffle=role == "train", drop_remainder=True, **pipeline
                 )
-                for role, split in splits.items()
+                for role, split in splits.items() if split is not None
             }
             history = fit_distributed(
-                model, strategy, distributed["train"], distributed["validation"],
+                model, strategy, distributed["train"], distributed.get("validation"),
                 steps=examples_per_epoch // batch_size,
-                validation_steps=data.count(spec["dataset"], splits["validation"], **pipeline) // batch_size,
+                validation_steps=data.count(spec["dataset"], splits["validation"], **pipeline) // batch_size if splits["validation"] else 0,
                 epochs=epochs, callbacks=callbacks, verbose=verbose,
             )
         else:
             train_data, validation_data = (
-                data.load(spec["dataset"], split=split, batch_size=batch_size, shuffle=role == "train", **pipeline)
+                None if split is None else data.load(spec["dataset"], split=split, batch_size=batch_size, shuffle=role == "train", **pipeline)
                 for role, split in splits.items()
             )
             history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
@@ -195,11 +199,11 @@ def train(
             from keras_ae import ratings
 
             model.adapt_to(ratings.card_split(spec, data_dir))
+        kept = int(np.argmin(history.history["val_loss"])) if stopping is not None and history.epoch else -1
         stats = {
             "epochs": epochs,
             "resumed_from_epoch": history.epoch[0] if history.epoch else epochs,
-            **({"stopped_at_epoch": history.epoch[-1] + 1, "best_epoch": history.epoch[int(np.argmin(history.history["val_loss"]))] + 1}
-               if stopping is not None and history.epoch else {}),
+            **({"stopped_at_epoch": history.epoch[-1] + 1, "best_epoch": history.epoch[kept] + 1} if kept >= 0 else {}),
             "wall_time_seconds": round(wall_time, 1),
             "examples_per_second": round(examples_per_epoch * len(history.epoch) / wall_time, 1),
             "strategy": type(strategy).__name__.strip("_"),
@@ -209,7 +213,8 @@ def train(
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "date": datetime.date.today().isoformat(),
-            "final_losses": {key: round(float(values[-1]), 4) for key, values in history.history.items()},
+            # the losses of the epoch whose weights are kept: the best one where early stopping restored it
+            "final_losses": {key: round(float(values[kept]), 4) for key, values in history.history.items()},
         }
         return model, history, stats
 
@@ -247,7 +252,8 @@ def backup_fingerprint(card, splits, batch_size, precision):
     """What a training backup belongs to: a sha256 per card section, as this run uses it.
 
     The data section holds the splits actually used and the recipe the global batch size actually used (the saved
-    step counters and schedules count its batches); the epochs are left out, since resuming with more is the point.
+    step counters and schedules count its batches); the epochs are left out, since resuming with more is the point
+    (unless a learning-rate schedule spans them: see `check_backup`).
     """
     sections = {
         "model": card["model"],
@@ -259,8 +265,11 @@ def backup_fingerprint(card, splits, batch_size, precision):
     return {name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest() for name, value in sections.items()}
 
 
-def check_backup(folder, fingerprint, epochs):
+def check_backup(folder, fingerprint, epochs, schedule_epochs=None):
     """Refuse a backup folder that holds another run's backup, files of its own, or a run already `epochs` long.
+
+    `schedule_epochs`: the epochs a learning-rate schedule decays over; a backup whose schedule spans another count is
+    refused, since resuming it would change the decay mid-run and match no single run.
 
     Returns the epochs the backup has done (0 for an absent or empty folder). Leaves the folder as it is.
     """
@@ -283,7 +292,8 @@ def check_backup(folder, fingerprint, epochs):
     if not names & set(KERAS_BACKUP_FILES):
         return 0
     try:
-        saved = json.loads((folder / BACKUP_FINGERPRINT).read_text())["sections"]
+        record = json.loads((folder / BACKUP_FINGERPRINT).read_text())
+        saved = record["sections"]
     except FileNotFoundError:
         raise ValueError(
             f"The backup folder {folder} holds a Keras backup without {BACKUP_FINGERPRINT}, so what it backs up is unknown; {fix}"
@@ -295,6 +305,12 @@ def check_backup(folder, fingerprint, epochs):
     differ = [name for name in fingerprint if saved.get(name) != fingerprint[name]]
     if differ:
         raise ValueError(f"The backup folder {folder} holds the backup of another training run (it differs in: {', '.join(differ)}); {fix}")
+    if schedule_epochs is not None and record.get("schedule_epochs") != schedule_epochs:
+        raise ValueError(
+            f"The backup folder {folder} holds a run whose learning-rate schedule decays over {record.get('schedule_epochs')} "
+            f"epochs, and {schedule_epochs} were asked for: resuming would change the decay mid-run; resume with "
+            f"--epochs {record.get('schedule_epochs')}, or delete {folder} to train afresh"
+        )
     metadata = folder / "training_metadata.json"
     try:
         done = int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
@@ -308,19 +324,21 @@ def check_backup(folder, fingerprint, epochs):
     return done
 
 
-def write_fingerprint(folder, fingerprint):
-    """Bind a backup folder to its run: write `backup.json` into it (atomically) unless it already holds this one."""
+def write_fingerprint(folder, fingerprint, schedule_epochs=None):
+    """Bind a backup folder to its run (and to the epochs its learning-rate schedule spans): write `backup.json` into it
+    (atomically) unless it already holds this one."""
     folder = Path(folder)
     path = folder / BACKUP_FINGERPRINT
+    record = {"sections": fingerprint, **({"schedule_epochs": schedule_epochs} if schedule_epochs is not None else {})}
     if path.exists():
         try:
-            if json.loads(path.read_text()).get("sections") == fingerprint:
+            if json.loads(path.read_text()) == record:
                 return
         except (OSError, ValueError, AttributeError):
             pass
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f"{BACKUP_FINGERPRINT}.{os.getpid()}.partial"
-    partial.write_text(json.dumps({"sections": fingerprint}, indent=2, sort_keys=True))
+    partial.write_text(json.dumps(record, indent=2, sort_keys=True))
     os.replace(partial, path)
 
 
@@ -353,9 +371,9 @@ def hardware():
 def finish(model, card, history, stats, folder, data_dir=None):
     """Write a finished training run as a preset folder: the weights, the card with its training record, the curves.
 
-    The card's old metrics are dropped (they measured other weights). A card with an `anomaly` section gets
-    its threshold from the training split only (see `anomaly_threshold`). Returns the card as written;
-    `keras_ae.load(folder)` loads the model back.
+    The card's old metrics are dropped (they measured other weights). A card with an `anomaly` section gets its
+    threshold from the training split only (see `anomaly_threshold`), scored by the preset as users load it (float32,
+    whatever precision trained it). Returns the card as written; `keras_ae.load(folder)` loads the model back.
     """
     from keras_ae import plot
 
@@ -363,32 +381,51 @@ def finish(model, card, history, stats, folder, data_dir=None):
     if not any(logs.values()):
         raise ValueError(f"The training run logged no epochs, so there is nothing to write to {folder}")
     fresh = {key: value for key, value in card.items() if key != "metrics"}
-    if card.get("anomaly"):
-        fresh["anomaly"] = {**card["anomaly"], "threshold": anomaly_threshold(model, card, data_dir)}
     card = cards.save_preset(model, folder, {**fresh, "training": stats})
+    if card.get("anomaly"):
+        with dtype_policy("float32"):
+            reloaded = cards.load(folder)
+        card["anomaly"] = {**card["anomaly"], **anomaly_threshold(reloaded, card, data_dir)}
+        cards.write_card(card, Path(folder) / cards.CARD_FILE)
     plot.training_curves(history, Path(folder) / "training_curves.png")
     return card
 
 
-def anomaly_threshold(model, card, data_dir=None):
-    """The score above which an example is called anomalous, from the card's training split only.
+THRESHOLD_RULES = {
+    "percentile": "the {percentile}th percentile of the scores of the normal examples of the training split {split!r}",
+    "mean_plus_std": "the mean plus one standard deviation of the scores of the normal examples of the training split "
+                     "{split!r} (TensorFlow's autoencoder tutorial; no anomaly labels)",
+    "best_accuracy": "the score that classifies the labelled training split {split!r} (normal and anomalous) best",
+}
 
-    `anomaly.threshold_rule` "percentile" (default): that `percentile` of the scores of the normal training
-    examples; "best_accuracy": the threshold that classifies the whole labelled training split best.
+
+def anomaly_threshold(model, card, data_dir=None):
+    """The score above which an example is called anomalous, from the card's training split only, and how it was chosen.
+
+    `anomaly.threshold_rule` "percentile" (default): that `percentile` of the scores of the normal training examples;
+    "mean_plus_std": their mean plus one standard deviation; "best_accuracy": the threshold that classifies the whole
+    labelled training split best. Returns `{"threshold": ..., "threshold_source": ...}`.
     """
     from keras_ae import anomaly, evaluate
 
-    rule = card["anomaly"].get("threshold_rule", "percentile")
-    examples, labels = evaluate.split_arrays(card, card["data"]["train_split"], data_dir=data_dir, every_label=rule != "percentile")
+    settings = card["anomaly"]
+    rule = settings.get("threshold_rule", "percentile")
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"Unknown anomaly.threshold_rule {rule!r}; expected one of {sorted(THRESHOLD_RULES)}.")
+    split = card["data"]["train_split"]
+    examples, labels = evaluate.split_arrays(card, split, data_dir=data_dir, every_label=rule == "best_accuracy")
     scores = anomaly.anomaly_scores(model, examples)
+    source = THRESHOLD_RULES[rule].format(percentile=settings.get("percentile", 99.0), split=split)
     if rule == "percentile":
-        return float(np.percentile(scores, card["anomaly"].get("percentile", 99.0)))
-    if rule != "best_accuracy":
-        raise ValueError(f"Unknown anomaly.threshold_rule {rule!r}; expected 'percentile' or 'best_accuracy'.")
-    normal = labels == np.asarray(card["anomaly"]["normal_label"], dtype=labels.dtype)
-    candidates = np.sort(scores)
-    accuracy = [np.mean((scores <= threshold) == normal) for threshold in candidates]
-    return float(candidates[int(np.argmax(accuracy))])
+        threshold = np.percentile(scores, settings.get("percentile", 99.0))
+    elif rule == "mean_plus_std":
+        threshold = np.mean(scores) + np.std(scores)
+    else:
+        normal = labels == np.asarray(settings["normal_label"], dtype=labels.dtype)
+        candidates = np.sort(scores)
+        accuracy = [np.mean((scores <= threshold) == normal) for threshold in candidates]
+        threshold = candidates[int(np.argmax(accuracy))]
+    return {"threshold": float(threshold), "threshold_source": source}
 
 
 def card_for_data(
@@ -421,6 +458,7 @@ def card_for_data(
         "description": f"{family_class.__name__} ({network} network, code {latent_dim}) trained with keras-ae train --data on {source}.",
         "model": {"class_name": family_class.__name__, "config": {"seed": 0, **({} if images else family_class.options_off_images)}},
         "network": architecture,
+        # the held-out part is this card's test split: training never sees it and makes no choice on it (no monitor split)
         "data": {
             "dataset": str(Path(source).expanduser().resolve()), "train_split": "train", "test_split": "validation",
             "validation_split": validation_split, **read_options,

@@ -6,6 +6,14 @@
 from keras_ae import cards
 
 
+def epochs_run(training):
+    """The epochs that ran, against the cap where early stopping ended sooner, and the epoch whose weights were kept."""
+    ran = training.get("stopped_at_epoch", training["epochs"])
+    cap = f" of {training['epochs']}" if ran != training["epochs"] else ""
+    best = f" (best {training['best_epoch']})" if training.get("best_epoch") not in (None, ran) else ""
+    return f"{ran}{cap} ep{best}"
+
+
 def table():
     """The table's lines."""
     entries = [(name, cards.model_card(name)) for name in cards.list_models()]
@@ -22,7 +30,7 @@ def table():
         detection = f"{metrics['auroc']:.4f} / {metrics['detection_accuracy']:.3f}" if "detection_accuracy" in metrics else ""
         start = card.get("recipe", {}).get("initial_weights")
         after = f" after `{start['preset']}`" if start else ""  # a fine-tuning run's cost adds to its starting preset's
-        cost = f"{training['epochs']} ep{after}, {training['wall_time_seconds'] / 60:.1f} min" if training else "not trained"
+        cost = f"{epochs_run(training)}{after}, {training['wall_time_seconds'] / 60:.1f} min" if training else "not trained"
         lines.append("| " + " | ".join([f"`{name}`", card["model"]["class_name"], card["data"]["dataset"], *cells, probe, detection, cost]) + " |")
     return lines
 

@@ -122,6 +122,22 @@ def test_resuming_with_more_epochs_finishes_them_and_says_so(backup, data_root, 
     assert json.loads((tmp_path / "preset" / "card.json").read_text())["training"]["epochs"] == 3
 
 
+def test_a_scheduled_run_resumes_only_with_the_epochs_its_decay_spans(tmp_path, data_root):
+    card = small_card()
+    card["recipe"].update(learning_rate_schedule="cosine", final_learning_rate_fraction=0.05)
+    folder = tmp_path / "backup"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        keras_ae.train(card, data_dir=data_root, backup_dir=folder, callbacks=[InterruptInSecondEpoch()], **TINY)
+    before = contents(folder)
+    with pytest.raises(ValueError) as refused:
+        keras_ae.train(card, data_dir=data_root, backup_dir=folder, epochs=3, **TINY)
+    message = str(refused.value)
+    assert "\n" not in message and "decays over 2 epochs" in message and "--epochs 2" in message
+    assert contents(folder) == before
+    _, history, stats = keras_ae.train(card, data_dir=data_root, backup_dir=folder, **TINY)
+    assert history.epoch == [1] and stats["resumed_from_epoch"] == 1
+
+
 @pytest.mark.parametrize("argument, value", [("epochs", 0), ("epochs", -2), ("batch_size", 0), ("batch_size", -1), ("epochs", 2.5)])
 def test_counts_must_be_positive_integers(argument, value):
     with pytest.raises(ValueError) as refused:
