@@ -89,14 +89,19 @@ def read_card(path, source=None, complete=True):
     return validate(card, source, complete)
 
 
-def build_model(card):
-    """A fresh, untrained model with the card's architecture and objective."""
+def build_model(card, seed=None, dtype=None):
+    """A fresh, untrained model with the card's architecture and objective.
+
+    Args:
+        seed: seed of the network's initial weights (None: Keras' generator); no global random state is touched.
+        dtype: the layers' dtype policy (None: Keras' global policy, left as it is).
+    """
     from keras_ae import networks
 
     family = model_class(card)
     config = dict(card["model"].get("config", {}))
     if "network" in card:
-        return family(*networks.build(**card["network"]), **config)
+        return family(*networks.build(**card["network"], seed=seed, dtype=dtype), **config, **({"dtype": dtype} if dtype else {}))
     return family.from_config(config)
 
 
@@ -198,7 +203,7 @@ def model_card(source, complete=True):
     return copy.deepcopy(find_preset(source, complete).card)
 
 
-def load(source, weights=True, verify=True):
+def load(source, weights=True, verify=True, dtype=None):
     """A model from a zoo name, a preset folder, an http(s) URL of one, or `hf://owner/repo[@revision]`.
 
     Args:
@@ -206,9 +211,10 @@ def load(source, weights=True, verify=True):
         weights: True for the trained weights (verified against the card's sha256; a zoo entry's come from
             the cache, the bundled copy or a download), None for fresh ones, or a path to a `.weights.h5` file.
         verify: check a weights file given by path against the card's sha256; False opts out.
+        dtype: the model's dtype policy (None: Keras' global policy), e.g. `"float32"` whatever trained it.
     """
     preset = find_preset(source)
-    model = build_model(preset.card)
+    model = build_model(preset.card, dtype=dtype)
     if weights is True:
         model.load_weights(preset.fetch_weights())
     elif weights:

@@ -287,8 +287,11 @@ def command_score(args):
 
     card, _ = _family(args.source, "score")
     model = cards.load(args.source)
-    options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in ("image_size", "color_mode", "columns")}
-    examples, found, names = data.read_path(args.input, label_column=args.label_column, **options)
+    read_options = ("image_size", "color_mode", "label_column", "columns", "header")  # a table's layout as the card records it
+    options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in read_options}
+    if args.label_column is not None:
+        options["label_column"] = args.label_column
+    examples, found, names = data.read_path(args.input, **options)
     if examples.shape[1:] != model.input_shape_per_example:
         raise ValueError(
             f"{args.input} holds {len(examples)} examples of shape {examples.shape[1:]}; {args.source} expects "
@@ -476,7 +479,8 @@ def parser():
     score.add_argument("source", help=source_help)
     score.add_argument("input", help="a folder of images, a .npy/.npz array or a .csv/.tsv table")
     score.add_argument("--out", default="scores.csv")
-    score.add_argument("--label-column", type=_label_column, help="a label column in INPUT to leave out of the features")
+    score.add_argument("--label-column", type=_label_column,
+                       help="a label column in INPUT to leave out of the features (default: the one the card records)")
     score.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) or a .npy file")
     recommend = add("recommend", command_recommend, "Recommend items for a history of item ids, with titles from the dataset's movies.csv.")
     recommend.add_argument("source", help=source_help)

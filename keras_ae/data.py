@@ -159,7 +159,7 @@ def is_path(source):
     )
 
 
-def read_path(path, image_size=None, color_mode="grayscale", on_error="raise", label_column=None, columns=None):
+def read_path(path, image_size=None, color_mode="grayscale", on_error="raise", label_column=None, columns=None, header="infer"):
     """Examples, labels (None without) and names (file paths, else row numbers) of a user's folder of images,
     `.npy`/`.npz` array or `.csv`/`.tsv` table."""
     path = Path(path).expanduser()
@@ -172,7 +172,7 @@ def read_path(path, image_size=None, color_mode="grayscale", on_error="raise", l
     if suffix in ARRAY_SUFFIXES:
         examples, labels = files.read_array(path)
     elif suffix in TABLE_SUFFIXES:
-        examples, labels, _ = files.read_table(path, label_column=label_column, columns=columns)
+        examples, labels, _ = files.read_table(path, label_column=label_column, columns=columns, header=header)
     else:
         raise ValueError(
             f"{path}: expected a folder of images, a {'/'.join(ARRAY_SUFFIXES)} array or a {'/'.join(TABLE_SUFFIXES)} table."
@@ -323,7 +323,7 @@ def load(
         input_context: a `tf.distribute.InputContext`; shards by input pipeline.
         only_label: keep only the examples with this label (the one-class set-up of anomaly detection).
         read_options: for a path, `image_size`, `color_mode`, `on_error` (images) or `label_column`,
-            `columns` (tables); see `keras_ae.files`.
+            `columns`, `header` (tables); see `keras_ae.files`.
     """
     if binarize not in BINARIZE_MODES:
         raise ValueError(f"Unknown binarize {binarize!r}; expected one of {list(BINARIZE_MODES)}.")
@@ -448,7 +448,7 @@ def ratings_split(source, split, data_dir, options):
     return inputs[rows], None if targets is None else targets[rows]
 
 
-CARD_OPTIONS = ("binarize", "flatten", "validation_split", "only_label", "image_size", "color_mode", "label_column", "columns",
+CARD_OPTIONS = ("binarize", "flatten", "validation_split", "only_label", "image_size", "color_mode", "label_column", "columns", "header",
                 "with_labels", *RATINGS_OPTIONS)  # with_labels: batches are (examples, labels), for a model conditioned on them
 
 

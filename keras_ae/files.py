@@ -222,6 +222,11 @@ def _cell_fault(cell):
     return None
 
 
+def _listed(names):
+    """Column names for a message: the first 20, quoted, and how many in all."""
+    return ", ".join(repr(name) for name in names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+
+
 def _column_index(path, key, names, has_header, argument):
     """The 0-based index of a column given by its name or by an integer index (negative counts from the end)."""
     width = len(names)
@@ -231,8 +236,7 @@ def _column_index(path, key, names, has_header, argument):
         return names.index(key)
     if isinstance(key, str) and names.count(key) > 1:
         raise ValueError(f"{path}: {argument} {key!r} names {names.count(key)} columns; expected a unique name: pass an index.")
-    shown = ", ".join(repr(name) for name in names[:20]) + (f", ... ({width} in all)" if width > 20 else "")
-    available = f"its columns are {shown}, or indices" if has_header else f"it has {width} columns and no header, so use indices"
+    available = f"its columns are {_listed(names)}, or indices" if has_header else f"it has {width} columns and no header, so use indices"
     raise ValueError(f"{path} has no column {key!r} ({argument}): {available} 0..{width - 1} (or -{width}..-1 from the end).")
 
 
@@ -250,6 +254,35 @@ def _labels(path, rows, index, name):
     return numbers.astype(np.int64) if integral else numbers
 
 
+def _first_row_is_header(path, rows, header):
+    """`header` (True or False), or for "infer": whether a first-row cell is text above a number in the second row (so a
+    text label column alone is data); for a list of names, True if the first row is exactly those names, else a ValueError."""
+    first = [cell.strip() for cell in rows[0][1]]
+    if header == "infer":
+        below = rows[1][1] if len(rows) > 1 else []
+        return any(cell and not _is_number(cell) and (column >= len(below) or _is_number(below[column])) for column, cell in enumerate(first))
+    if isinstance(header, (list, tuple)):
+        expected = list(header)
+        if first == expected:
+            return True
+        missing, unexpected = [name for name in expected if name not in first], [name for name in first if name not in expected]
+        differences = [f"missing {_listed(missing)}"] * bool(missing) + [f"not expected {_listed(unexpected)}"] * bool(unexpected)
+        found = (f"{_listed(first)} ({'; '.join(differences) or 'the same names in another order'})"
+                 if _first_row_is_header(path, rows, "infer") else "no header (a first row of numbers)")
+        raise ValueError(f"{path}: expected the header {_listed(expected)}; found {found}. Give the table those columns, in that order.")
+    _check_choice("header", header, ("infer", True, False))
+    return header
+
+
+def table_header(path, header="infer"):
+    """The header row of a table as a list of column names, or False when it has none (`header` as `read_table` takes
+    it): what a card records, so that a table of the same layout is read again and another one refused."""
+    rows = _table_rows(Path(path))
+    if not rows:
+        return False
+    return [cell.strip() for cell in rows[0][1]] if _first_row_is_header(path, rows, header) else False
+
+
 def read_table(path, label_column=None, columns=None, header="infer"):
     """(features float32 (n, features), labels or None, feature_names) from a .csv, .tsv/.tab or .txt (whitespace) table.
 
@@ -258,21 +291,18 @@ def read_table(path, label_column=None, columns=None, header="infer"):
             labels come back int64 if all are integral numbers, float64 if numbers, else str.
         columns: names or indices of the feature columns (default: every column but the label).
         header: True, False or "infer": a header if a first-row cell is text above a number in the second row (so a
-            text label column alone is data); without a header, columns are named "0", "1", ...
+            text label column alone is data); without a header, columns are named "0", "1", ... Or the list of names
+            the header must hold, in order (as `table_header` reads it and a card records it); another is a ValueError.
     """
     path = Path(path)
     if path.suffix.lower() not in TABLE_DELIMITERS:
         raise ValueError(f"Cannot read {path} as a table: expected .csv (comma), .tsv or .tab (tab) or .txt (whitespace), "
                          f"got {path.suffix or 'no extension'!r}; rename the file after its delimiter.")
-    _check_choice("header", header, ("infer", True, False))
     rows = _table_rows(path)
     if not rows:
         raise ValueError(f"{path} holds no rows; expected a table of numbers, one example per line.")
     first_line, first_cells = rows[0]
-    if header == "infer":  # a header cell is text above a number: a text column (class names) alone is data
-        below = rows[1][1] if len(rows) > 1 else []
-        header = any(cell.strip() and not _is_number(cell) and (column >= len(below) or _is_number(below[column]))
-                     for column, cell in enumerate(first_cells))
+    header = _first_row_is_header(path, rows, header)
     names = [cell.strip() for cell in first_cells] if header else [str(index) for index in range(len(first_cells))]
     data = rows[1:] if header else rows
     if not data:

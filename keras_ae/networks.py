@@ -16,13 +16,15 @@ returns raw values.
 """
 
 import functools
+import itertools
 import math
 
 import keras
 import numpy as np
 from keras import layers
 
-from keras_ae.schema import SCALINGS
+SCALINGS = ("minmax", "standard")  # what `scaling=` takes: per-feature min-max to [0, 1], or standardization
+
 
 CONVOLUTION_LAYERS = {  # rank -> (convolution, transposed convolution, padding, cropping)
     1: (layers.Conv1D, layers.Conv1DTranspose, layers.ZeroPadding1D, layers.Cropping1D),
@@ -91,30 +93,50 @@ def adapt_scaling(encoder, decoder, examples):
                 layer.adapt(examples)
 
 
+class _LayerSettings:
+    """The arguments every layer of a network gets: its dtype policy and, for weighted layers and dropout, a seed of its
+    own drawn in build order from one seed. None keeps Keras' global policy or generator; neither is changed."""
+
+    def __init__(self, seed, dtype):
+        self.seed, self.count = seed, itertools.count()
+        self.dtype = {} if dtype is None else {"dtype": dtype}
+
+    def plain(self):
+        return dict(self.dtype)
+
+    def kernel(self):
+        if self.seed is None:
+            return self.plain()
+        return {**self.dtype, "kernel_initializer": keras.initializers.GlorotUniform(seed=self.seed * 1009 + next(self.count))}
+
+    def dropout(self):
+        return self.plain() if self.seed is None else {**self.dtype, "seed": self.seed * 1009 + next(self.count)}
+
+
 def _output_activation(output_activation, variational, scaling=None):
     if output_activation is not None:
         return output_activation
     return "linear" if variational or scaling == "standard" else "sigmoid"
 
 
-def _hidden(x, units_or_filters, layer_factory, activation, batch_norm, dropout, name):
+def _hidden(x, units_or_filters, layer_factory, activation, batch_norm, dropout, name, seeds):
     """One hidden block: linear map, optional batch norm, activation, optional dropout."""
     x = layer_factory(units_or_filters, None if batch_norm else activation, name)(x)
     if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_batch_norm")(x)
-        x = layers.Activation(activation, name=f"{name}_activation")(x)
+        x = layers.BatchNormalization(name=f"{name}_batch_norm", **seeds.plain())(x)
+        x = layers.Activation(activation, name=f"{name}_activation", **seeds.plain())(x)
     if dropout:
-        x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+        x = layers.Dropout(dropout, name=f"{name}_dropout", **seeds.dropout())(x)
     return x
 
 
-def _latent_heads(x, latent_dim, variational, code_activation, kernel_regularizer, head=layers.Dense):
+def _latent_heads(x, latent_dim, variational, code_activation, kernel_regularizer, seeds, head=layers.Dense):
     """The code layer(s): `head` is Dense for a vector code, a 1x1 convolution for a feature-map code."""
     if variational:
-        z_mean = head(latent_dim, name="z_mean")(x)
-        z_log_var = head(latent_dim, name="z_log_var")(x)
+        z_mean = head(latent_dim, name="z_mean", **seeds.kernel())(x)
+        z_log_var = head(latent_dim, name="z_log_var", **seeds.kernel())(x)
         return [z_mean, z_log_var]
-    return head(latent_dim, activation=code_activation, kernel_regularizer=kernel_regularizer, name="code")(x)
+    return head(latent_dim, activation=code_activation, kernel_regularizer=kernel_regularizer, name="code", **seeds.kernel())(x)
 
 
 def _margins(side, reduction):
@@ -123,7 +145,7 @@ def _margins(side, reduction):
     return missing // 2, missing - missing // 2
 
 
-def _output_layers(x, steps, activation):
+def _output_layers(x, steps, activation, seeds):
     """Apply the decoder's last layers, `[(name, layer class with its arguments)]`, then the output `activation` as a
     layer named `reconstruction`.
 
@@ -131,8 +153,8 @@ def _output_layers(x, steps, activation):
     under any policy, as Keras' mixed-precision guide places its last activation: the output and the loss on it keep
     full precision, and a model trained in bfloat16 predicts float32 like any other.
     """
-    for name, layer in steps:
-        x = layer(name=name)(x)
+    for index, (name, layer) in enumerate(steps):
+        x = layer(name=name, **(seeds.kernel() if index == 0 else seeds.plain()))(x)  # the first step is the weighted one
     return layers.Activation(activation, dtype="float32", name="reconstruction")(x)
 
 
@@ -158,6 +180,8 @@ def dense(
     kernel_regularizer=None,
     variational=False,
     scaling=None,
+    seed=None,
+    dtype=None,
 ):
     """Dense (stacked) encoder and its mirror-image decoder.
 
@@ -175,34 +199,38 @@ def dense(
         variational: encoder returns `[z_mean, z_log_var]`.
         scaling: None, `"minmax"` or `"standard"`: the encoder starts with a `Scaling` layer named `scaling` and the
             decoder ends with its inverse, `unscaling`; set both from training data with `adapt_scaling`.
+        seed: seed of the initial weights and dropout (None: Keras' generator); no global random state is touched.
+        dtype: the layers' dtype policy, e.g. `"mixed_bfloat16"` (None: Keras' global policy, which is left as it is);
+            the scaling layers and `reconstruction` compute in float32 whatever it is.
     """
     input_shape = tuple(input_shape)
     regularizer = keras.regularizers.get(kernel_regularizer)
     code_activation = activation if code_activation is None else code_activation
+    seeds = _LayerSettings(seed, dtype)
 
     def dense_layer(units, act, name):
-        return layers.Dense(units, activation=act, kernel_regularizer=regularizer, name=name)
+        return layers.Dense(units, activation=act, kernel_regularizer=regularizer, name=name, **seeds.kernel())
 
     inputs, x = _scaled_input(input_shape, scaling)
-    x = layers.Flatten(name="flatten")(x) if len(input_shape) > 1 else x
+    x = layers.Flatten(name="flatten", **seeds.plain())(x) if len(input_shape) > 1 else x
     for index, units in enumerate(hidden_units):
-        x = _hidden(x, units, dense_layer, activation, batch_norm, dropout, f"encoder_dense_{index}")
-    encoder = keras.Model(inputs, _latent_heads(x, latent_dim, variational, code_activation, regularizer), name="encoder")
+        x = _hidden(x, units, dense_layer, activation, batch_norm, dropout, f"encoder_dense_{index}", seeds)
+    encoder = keras.Model(inputs, _latent_heads(x, latent_dim, variational, code_activation, regularizer, seeds), name="encoder")
 
     code = keras.Input((latent_dim,), name="z")
     x = code
     for index, units in enumerate(reversed(hidden_units)):
-        x = _hidden(x, units, dense_layer, activation, batch_norm, dropout, f"decoder_dense_{index}")
+        x = _hidden(x, units, dense_layer, activation, batch_norm, dropout, f"decoder_dense_{index}", seeds)
     steps = [("decoder_output", functools.partial(layers.Dense, math.prod(input_shape), kernel_regularizer=regularizer))]
     if len(input_shape) > 1:
         steps.append(("decoder_output_reshape", functools.partial(layers.Reshape, input_shape)))
-    x = _unscaled_output(_output_layers(x, steps, _output_activation(output_activation, variational, scaling)), scaling)
+    x = _unscaled_output(_output_layers(x, steps, _output_activation(output_activation, variational, scaling), seeds), scaling)
     return encoder, keras.Model(code, x, name="decoder")
 
 
 def _convolutional(
     input_shape, latent_dim, *, filters, kernel_size, strides, dense_units, activation, code_activation,
-    output_activation, batch_norm, dropout, kernel_regularizer, variational, spatial_code=False, scaling=None,
+    output_activation, batch_norm, dropout, kernel_regularizer, variational, spatial_code=False, scaling=None, seed=None, dtype=None,
 ):
     """Strided-convolution encoder and transposed-convolution decoder over 1 or 2 spatial axes.
 
@@ -219,56 +247,57 @@ def _convolutional(
     margins = margins if rank > 1 else margins[0]
     regularizer = keras.regularizers.get(kernel_regularizer)
     code_activation = activation if code_activation is None else code_activation
+    seeds = _LayerSettings(seed, dtype)
 
     def conv_layer(filter_count, act, name):
         return convolution(
             filter_count, kernel_size, strides=strides, padding="same", activation=act, kernel_regularizer=regularizer,
-            name=name,
+            name=name, **seeds.kernel(),
         )
 
     def transposed_layer(filter_count, act, name):
         return transposed_convolution(
             filter_count, kernel_size, strides=strides, padding="same", activation=act, kernel_regularizer=regularizer,
-            name=name,
+            name=name, **seeds.kernel(),
         )
 
     def dense_layer(units, act, name):
-        return layers.Dense(units, activation=act, kernel_regularizer=regularizer, name=name)
+        return layers.Dense(units, activation=act, kernel_regularizer=regularizer, name=name, **seeds.kernel())
 
     def pointwise_layer(filter_count, act, name):
-        return convolution(filter_count, 1, activation=act, kernel_regularizer=regularizer, name=name)
+        return convolution(filter_count, 1, activation=act, kernel_regularizer=regularizer, name=name, **seeds.kernel())
 
     inputs, x = _scaled_input(input_shape, scaling)
     if flat:
-        x = layers.Reshape((*spatial, channels), name="encoder_reshape")(x)
+        x = layers.Reshape((*spatial, channels), name="encoder_reshape", **seeds.plain())(x)
     if padded:
-        x = padding(margins, name="encoder_padding")(x)
+        x = padding(margins, name="encoder_padding", **seeds.plain())(x)
     for index, filter_count in enumerate(filters):
-        x = _hidden(x, filter_count, conv_layer, activation, batch_norm, dropout, f"encoder_conv_{index}")
+        x = _hidden(x, filter_count, conv_layer, activation, batch_norm, dropout, f"encoder_conv_{index}", seeds)
     if not spatial_code:
-        x = layers.Flatten(name="flatten")(x)
+        x = layers.Flatten(name="flatten", **seeds.plain())(x)
         if dense_units:
-            x = _hidden(x, dense_units, dense_layer, activation, batch_norm, dropout, "encoder_dense")
+            x = _hidden(x, dense_units, dense_layer, activation, batch_norm, dropout, "encoder_dense", seeds)
     head = functools.partial(convolution, kernel_size=1) if spatial_code else layers.Dense
-    code_layers = _latent_heads(x, latent_dim, variational, code_activation, regularizer, head)
+    code_layers = _latent_heads(x, latent_dim, variational, code_activation, regularizer, seeds, head)
     encoder = keras.Model(inputs, code_layers, name="encoder")
 
     feature_shape = (*(math.ceil(side / reduction) for side in spatial), filters[-1])
     if spatial_code:
         code = keras.Input((*feature_shape[:-1], latent_dim), name="z")
-        x = _hidden(code, filters[-1], pointwise_layer, activation, batch_norm, dropout, "decoder_pointwise")
+        x = _hidden(code, filters[-1], pointwise_layer, activation, batch_norm, dropout, "decoder_pointwise", seeds)
     else:
         code = keras.Input((latent_dim,), name="z")
-        x = _hidden(code, math.prod(feature_shape), dense_layer, activation, batch_norm, dropout, "decoder_dense")
-        x = layers.Reshape(feature_shape, name="decoder_reshape")(x)
+        x = _hidden(code, math.prod(feature_shape), dense_layer, activation, batch_norm, dropout, "decoder_dense", seeds)
+        x = layers.Reshape(feature_shape, name="decoder_reshape", **seeds.plain())(x)
     for index, filter_count in enumerate(reversed(filters)):
-        x = _hidden(x, filter_count, transposed_layer, activation, batch_norm, dropout, f"decoder_conv_transpose_{index}")
+        x = _hidden(x, filter_count, transposed_layer, activation, batch_norm, dropout, f"decoder_conv_transpose_{index}", seeds)
     steps = [("decoder_output", functools.partial(convolution, channels, kernel_size, padding="same"))]
     if padded:
         steps.append(("decoder_cropping", functools.partial(cropping, margins)))
     if flat:
         steps.append(("decoder_output_reshape", functools.partial(layers.Reshape, input_shape)))
-    x = _unscaled_output(_output_layers(x, steps, _output_activation(output_activation, variational, scaling)), scaling)
+    x = _unscaled_output(_output_layers(x, steps, _output_activation(output_activation, variational, scaling), seeds), scaling)
     return encoder, keras.Model(code, x, name="decoder")
 
 
@@ -287,6 +316,8 @@ def conv(
     kernel_regularizer=None,
     variational=False,
     spatial_code=False,
+    seed=None,
+    dtype=None,
 ):
     """Convolutional encoder (strided convolutions) and its transposed-convolution mirror, for images of any size.
 
@@ -302,6 +333,7 @@ def conv(
             as in `dense`; dropout follows every hidden block.
         spatial_code: the code is a feature map `(ceil(height / r), ceil(width / r), latent_dim)` (a 1x1 convolution
             of the last features) instead of a vector.
+        seed, dtype: as in `dense`.
     """
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
@@ -310,7 +342,7 @@ def conv(
         input_shape, latent_dim, filters=filters, kernel_size=kernel_size, strides=strides, dense_units=dense_units,
         activation=activation, code_activation=code_activation, output_activation=output_activation,
         batch_norm=batch_norm, dropout=dropout, kernel_regularizer=kernel_regularizer, variational=variational,
-        spatial_code=spatial_code,
+        spatial_code=spatial_code, seed=seed, dtype=dtype,
     )
 
 
@@ -329,6 +361,8 @@ def conv1d(
     kernel_regularizer=None,
     variational=False,
     scaling=None,
+    seed=None,
+    dtype=None,
 ):
     """1-D convolutional encoder and its transposed-convolution mirror, for sequences and signals of any length.
 
@@ -337,8 +371,8 @@ def conv1d(
             that do not divide by `strides ** len(filters)` are padded and cropped back, as in `conv`.
         latent_dim: size of the code.
         filters, kernel_size, strides, dense_units: as in `conv`.
-        activation, code_activation, output_activation, batch_norm, dropout, kernel_regularizer, variational, scaling:
-            as in `dense`.
+        activation, code_activation, output_activation, batch_norm, dropout, kernel_regularizer, variational, scaling,
+        seed, dtype: as in `dense`.
     """
     input_shape = tuple(input_shape)
     if len(input_shape) not in (1, 2):
@@ -347,7 +381,7 @@ def conv1d(
         input_shape, latent_dim, filters=filters, kernel_size=kernel_size, strides=strides, dense_units=dense_units,
         activation=activation, code_activation=code_activation, output_activation=output_activation,
         batch_norm=batch_norm, dropout=dropout, kernel_regularizer=kernel_regularizer, variational=variational,
-        scaling=scaling,
+        scaling=scaling, seed=seed, dtype=dtype,
     )
 
 

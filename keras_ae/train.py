@@ -1,6 +1,5 @@
 """One training path for the zoo scripts and the command: card recipe + strategy -> fit -> a finished preset folder."""
 
-import contextlib
 import datetime
 import hashlib
 import json
@@ -146,77 +145,76 @@ def train(
         backup_dir = str(backup_dir) if worker == 0 else f"{backup_dir}/worker-{worker}"
         fingerprint = backup_fingerprint(card, splits, batch_size, precision)
         check_backup(backup_dir, fingerprint, epochs, schedule_epochs=epochs if recipe.get("learning_rate_schedule") else None)
-    keras.utils.set_random_seed(recipe.get("seed", 0))
-    with dtype_policy(precision):
-        pipeline = dict(data.card_options(spec), seed=recipe.get("seed", 0), data_dir=data_dir)
-        examples_per_epoch = data.count(spec["dataset"], splits["train"], **pipeline)
-        steps_per_epoch = -(-examples_per_epoch // batch_size)
-        steps_per_execution = recipe.get("steps_per_execution", 1)
-        if strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
-            steps_per_execution = 1  # keras-team/keras#19246: multi-step execution fails under multi-replica strategies.
-        with strategy.scope():
-            model = cards.build_model(card)
-            if recipe.get("initial_weights"):  # the preset's weights, its scaling statistics included
-                model.load_weights(initial_weights(card))
-            elif card["network"].get("scaling"):  # statistics of the training split, kept in the model's own weights
-                from keras_ae import evaluate, networks
+    seed = recipe.get("seed", 0)
+    pipeline = dict(data.card_options(spec), seed=seed, data_dir=data_dir)
+    examples_per_epoch = data.count(spec["dataset"], splits["train"], **pipeline)
+    steps_per_epoch = -(-examples_per_epoch // batch_size)
+    steps_per_execution = recipe.get("steps_per_execution", 1)
+    if strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
+        steps_per_execution = 1  # keras-team/keras#19246: multi-step execution fails under multi-replica strategies.
+    with strategy.scope():
+        model = cards.build_model(card, seed=seed, dtype=keras.DTypePolicy(precision))
+        if recipe.get("initial_weights"):  # the preset's weights, its scaling statistics included
+            model.load_weights(initial_weights(card))
+        elif card["network"].get("scaling"):  # statistics of the training split, kept in the model's own weights
+            from keras_ae import evaluate, networks
 
-                training_examples = evaluate.split_arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
-                networks.adapt_scaling(model.encoder, model.decoder, training_examples)
-            model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
-            model.optimizer.build(model.trainable_weights)
-        callbacks = list(callbacks)
-        stopping = None
-        if recipe.get("early_stopping_patience"):  # stop when validation stops improving; keep the best epoch's weights
-            stopping = keras.callbacks.EarlyStopping("val_loss", patience=int(recipe["early_stopping_patience"]), restore_best_weights=True)
-            callbacks.append(stopping)
-        if backup_dir is not None:
-            write_fingerprint(backup_dir, fingerprint, epochs if recipe.get("learning_rate_schedule") else None)
-            callbacks.append(BoundBackup(backup_dir))
-        start = time.perf_counter()
-        if multi_worker:
-            # Every worker runs the same number of whole global batches, so their collectives line up.
-            distributed = {
-                role: data.distribute(
-                    strategy, spec["dataset"], batch_size, split=split, shuffle=role == "train", drop_remainder=True, **pipeline
-                )
-                for role, split in splits.items() if split is not None
-            }
-            history = fit_distributed(
-                model, strategy, distributed["train"], distributed.get("validation"),
-                steps=examples_per_epoch // batch_size,
-                validation_steps=data.count(spec["dataset"], splits["validation"], **pipeline) // batch_size if splits["validation"] else 0,
-                epochs=epochs, callbacks=callbacks, verbose=verbose,
+            training_examples = evaluate.split_arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
+            networks.adapt_scaling(model.encoder, model.decoder, training_examples)
+        model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
+        model.optimizer.build(model.trainable_weights)
+    callbacks = list(callbacks)
+    stopping = None
+    if recipe.get("early_stopping_patience"):  # stop when validation stops improving; keep the best epoch's weights
+        stopping = keras.callbacks.EarlyStopping("val_loss", patience=int(recipe["early_stopping_patience"]), restore_best_weights=True)
+        callbacks.append(stopping)
+    if backup_dir is not None:
+        write_fingerprint(backup_dir, fingerprint, epochs if recipe.get("learning_rate_schedule") else None)
+        callbacks.append(BoundBackup(backup_dir))
+    start = time.perf_counter()
+    if multi_worker:
+        # Every worker runs the same number of whole global batches, so their collectives line up.
+        distributed = {
+            role: data.distribute(
+                strategy, spec["dataset"], batch_size, split=split, shuffle=role == "train", drop_remainder=True, **pipeline
             )
-        else:
-            train_data, validation_data = (
-                None if split is None else data.load(spec["dataset"], split=split, batch_size=batch_size, shuffle=role == "train", **pipeline)
-                for role, split in splits.items()
-            )
-            history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
-        wall_time = time.perf_counter() - start
-        if spec.get("ratings"):  # a trained recommender keeps the dataset's ids (and what it recommends from) in its weights
-            from keras_ae import ratings
-
-            model.adapt_to(ratings.card_split(spec, data_dir))
-        kept = int(np.argmin(history.history["val_loss"])) if stopping is not None and history.epoch else -1
-        stats = {
-            "epochs": epochs,
-            "resumed_from_epoch": history.epoch[0] if history.epoch else epochs,
-            **({"stopped_at_epoch": history.epoch[-1] + 1, "best_epoch": history.epoch[kept] + 1} if kept >= 0 else {}),
-            "wall_time_seconds": round(wall_time, 1),
-            "examples_per_second": round(examples_per_epoch * len(history.epoch) / wall_time, 1),
-            "strategy": type(strategy).__name__.strip("_"),
-            "replicas": strategy.num_replicas_in_sync,
-            "precision": precision,
-            "hardware": hardware(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "date": datetime.date.today().isoformat(),
-            # the losses of the epoch whose weights are kept: the best one where early stopping restored it
-            "final_losses": {key: round(float(values[kept]), 4) for key, values in history.history.items()},
+            for role, split in splits.items() if split is not None
         }
-        return model, history, stats
+        history = fit_distributed(
+            model, strategy, distributed["train"], distributed.get("validation"),
+            steps=examples_per_epoch // batch_size,
+            validation_steps=data.count(spec["dataset"], splits["validation"], **pipeline) // batch_size if splits["validation"] else 0,
+            epochs=epochs, callbacks=callbacks, verbose=verbose,
+        )
+    else:
+        train_data, validation_data = (
+            None if split is None else data.load(spec["dataset"], split=split, batch_size=batch_size, shuffle=role == "train", **pipeline)
+            for role, split in splits.items()
+        )
+        history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    wall_time = time.perf_counter() - start
+    if spec.get("ratings"):  # a trained recommender keeps the dataset's ids (and what it recommends from) in its weights
+        from keras_ae import ratings
+
+        model.adapt_to(ratings.card_split(spec, data_dir))
+    kept = int(np.argmin(history.history["val_loss"])) if stopping is not None and history.epoch else -1
+    stats = {
+        "epochs": epochs,
+        "resumed_from_epoch": history.epoch[0] if history.epoch else epochs,
+        **({"stopped_at_epoch": history.epoch[-1] + 1, "best_epoch": history.epoch[kept] + 1} if kept >= 0 else {}),
+        "wall_time_seconds": round(wall_time, 1),
+        "examples_per_second": round(examples_per_epoch * len(history.epoch) / wall_time, 1),
+        "strategy": type(strategy).__name__.strip("_"),
+        "replicas": strategy.num_replicas_in_sync,
+        "precision": precision,
+        "hardware": hardware(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "date": datetime.date.today().isoformat(),
+        # the losses of the epoch whose weights are kept: the best one where early stopping restored it
+        "final_losses": {key: round(float(values[kept]), 4) for key, values in history.history.items()},
+    }
+    return model, history, stats
 
 
 def initial_weights(card):
@@ -235,17 +233,6 @@ def initial_weights(card):
         raise ValueError(f"{field} has weights with sha256 {preset.card['weights'].get('sha256')}, but the recipe asks for "
                          f"{start['sha256']}: the preset was retrained; pin its new sha256 to fine-tune from it")
     return preset.fetch_weights()
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    """Keras' global dtype policy set to `name` inside, and the caller's back after: a model keeps its layers' policy."""
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_dtype_policy(previous)
 
 
 def backup_fingerprint(card, splits, batch_size, precision):
@@ -383,8 +370,7 @@ def finish(model, card, history, stats, folder, data_dir=None):
     fresh = {key: value for key, value in card.items() if key != "metrics"}
     card = cards.save_preset(model, folder, {**fresh, "training": stats})
     if card.get("anomaly"):
-        with dtype_policy("float32"):
-            reloaded = cards.load(folder)
+        reloaded = cards.load(folder, dtype="float32")
         card["anomaly"] = {**card["anomaly"], **anomaly_threshold(reloaded, card, data_dir)}
         cards.write_card(card, Path(folder) / cards.CARD_FILE)
     plot.training_curves(history, Path(folder) / "training_curves.png")
@@ -435,10 +421,12 @@ def card_for_data(
     """A card that trains a family on the user's own data (a folder of images, an array or a table).
 
     The network's input shape is read from the data; tables and signals get min-max scaling inside the
-    model; a seeded `validation_split` is held out. With `normal_label` (for a folder, a class folder's name or
-    index), training uses only that label's examples and the card's `anomaly` section asks `finish` for a
-    threshold at `threshold_percentile`.
+    model; a seeded `validation_split` is held out. A table's header (False without one) is recorded beside its
+    label column, so the preset reads tables of that layout by itself and refuses others. With `normal_label` (for
+    a folder, a class folder's name or index), training uses only that label's examples and the card's `anomaly`
+    section asks `finish` for a threshold at `threshold_percentile`.
     """
+    from keras_ae import files
     from keras_ae.models import by_short_name
 
     families = by_short_name()
@@ -447,6 +435,8 @@ def card_for_data(
     family_class = families[family]
     read_options = {key: value for key, value in read_options.items() if value is not None}
     first = next(iter(data.load(source, batch_size=1, shuffle=False, validation_split=validation_split, **read_options)))
+    if Path(source).suffix.lower() in data.TABLE_SUFFIXES:
+        read_options["header"] = files.table_header(source, read_options.get("header", "infer"))
     input_shape = list(first.shape[1:])
     images = len(input_shape) == 3
     architecture = {"kind": network, "input_shape": input_shape, "latent_dim": latent_dim, **family_class.network_options.get("*", {}),
@@ -467,8 +457,6 @@ def card_for_data(
         "weights": {"file": cards.WEIGHTS_FILE},
     }
     if normal_label is not None and Path(source).is_dir():  # a class folder's name stands for its index
-        from keras_ae import files
-
         names = [folder.name for folder in files.class_folders_of(source)]
         normal_label = names.index(normal_label) if normal_label in names else normal_label
     if normal_label is not None:

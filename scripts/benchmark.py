@@ -11,6 +11,7 @@ section 9; they combine.
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -35,7 +36,17 @@ from keras import layers, ops
 import keras_ae
 from keras_ae import cards, data, evaluate, networks
 from keras_ae.export import export
-from keras_ae.train import dtype_policy
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras' global dtype policy set to `name` inside, and this script's back after (the library never sets it)."""
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
 
 SEED = 0
 MEMORY_SPLITS = ("train[:10%]", "train[:50%]", "train")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_ae
-from keras_ae import cards, networks, schema, weights
+from keras_ae import cards, files, networks, schema, weights
 from keras_ae.train import card_for_data
 from conftest import console_script
 from http_server import running
@@ -189,5 +189,18 @@ def test_a_zoo_name_in_capitals_gets_the_lowercase_one():
     assert "Unknown model source 'VAE_MNIST': zoo names are lowercase; this one is 'vae_mnist'." in result.stderr
 
 
-def test_the_schema_names_every_network_builder():
-    assert sorted(schema.NETWORK_KINDS) == sorted(networks.BUILDERS)
+def test_the_published_schema_names_what_the_code_takes():
+    properties = schema.card_schema()["properties"]
+    assert sorted(schema.NETWORK_KINDS) == sorted(networks.BUILDERS) == sorted(properties["network"]["properties"]["kind"]["enum"])
+    assert properties["network"]["properties"]["scaling"]["enum"] == [*networks.SCALINGS, None]
+    assert properties["recipe"]["properties"]["precision"]["enum"] == list(schema.PRECISIONS)
+    assert properties["data"]["properties"]["binarize"]["enum"] == list(schema.BINARIZE_MODES)
+    assert properties["data"]["properties"]["ratings"]["enum"] == list(schema.RATINGS_KINDS)
+    assert properties["data"]["properties"]["color_mode"]["enum"] == [*files.CHANNELS, None]
+
+
+def test_a_card_with_nan_is_refused_naming_the_field():
+    card = zoo_card()
+    card["recipe"]["final_learning_rate_fraction"] = float("nan")
+    with pytest.raises(ValueError, match=r"^card: recipe.final_learning_rate_fraction must be a finite number"):
+        cards.validate(card)

@@ -101,6 +101,17 @@ def test_labels_are_required_and_validated(trained, labelled):
         model.measure(x, x)
 
 
+def test_bad_labels_are_refused_under_jit_compile(labelled):
+    images, _, _, _ = labelled
+    model = small_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    bad = tf.data.Dataset.from_tensor_slices((images[:8], np.array([0, 1, 2, 3, 4, 5, 6, 12]))).batch(8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"label outside \[0, 10\)"):
+        model.fit(bad, verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"label outside \[0, 10\)"):
+        model.train_on_batch(images[:4], np.array([0, 1, 2, 10]))
+
+
 def test_every_method_takes_the_labels_and_predict_takes_pairs(trained, labelled):
     model, _ = trained
     _, _, held_out, held_out_labels = labelled
@@ -156,6 +167,35 @@ def test_preset_save_and_load(trained, labelled, tmp_path):
     x, y = held_out[:16], held_out_labels[:16]
     np.testing.assert_array_equal(loaded(x, y), model(x, y))
     np.testing.assert_array_equal(loaded.sample(10, labels=4, seed=2), model.sample(10, labels=4, seed=2))
+
+
+def test_the_iwae_objective_trains_the_k_sample_bound_given_the_labels(labelled, tmp_path):
+    """objective="iwae": the training loss is the model's own 5-draw bound on -log p(x | y) on the same draws, below the
+    ELBO; training lowers the bound, and the choice survives a reload."""
+    images, labels, held_out, held_out_labels = labelled
+    x, y = (images[:64] > 0.5).astype("float32"), labels[:64]
+    keras.utils.set_random_seed(0)
+    model = small_model(objective="iwae", samples=5)
+    state = model.seed_generator.state.numpy()
+    loss = np.asarray(model.loss_terms(x, training=True, y=y)["loss"])
+    model.seed_generator.state.assign(state)
+    np.testing.assert_allclose(loss, model.importance_weighted_bound(x, y, samples=5, seed=model.seed_generator), rtol=1e-5)
+
+    test_x, test_y = (held_out[:256] > 0.5).astype("float32"), held_out_labels[:256]
+    before = float(np.mean(model.importance_weighted_bound(test_x, test_y, samples=20)))
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    history = model.fit((images[:1024] > 0.5).astype("float32"), labels[:1024], batch_size=64, epochs=2, verbose=0)
+    after = float(np.mean(model.importance_weighted_bound(test_x, test_y, samples=20)))
+    assert after < before - 100 and history.history["loss"][-1] < history.history["loss"][0]
+    trained_loss = float(np.mean(model.loss_terms(test_x, training=False, y=test_y)["loss"]))
+    elbo = np.mean([np.mean(model.negative_elbo(test_x, test_y, seed=seed)) for seed in range(5)])
+    assert trained_loss < elbo - 5.0  # the 5-draw bound, well below the one-draw ELBO the "elbo" objective trains
+
+    model.save(tmp_path / "iwae_cvae.keras")
+    again = keras.saving.load_model(tmp_path / "iwae_cvae.keras", safe_mode=True)
+    assert (again.objective, again.samples, again.num_classes) == ("iwae", 5, 10)
+    assert keras_ae.ConditionalVAE.from_config(model.get_config()).objective == "iwae"
+    np.testing.assert_array_equal(again.importance_weighted_bound(x, y, samples=5), model.importance_weighted_bound(x, y, samples=5))
 
 
 RELOAD_WITHOUT_KERAS_AE = """

@@ -1,4 +1,5 @@
-"""keras_ae.train under tf.distribute: two workers on loopback, and mirrored replicas on two logical CPUs."""
+"""keras_ae.train under tf.distribute: two workers on loopback, and mirrored replicas on two logical CPUs; each replica's
+own noise, and a VQ-VAE codebook that moves as on one device."""
 
 import importlib
 import json
@@ -8,10 +9,13 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_ae
+from keras_ae import networks
 
 WORKER = textwrap.dedent("""
     import json, sys
@@ -96,6 +100,63 @@ def test_train_with_a_mirrored_strategy_over_two_logical_cpus(data_root, mirrore
     )
     assert stats["replicas"] == 2 and stats["strategy"] == "MirroredStrategy"
     assert np.isfinite(history.history["val_loss"][0])
+
+
+SMALL_SHAPE = (8, 8, 1)
+NOISY_FAMILIES = {
+    "denoising": lambda: keras_ae.DenoisingAutoencoder(*networks.dense(SMALL_SHAPE, 4), noise="masking", seed=0),
+    "vae": lambda: keras_ae.VAE(*networks.dense(SMALL_SHAPE, 4, variational=True), seed=0),
+}
+
+
+@pytest.mark.parametrize("family", sorted(NOISY_FAMILIES))
+def test_each_replica_draws_its_own_noise(family, mirrored_strategy):
+    """The same examples on both replicas: one shared seed would corrupt (or sample) them identically."""
+    with mirrored_strategy.scope():
+        model = NOISY_FAMILIES[family]()
+    x = np.random.default_rng(0).random((4, *SMALL_SHAPE), dtype=np.float32)
+    per_replica = tf.function(lambda: mirrored_strategy.run(lambda: model.loss_terms(x, training=True)["loss"]))()
+    first, second = (np.asarray(losses) for losses in mirrored_strategy.experimental_local_results(per_replica))
+    assert np.all(np.isfinite(first)) and not np.allclose(first, second)
+
+
+def test_one_device_draws_as_a_plain_seed_generator():
+    model = keras_ae.DenoisingAutoencoder(*networks.dense(SMALL_SHAPE, 4), noise="gaussian", noise_level=0.5, seed=0)
+    x = np.random.default_rng(0).random((4, *SMALL_SHAPE), dtype=np.float32)
+    noise = keras.random.normal(x.shape, stddev=0.5, seed=keras.random.SeedGenerator(0))
+    np.testing.assert_array_equal(model.corrupt(x), np.clip(x + np.asarray(noise), 0.0, 1.0))
+
+
+def test_vqvae_codebook_moves_on_two_replicas_as_on_one_device_given_the_global_batch(mirrored_strategy):
+    """EMA statistics summed over replicas (averaging halves the counts); a dead code restarts at one encoder output,
+    the same on both replicas."""
+    def build():
+        encoder, decoder = networks.dense(SMALL_SHAPE, 4, code_activation="linear", seed=0)
+        return keras_ae.VQVAE(encoder, decoder, num_embeddings=16, ema_decay=0.5, seed=0)
+
+    alone = build()
+    with mirrored_strategy.scope():
+        mirrored = build()
+    mirrored.set_weights(alone.get_weights())
+    x = np.random.default_rng(0).random((64, *SMALL_SHAPE), dtype=np.float32)
+    vectors = np.asarray(alone.encoder(x))
+    codebook, cluster_size = vectors[:16].copy(), np.full(16, 4.0, "float32")
+    codebook[5], cluster_size[5] = 1e3, 0.0  # code 5: far from every encoder output, and unused: it restarts
+    for model in (alone, mirrored):
+        model.codebook.assign(codebook)
+        model.ema_cluster_size.assign(cluster_size)
+        model.ema_embedding_sum.assign(codebook * cluster_size[:, None])
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        model.fit(x, batch_size=64, epochs=1, shuffle=False, verbose=0)  # one step; 32 examples on each replica
+    live = np.arange(16) != 5
+    expected = {name: np.asarray(getattr(alone, name)) for name in ("codebook", "ema_cluster_size", "ema_embedding_sum")}
+    assert np.abs(expected["ema_cluster_size"][live] - 2.0).max() > 1  # the batch's counts moved the sizes
+    for name, want in expected.items():
+        replicas = [np.asarray(value) for value in mirrored_strategy.experimental_local_results(getattr(mirrored, name).value)]
+        np.testing.assert_array_equal(replicas[0], replicas[1])
+        np.testing.assert_allclose(replicas[0][live], want[live], rtol=1e-5, atol=1e-5)
+    restarted = np.asarray(mirrored.codebook)[5]
+    assert np.min(np.abs(vectors - restarted).max(axis=1)) < 1e-5 and float(mirrored.ema_cluster_size[5]) == 1.0
 
 
 def test_unknown_strategy_and_precision_list_the_choices():

@@ -67,7 +67,7 @@ CARD = {
     "description": "Contractive autoencoder, 784 -> Dense(64, sigmoid) -> 784, on the first 6,000 MNIST training images.",
     "model": {"class_name": "contractive_example>ContractiveAutoencoder", "config": {"contraction_weight": 1e-3, "seed": 0}},
     "network": {"kind": "dense", "input_shape": [28, 28, 1], "latent_dim": 64, "code_activation": "sigmoid"},
-    "data": {"dataset": "mnist", "train_split": "train[:6000]", "test_split": "test", "binarize": None},
+    "data": {"dataset": "mnist", "train_split": "train[:6000]", "test_split": "test", "monitor_split": "train[6000:7000]", "binarize": None},
     "recipe": {"epochs": 4, "batch_size": 128, "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}}, "seed": 0},
     "weights": {"file": "model.weights.h5"},
 }

@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 import keras_ae
-from keras_ae import cards, cli, data, models
+from keras_ae import cards, cli, data, evaluate, models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,8 +88,8 @@ def test_the_ecg_entry_scores_raw_beats_the_same_after_a_reload_and_from_its_exp
     test, labels = data.load_arrays("ecg5000", "test")
     scores = np.asarray(model.anomaly_score(test))
     assert card["anomaly"]["threshold"] > 0 and np.mean((scores <= card["anomaly"]["threshold"]) == (labels == 1)) > 0.97
-    train, train_labels = data.load_arrays("ecg5000", "train")
-    scaled = np.asarray(model.encoder.get_layer("scaling")(train[train_labels == 1]))  # min-max of the normal training beats
+    train = evaluate.split_arrays(card, card["data"]["train_split"], every_label=False)[0]  # the normal training beats
+    scaled = np.asarray(model.encoder.get_layer("scaling")(train))  # min-max of what it trained on (not its validation part)
     np.testing.assert_allclose(scaled.min(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(scaled.max(axis=0), 1.0, atol=1e-5)
     keras_ae.export(model, tmp_path / "served")
@@ -109,7 +109,7 @@ def run(capsys, *argv):
 def test_train_on_a_table_with_a_normal_label_then_score_it(ecg_csv, tmp_path, capsys):
     out = tmp_path / "beats"
     code, printed, err = run(capsys, "train", "--data", ecg_csv, "--label-column", "-1", "--normal-label", "1",
-                             "--epochs", "3", "--latent-dim", "8", "--output", out)
+                             "--epochs", "5", "--latent-dim", "8", "--output", out)
     assert code == 0, err
     card = json.loads((out / "card.json").read_text())
     assert card["name"] == "beats" and card["network"]["scaling"] == "minmax" and card["anomaly"]["percentile"] == 99.0
@@ -123,7 +123,43 @@ def test_train_on_a_table_with_a_normal_label_then_score_it(ecg_csv, tmp_path, c
     assert len(rows) == 4998 and set(rows[0]) == {"input", "score", "is_anomaly"} and rows[0]["input"] == "0"
     flagged = np.array([row["is_anomaly"] == "1" for row in rows])
     labels = np.loadtxt(ecg_csv, delimiter=",", usecols=140)
-    assert flagged[labels == 0].mean() > flagged[labels == 1].mean() + 0.3  # even after 3 epochs, anomalies stand out
+    assert flagged[labels == 0].mean() > flagged[labels == 1].mean() + 0.3  # even after 5 epochs, anomalies stand out
+
+
+def test_a_preset_scores_tables_of_the_layout_it_was_trained_on_by_itself(ecg_csv, tmp_path, capsys):
+    """The card records the table's header and label column: score needs no --label-column, and a table with other columns
+    is one error line naming the expected and the found ones."""
+    beats = np.loadtxt(ecg_csv, delimiter=",", max_rows=48, usecols=(0, 1, 140, 2, 3))
+    header = ["t0", "t1", "beat", "t2", "t3"]
+
+    def write_table(name, columns, values):
+        lines = [",".join(columns)] + [",".join(f"{value:g}" for value in row) for row in values]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        return tmp_path / name
+
+    table = write_table("beats.csv", header, beats)
+    out = tmp_path / "beats"
+    code, _, err = run(capsys, "train", "--data", table, "--label-column", "beat", "--epochs", "2", "--batch-size", "16",
+                       "--latent-dim", "2", "--output", out)
+    assert code == 0, err
+    card = json.loads((out / "card.json").read_text())
+    assert card["data"]["header"] == header and card["data"]["label_column"] == "beat" and card["network"]["input_shape"] == [4]
+    code, _, err = run(capsys, "score", out, table, "--out", tmp_path / "scores.csv")
+    assert code == 0, err
+    code, _, err = run(capsys, "score", out, table, "--label-column", "beat", "--out", tmp_path / "given.csv")
+    assert code == 0, err
+    scores = (tmp_path / "scores.csv").read_text()
+    assert scores == (tmp_path / "given.csv").read_text() and len(scores.splitlines()) == 49
+    np.testing.assert_allclose([float(line.split(",")[1]) for line in scores.splitlines()[1:]],
+                               keras_ae.load(out).anomaly_score(np.loadtxt(table, "float32", delimiter=",", skiprows=1)[:, [0, 1, 3, 4]]),
+                               rtol=1e-6)
+    renamed = write_table("renamed.csv", ["t0", "T1", "beat", "t2", "t3"], beats)
+    missing = write_table("missing.csv", ["t0", "t1", "beat", "t2"], beats[:, :4])
+    for other, found in ((renamed, "'t0', 'T1', 'beat', 't2', 't3'"), (missing, "'t0', 't1', 'beat', 't2'")):
+        code, _, err = run(capsys, "score", out, other, "--out", tmp_path / "other.csv")
+        assert code == 2 and err.count("\n") == 1, err
+        assert "expected the header 't0', 't1', 'beat', 't2', 't3'" in err and f"found {found}" in err, err
+    assert not (tmp_path / "other.csv").exists()
 
 
 def test_an_unlabelled_array_trains_and_its_preset_evaluates_on_its_held_out_part(mnist_images, tmp_path, capsys):

@@ -26,7 +26,8 @@ CARD = {
     "model": {"class_name": "VQVAE", "config": {"num_embeddings": 64, "seed": 0}},
     "network": {"kind": "conv", "input_shape": [28, 28, 1], "latent_dim": 8, "filters": [16, 32], "spatial_code": True,
                 "code_activation": "linear"},
-    "data": {"dataset": "mnist", "train_split": "train[:3000]", "test_split": "test[:500]", "binarize": None},
+    "data": {"dataset": "mnist", "train_split": "train[:3000]", "test_split": "test[:500]",
+             "monitor_split": "train[3000:3500]", "binarize": None},
     "recipe": {"epochs": 3, "batch_size": 64, "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.002}}, "seed": 0},
     "weights": {"file": "model.weights.h5"},
 }
@@ -162,6 +163,17 @@ def test_bad_indices_are_refused_in_one_line(trained, indices, got):
         model.decompress(indices)
     message = str(error.value)
     assert message == f"VQVAE.decompress expects integer code indices of shape (batch, 7, 7) in [0, 64); {got}."
+
+
+def test_decompress_inside_an_xla_function_is_refused_not_clamped():
+    """XLA drops the range assertion and clamps the gather: a bad index would silently decode as code 63."""
+    decompress = tf.function(cards.build_model(CARD).decompress, jit_compile=True)
+    with pytest.raises(ValueError) as error:
+        decompress(tf.fill((2, 7, 7), 64))
+    assert str(error.value).splitlines()[-1].strip() == (
+        "ValueError: VQVAE.decompress expects integer code indices of shape (batch, 7, 7) in [0, 64); "
+        "got a call inside an XLA-compiled function, which skips that check: call it outside one."
+    )  # the last line: tf.function puts the call's traceback above it
 
 
 def test_keras_file_and_preset_round_trips_restore_identical_outputs(trained, mnist_images, tmp_path):

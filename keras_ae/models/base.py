@@ -40,6 +40,21 @@ def scale_for_replicas(loss):
     return loss / replicas if replicas > 1 else loss
 
 
+def replica_context():
+    """The tf.distribute replica context while a step runs on several replicas; None on one."""
+    context = tf.distribute.get_replica_context()
+    return context if context is not None and context.num_replicas_in_sync > 1 else None
+
+
+class ReplicaSeedGenerator(keras.random.SeedGenerator):
+    """A SeedGenerator whose draws differ between replicas (each folds in its replica id); on one device, its parent's."""
+
+    def next(self, ordered=True):
+        seed = super().next(ordered)
+        context = replica_context()
+        return seed if context is None else tf.random.experimental.stateless_fold_in(seed, context.replica_id_in_sync_group)
+
+
 def dtype_name(array):
     """Keras' name of an array's dtype ("float32", "int64", ...), or numpy's where Keras has none (e.g. "object")."""
     try:
@@ -60,7 +75,7 @@ class BaseAutoencoder(keras.Model):
     Args:
         encoder: a built Keras model mapping a batch of inputs to codes.
         decoder: a built Keras model mapping codes back to inputs.
-        seed: seed of the model's own random draws (noise, sampling); None draws a fresh one.
+        seed: seed of the model's own random draws (noise, sampling), distinct on each replica; None draws a fresh one.
     """
 
     metric_names = ("loss",)
@@ -86,7 +101,7 @@ class BaseAutoencoder(keras.Model):
         self.encoder = encoder
         self.decoder = decoder
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+        self.seed_generator = ReplicaSeedGenerator(seed, name="seed_generator")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self.create_state()
         # One call on a dummy batch records the input shape, so the model saves and exports before any fit.
@@ -130,7 +145,8 @@ class BaseAutoencoder(keras.Model):
 
         Floating-point inputs of any precision are accepted, values outside [0, 1] as they are;
         integer (uint8 included), bool and other dtypes are refused, and so are NaN and Inf: a
-        ValueError when called eagerly, an InvalidArgumentError with the same message inside a step.
+        ValueError when called eagerly, an InvalidArgumentError with the same message inside a step (except under
+        jit_compile=True, where XLA drops that check: arrays given to fit, evaluate and predict are still checked first).
         """
         return self._check_batch(x, self.input_shape_per_example, "inputs scaled to [0, 1]")
 

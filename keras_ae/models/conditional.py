@@ -14,7 +14,6 @@ over any axes before it: the image gets `num_classes` extra channels (a constant
 already that wide (e.g. from a saved model's config) is taken as it is. Labels are integers in [0, num_classes).
 """
 
-import math
 from pathlib import Path
 
 import keras
@@ -24,7 +23,7 @@ from keras import ops
 
 from keras_ae import evaluate, losses
 from keras_ae.models.base import MAX_EXPORTED_SAMPLES, dtype_name
-from keras_ae.models.vae import VAE
+from keras_ae.models.vae import VAE, negative_log_mean_weight
 
 
 def append_condition(tensor, condition):
@@ -77,7 +76,8 @@ class ConditionalVAE(VAE):
     """VAE conditioned on a class label: q(z | x, y) and p(x | z, y) with a standard normal prior on z (Sohn et al. 2015).
 
     Training batches are `(images, labels)` (`keras_ae.data.load(..., with_labels=True)`, or `fit(images, labels)`);
-    the loss is the VAE's negative ELBO given the label, with its likelihoods, KL warm-up and clamped log-variance.
+    the loss is the VAE's given the label: the negative ELBO, or with `objective="iwae"` the `samples`-draw
+    importance-weighted bound on -log p(x | y), with its likelihoods, KL warm-up and clamped log-variance.
     Every method that reads or writes images takes the labels right after them: `model(x, labels)`,
     `model.predict((x, labels))`, `encode(x, labels)`, `decode(z, labels)`, `embed`, `negative_elbo`,
     `importance_weighted_bound`, `anomaly_score`; they refuse to run without. Labels are one integer per example
@@ -103,6 +103,7 @@ class ConditionalVAE(VAE):
         self.labels_optional = True  # BaseAutoencoder's first call, on a dummy batch, carries no labels
         super().__init__(encoder, decoder, **kwargs)
         self.labels_optional = False
+        self.supports_jit = False  # XLA compiles check_labels' assertions away: jit_compile=True trains without XLA, with a warning
 
     @property
     def input_shape_per_example(self):
@@ -229,18 +230,8 @@ class ConditionalVAE(VAE):
     def importance_weighted_bound(self, x, labels=None, samples=100, seed=0):
         """Per-example importance-weighted upper bound on -log p(x | y) in nats (Burda et al. 2015), `samples` draws each."""
         x, condition = self.condition(x, labels)
-        z_mean, z_log_var = self.posterior(x, condition)
-        z_mean, z_log_var = ops.cast(z_mean, "float32"), losses.clamp_log_variance(z_log_var)
-        repeat = lambda tensor: ops.repeat(tensor, samples, axis=0)  # noqa: E731
-        mean_k, log_var_k, x_k = repeat(z_mean), repeat(z_log_var), repeat(x)
-        z_k = self.reparameterize(mean_k, log_var_k, seed=seed)
-        log_weights = (
-            -self.negative_log_likelihood(x_k, self.decoder_output(z_k, repeat(condition)))
-            + losses.gaussian_log_density(z_k, ops.zeros_like(z_k), ops.zeros_like(z_k))
-            - losses.gaussian_log_density(z_k, mean_k, log_var_k)
-        )
-        log_weights = tf.reshape(tf.cast(log_weights, tf.float64), (-1, samples))
-        return -(tf.reduce_logsumexp(log_weights, axis=1) - math.log(samples))
+        log_weights, _ = self.log_importance_weights(x, *self.posterior(x, condition), samples, seed, condition=condition)
+        return negative_log_mean_weight(tf.cast(log_weights, tf.float64))
 
     def anomaly_score(self, x, labels=None):
         """Per-example negative ELBO given the labels."""
@@ -338,13 +329,8 @@ class ConditionalVAE(VAE):
         }
 
     def loss_terms(self, x, training, y=None):
-        x, condition = self.condition(x, y)
-        z_mean, z_log_var = self.posterior(x, condition, training=training)
-        z = self.reparameterize(z_mean, z_log_var)
-        reconstruction = self.negative_log_likelihood(x, self.decoder_output(z, condition, training=training))
-        kl = losses.gaussian_kl_divergence(z_mean, z_log_var)
-        beta = self.current_beta() if training else self.beta
-        return {"loss": reconstruction + beta * kl, "reconstruction_loss": reconstruction, "kl_loss": kl}
+        """The VAE's objective (`objective` and `samples` as there) given the labels `y`."""
+        return self.objective_terms(*self.condition(x, y), training)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}

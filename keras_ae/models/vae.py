@@ -15,6 +15,11 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 OBJECTIVES = ("elbo", "iwae")
 
 
+def negative_log_mean_weight(log_weights):
+    """-log of the mean importance weight per row of (batch, samples) log weights: the k-sample bound (Burda et al. 2015)."""
+    return -(ops.logsumexp(log_weights, axis=1) - math.log(log_weights.shape[1]))
+
+
 @keras.saving.register_keras_serializable(package="keras_ae")
 class VAE(BaseAutoencoder):
     """Variational autoencoder with a standard normal prior.
@@ -101,6 +106,14 @@ class VAE(BaseAutoencoder):
             return losses.bernoulli_negative_log_likelihood(x, decoder_output)
         return losses.gaussian_negative_log_likelihood(x, decoder_output, self.observation_scale)
 
+    def posterior(self, x, condition=None, training=False):
+        """Raw `(z_mean, z_log_var)` of checked inputs; `condition` is the one-hot label of a `ConditionalVAE`."""
+        return self.encoder(x, training=training)
+
+    def decoder_output(self, z, condition=None, training=False):
+        """Bernoulli logits or Gaussian mean of p(x | z); `condition` is the one-hot label of a `ConditionalVAE`."""
+        return self.decoder(z, training=training)
+
     def decode(self, z, training=False):
         return self.as_inputs(self.likelihood_mean(self.decoder(self.check_code(z), training=training)))
 
@@ -125,16 +138,17 @@ class VAE(BaseAutoencoder):
         """
         x = self.check_input(x)
         log_weights, _ = self.log_importance_weights(x, *self.encoder(x), samples, seed)
-        log_weights = tf.cast(log_weights, tf.float64)
-        return -(tf.reduce_logsumexp(log_weights, axis=1) - math.log(samples))
+        return negative_log_mean_weight(tf.cast(log_weights, tf.float64))
 
-    def log_importance_weights(self, x, z_mean, z_log_var, samples, seed=None, beta=1.0, training=False):
-        """(log p(x|z) + beta * (log p(z) - log q(z|x)), -log p(x|z)), each (batch, samples), for `samples` draws per example."""
+    def log_importance_weights(self, x, z_mean, z_log_var, samples, seed=None, beta=1.0, training=False, condition=None):
+        """(log p(x|z) + beta * (log p(z) - log q(z|x)), -log p(x|z)), each (batch, samples), for `samples` draws per example;
+        given the one-hot labels `condition` for a `ConditionalVAE`."""
         z_mean, z_log_var = ops.cast(z_mean, "float32"), losses.clamp_log_variance(z_log_var)
         repeat = lambda tensor: ops.repeat(tensor, samples, axis=0)  # noqa: E731
         mean_k, log_var_k, x_k = repeat(z_mean), repeat(z_log_var), repeat(x)
+        condition_k = None if condition is None else repeat(condition)
         z_k = self.reparameterize(mean_k, log_var_k, seed=seed)
-        nll = self.negative_log_likelihood(x_k, self.decoder(z_k, training=training))
+        nll = self.negative_log_likelihood(x_k, self.decoder_output(z_k, condition_k, training=training))
         log_ratio = losses.gaussian_log_density(z_k, ops.zeros_like(z_k), ops.zeros_like(z_k)) - losses.gaussian_log_density(z_k, mean_k, log_var_k)
         return ops.reshape(-nll + beta * log_ratio, (-1, samples)), ops.reshape(nll, (-1, samples))
 
@@ -216,16 +230,21 @@ class VAE(BaseAutoencoder):
         return pictures
 
     def loss_terms(self, x, training):
-        """The negative ELBO (one draw) or, for `objective="iwae"`, the `samples`-draw importance-weighted bound."""
-        z_mean, z_log_var = self.encoder(x, training=training)
+        return self.objective_terms(x, None, training)
+
+    def objective_terms(self, x, condition, training):
+        """The negative ELBO (one draw) or, for `objective="iwae"`, the `samples`-draw importance-weighted bound, of checked
+        inputs given `condition` (a `ConditionalVAE`'s one-hot labels, else None)."""
+        z_mean, z_log_var = self.posterior(x, condition, training=training)
         kl = losses.gaussian_kl_divergence(z_mean, z_log_var)
         beta = self.current_beta() if training else self.beta
         if self.objective == "iwae":
-            log_weights, nll = self.log_importance_weights(x, z_mean, z_log_var, self.samples, beta=beta, training=training)
-            bound = -(ops.logsumexp(log_weights, axis=1) - math.log(self.samples))
-            return {"loss": bound, "reconstruction_loss": ops.mean(nll, axis=1), "kl_loss": kl}
+            log_weights, nll = self.log_importance_weights(
+                x, z_mean, z_log_var, self.samples, beta=beta, training=training, condition=condition
+            )
+            return {"loss": negative_log_mean_weight(log_weights), "reconstruction_loss": ops.mean(nll, axis=1), "kl_loss": kl}
         z = self.reparameterize(z_mean, z_log_var)
-        reconstruction = self.negative_log_likelihood(x, self.decoder(z, training=training))
+        reconstruction = self.negative_log_likelihood(x, self.decoder_output(z, condition, training=training))
         return {"loss": reconstruction + beta * kl, "reconstruction_loss": reconstruction, "kl_loss": kl}
 
     def on_train_batch(self):

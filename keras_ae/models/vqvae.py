@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ae import evaluate, losses
-from keras_ae.models.base import BaseAutoencoder
+from keras_ae.models.base import BaseAutoencoder, replica_context
 
 LAPLACE_EPSILON = 1e-5  # smoothing of the EMA cluster sizes, so no code divides by zero
 DEAD_CODE_USAGE = 1.0  # a code whose EMA usage (vectors per batch) falls below this is re-initialised
@@ -31,7 +31,8 @@ class VQVAE(BaseAutoencoder):
     moves it by exponential moving averages of the encoder outputs assigned to each code (cluster sizes Laplace
     smoothed), and re-initialises a code whose average usage falls below `DEAD_CODE_USAGE` vectors per batch to a
     random encoder output of the batch. A fresh codebook counts as unused, so the first step fills it from data.
-    Under several replicas the averages are averaged over replicas. Logged: the loss, its two terms, and `perplexity`,
+    Under several replicas the statistics are summed over them, so the codebook moves as on one device given the global
+    batch, and restarts take the first replica's picks. Logged: the loss, its two terms, and `perplexity`,
     exp of the entropy of each batch's code usage (1: one code used; K: all used evenly). `compress` gives the code
     indices, `decompress` the images: `bits_per_image` bits before entropy coding.
 
@@ -59,10 +60,12 @@ class VQVAE(BaseAutoencoder):
         super().__init__(encoder, decoder, **kwargs)
 
     def create_state(self):
-        """The codebook and its moving averages: non-trainable float32 weights (under any dtype policy), saved with the model."""
+        """The codebook and its moving averages: non-trainable float32 weights (under any dtype policy), saved with the model;
+        every replica computes the same update, and the first replica's is kept."""
         def state(name, shape):
             return self.add_weight(
-                shape=shape, initializer="zeros", dtype="float32", trainable=False, autocast=False, name=name, aggregation="mean"
+                shape=shape, initializer="zeros", dtype="float32", trainable=False, autocast=False, name=name,
+                aggregation="only_first_replica",
             )
 
         self.codebook = state("codebook", (self.num_embeddings, self.code_shape[-1]))
@@ -103,7 +106,10 @@ class VQVAE(BaseAutoencoder):
         return self.in_batches(lambda chosen: self.as_inputs(self.decoder(ops.take(self.codebook, chosen, axis=0))), indices)
 
     def check_indices(self, indices):
-        """Validate a batch of code indices; return them as int32 (an assertion inside a graph, as `check_input`)."""
+        """Validate a batch of code indices; return them as int32 (an assertion inside a graph, as `check_input`).
+
+        Refused inside an XLA-compiled function: XLA drops assertions, and its gather would clamp a bad index to a code.
+        """
         indices = indices if hasattr(indices, "dtype") else np.asarray(indices)
         expected = (
             f"VQVAE.decompress expects integer code indices of shape (batch, {', '.join(map(str, self.code_positions))}) "
@@ -114,6 +120,8 @@ class VQVAE(BaseAutoencoder):
             raise ValueError(f"{expected}; got dtype {dtype}.")
         if len(indices.shape) != len(self.code_positions) + 1 or tuple(indices.shape[1:]) != self.code_positions:
             raise ValueError(f"{expected}; got shape {tuple(indices.shape)}.")
+        if tf.__internal__.get_enclosing_xla_context() is not None:
+            raise ValueError(f"{expected}; got a call inside an XLA-compiled function, which skips that check: call it outside one.")
         indices = ops.cast(indices, "int32")
         in_range = ops.all((indices >= 0) & (indices < self.num_embeddings))
         if tf.executing_eagerly():
@@ -149,17 +157,22 @@ class VQVAE(BaseAutoencoder):
 
     def update_codebook(self, z, assignments):
         """One EMA step of each code towards the mean of the code vectors `z` assigned to it (one-hot `assignments`,
-        one row per vector); dead codes restart."""
+        one row per vector), counted over all replicas; dead codes restart."""
         vectors = ops.reshape(z, (-1, self.code_shape[-1]))
+        counts, sums = ops.sum(assignments, axis=0), ops.matmul(ops.transpose(assignments), vectors)
+        picks = keras.random.randint((self.num_embeddings,), 0, ops.shape(vectors)[0], seed=self.seed_generator)
+        restarts = ops.take(vectors, picks, axis=0)
+        context = replica_context()
+        if context is not None:
+            first = context.replica_id_in_sync_group == 0
+            counts, sums, restarts = context.all_reduce("sum", [counts, sums, ops.where(first, restarts, 0.0)])
         decay = self.ema_decay
-        cluster_size = decay * self.ema_cluster_size + (1.0 - decay) * ops.sum(assignments, axis=0)
-        embedding_sum = decay * self.ema_embedding_sum + (1.0 - decay) * ops.matmul(ops.transpose(assignments), vectors)
+        cluster_size = decay * self.ema_cluster_size + (1.0 - decay) * counts
+        embedding_sum = decay * self.ema_embedding_sum + (1.0 - decay) * sums
         total = ops.sum(cluster_size)
         smoothed = (cluster_size + LAPLACE_EPSILON) / (total + self.num_embeddings * LAPLACE_EPSILON) * total
         codebook = embedding_sum / smoothed[:, None]
         dead = cluster_size < DEAD_CODE_USAGE
-        picks = keras.random.randint((self.num_embeddings,), 0, ops.shape(vectors)[0], seed=self.seed_generator)
-        restarts = ops.take(vectors, picks, axis=0)
         self.codebook.assign(ops.where(dead[:, None], restarts, codebook))
         self.ema_cluster_size.assign(ops.where(dead, 1.0, cluster_size))  # a restarted code counts as used once
         self.ema_embedding_sum.assign(ops.where(dead[:, None], restarts, embedding_sum))
