@@ -8,8 +8,6 @@ until TensorFlow is needed. The model classes are those of `keras_ae.models`, on
 """
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
@@ -18,10 +16,11 @@ _PUBLIC = {
     "save_preset": "keras_ae.cards",
     "list_models": "keras_ae.cards",
     "model_card": "keras_ae.cards",
-    "export": "keras_ae.export",
-    "train": "keras_ae.train",
+    "export": "keras_ae.exporting",
+    "train": "keras_ae.training",
 }
-_SUBMODULES = ("anomaly", "cards", "data", "evaluate", "files", "losses", "models", "networks", "plot", "ratings", "weights")
+_SUBMODULES = ("anomaly", "cards", "data", "evaluate", "files", "kinds", "losses", "metrics", "models", "networks", "plot", "ratings",
+               "weights")  # the functions keras_ae.train and keras_ae.export live in keras_ae.training and keras_ae.exporting
 
 __all__ = [*_PUBLIC, *_SUBMODULES]  # and every model class of keras_ae.models (Autoencoder, VAE, ...)
 
@@ -41,15 +40,3 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """Keeps `keras_ae.export` and `keras_ae.train` the functions when the import system binds their modules."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and _PUBLIC.get(name) == value.__name__:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -2,20 +2,27 @@
 
 import numpy as np
 
-from keras_ae.evaluate import auroc, codes, per_example
+from keras_ae.errors import InputError
+from keras_ae.metrics import auroc
+from keras_ae.models import per_batch
 
 SCORES = ("reconstruction", "reconstruction+code", "weighted reconstruction+code")
 
 
 def anomaly_scores(model, x, batch_size=500):
     """Per-example scores of `x` (reconstruction error; negative ELBO for a VAE) as a numpy array."""
-    return per_example(model.anomaly_score, np.asarray(x), batch_size)
+    return np.asarray(per_batch(model.anomaly_score, np.asarray(x), batch_size=batch_size))
+
+
+def codes(model, x, batch_size=500):
+    """The deterministic code of each example (z_mean for a VAE) as a numpy array."""
+    return np.asarray(per_batch(model.embed, np.asarray(x), batch_size=batch_size))
 
 
 def squared_residuals(model, x, batch_size=500):
     """`(x - model(x)) ** 2` per value, flattened to (examples, values), as a float64 numpy array."""
     residual = lambda batch: np.square(batch - np.asarray(model(batch))).reshape(len(batch), -1)  # noqa: E731
-    return per_example(residual, np.asarray(x, "float32"), batch_size).astype("float64")
+    return np.asarray(per_batch(residual, np.asarray(x, "float32"), batch_size=batch_size)).astype("float64")
 
 
 def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor=0.1):
@@ -30,12 +37,12 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
     than one where they rarely are.
     """
     if score not in SCORES:
-        raise ValueError(f"Unknown anomaly score {score!r}; expected one of {list(SCORES)}.")
+        raise InputError(f"Unknown anomaly score {score!r}; expected one of {list(SCORES)}.")
     if score == "reconstruction":
         return lambda x: anomaly_scores(model, x)
     normal_x = np.asarray(normal_x)
     if len(normal_x) < 2:
-        raise ValueError(f"score={score!r} needs at least 2 normal examples to fit; got {len(normal_x)}.")
+        raise InputError(f"score={score!r} needs at least 2 normal examples to fit; got {len(normal_x)}.")
     normal_codes = codes(model, normal_x).reshape(len(normal_x), -1).astype("float64")
     mean = normal_codes.mean(axis=0)
     covariance = np.atleast_2d(np.cov(normal_codes - mean, rowvar=False))
@@ -52,7 +59,7 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
     def terms(x):
         reconstruction = reconstruction_term(x)
         if np.min(reconstruction) < 0:
-            raise ValueError(f"score={score!r} takes the log of {type(model).__name__}'s anomaly scores, "
+            raise InputError(f"score={score!r} takes the log of {type(model).__name__}'s anomaly scores, "
                              "which must be non-negative; use score='reconstruction'.")
         offsets = codes(model, x).reshape(len(x), -1) - mean
         distance = np.einsum("ij,ij->i", offsets @ inverse, offsets)
@@ -65,7 +72,7 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
 def fit_threshold(model, normal_x, percentile=99.0):
     """The score below which `percentile` percent of known-normal examples fall."""
     if not 0.0 < percentile < 100.0:
-        raise ValueError(f"percentile must lie strictly between 0 and 100; got {percentile!r}.")
+        raise InputError(f"percentile must lie strictly between 0 and 100; got {percentile!r}.")
     return float(np.percentile(anomaly_scores(model, normal_x), percentile))
 
 

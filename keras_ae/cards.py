@@ -17,6 +17,7 @@ from typing import Callable
 
 from keras_ae import schema
 from keras_ae import weights as weight_files
+from keras_ae.errors import InputError
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
 CARD_FILE = "card.json"
@@ -48,7 +49,7 @@ def model_class(card, source="card"):
     name = str(card["model"].get("class_name"))
     registered = keras.saving.get_registered_object(name if ">" in name else f"keras_ae>{name}")
     if not (isinstance(registered, type) and issubclass(registered, BaseAutoencoder)):
-        raise ValueError(
+        raise InputError(
             f"{source} names model class {name!r}, which is not a registered keras_ae model; "
             "import the module that defines it (registered with keras.saving.register_keras_serializable) first."
         )
@@ -65,13 +66,21 @@ def validate(card, source="card", complete=True):
     if not complete:
         return card
     family = model_class(card, source)
-    unknown = set(card.get("evaluation", {})) - set(family.evaluation_defaults) - {"linear_probe"}
+    settings = task_of(card).evaluation_defaults
+    unknown = set(card.get("evaluation", {})) - set(settings) - {"linear_probe"}
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"{source}: evaluation settings {sorted(unknown)} are not {family.__name__}'s; "
-            f"it takes {sorted(family.evaluation_defaults) + ['linear_probe']}."
+            f"it takes {sorted(settings) + ['linear_probe']}."
         )
     return card
+
+
+def task_of(card):
+    """The task class of the family a card names: what the rest of keras-ae asks about the family."""
+    from keras_ae.models import task_for
+
+    return task_for(model_class(card))
 
 
 def read_card(path, source=None, complete=True):
@@ -81,11 +90,11 @@ def read_card(path, source=None, complete=True):
     try:
         card = json.loads(path.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{source}: line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}).") from None
+        raise InputError(f"{source}: line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}).") from None
     except UnicodeDecodeError as error:
-        raise ValueError(f"{source}: not valid JSON (byte {error.start} is not UTF-8).") from None
+        raise InputError(f"{source}: not valid JSON (byte {error.start} is not UTF-8).") from None
     except RecursionError:
-        raise ValueError(f"{source}: not valid JSON (nested too deeply).") from None
+        raise InputError(f"{source}: not valid JSON (nested too deeply).") from None
     return validate(card, source, complete)
 
 
@@ -162,7 +171,7 @@ def unknown_source(source, reason):
     close = difflib.get_close_matches(str(source).lower(), list_models(), n=5, cutoff=0.5)
     hint = f" Close matches: {close}." if close else ""
     forms = "; ".join(SOURCE_FORMS)
-    return ValueError(f"Unknown model source {source!r}: {reason}.{hint} A source is {forms}. Zoo names: {list_models()}.")
+    return InputError(f"Unknown model source {source!r}: {reason}.{hint} A source is {forms}. Zoo names: {list_models()}.")
 
 
 def find_preset(source, complete=True):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_ae.errors import InputError, MissingExtraError
+
 
 @contextlib.contextmanager
 def quiet_tensorflow(verbose):
@@ -43,16 +45,16 @@ def quiet_tensorflow(verbose):
 
 
 def _family(source, verb):
-    """The card and model class of a source, refusing a verb the family does not declare."""
+    """The card and the family's task of a source, refusing a command the family's task does not support."""
     from keras_ae import cards
 
     card = cards.model_card(source)
-    family = cards.model_class(card)
-    if verb not in family.verbs:
-        raise ValueError(
-            f"{source} ({family.__name__}) does not support `keras-ae {verb}`; its family's commands: {', '.join(family.verbs)}"
+    task = cards.task_of(card)
+    if verb not in task.commands():
+        raise InputError(
+            f"{source} ({task.family.__name__}) does not support `keras-ae {verb}`; its family's commands: {', '.join(task.commands())}"
         )
-    return card, family
+    return card, task
 
 
 def command_list(args):
@@ -129,10 +131,10 @@ def command_train(args):
     import keras
 
     from keras_ae import cards
-    from keras_ae.train import card_for_data, finish, train
+    from keras_ae.training import card_for_data, finish, train
 
     if sum(map(bool, (args.name, args.card, args.data))) != 1:
-        raise ValueError("give one of: a zoo name, --card FILE or --data PATH")
+        raise InputError("give one of: a zoo name, --card FILE or --data PATH")
     if args.data:
         card = card_for_data(
             args.data, family=args.family, network=args.network, latent_dim=args.latent_dim, epochs=args.epochs or 20,
@@ -175,10 +177,10 @@ def _read_images(path, shape):
         size = shape[:2] if len(shape) == 3 else (28, 28)
         array = files.read_image(path, image_size=size, color_mode="rgb" if shape[-1] == 3 else "grayscale")[None]
     else:
-        raise ValueError(f"INPUT must be a .png or .npy file; got {path.name}")
+        raise InputError(f"INPUT must be a .png or .npy file; got {path.name}")
     per_image = int(np.prod(shape))
     if array.size % per_image:
-        raise ValueError(f"{path.name} holds {array.size} values; expected whole images of shape {shape} ({per_image} values each)")
+        raise InputError(f"{path.name} holds {array.size} values; expected whole images of shape {shape} ({per_image} values each)")
     return np.asarray(array, "float32").reshape((-1, *shape))
 
 
@@ -198,22 +200,24 @@ def _write_images(images, names, folder):
 
 
 def _input_labels(card, text, count, input_path, names, found=None):
-    """The class labels a conditional model (its card's `data.with_labels`) reads with `count` inputs: `--labels` (one
+    """The class labels a conditional model (its task's data kind is labelled) reads with `count` inputs: `--labels` (one
     class for all, a comma list, or a .npy file), else a folder's class subfolders named by class number (0/, 1/, ...),
     else a table's label column. None for a model that takes no labels."""
-    if not card.get("data", {}).get("with_labels"):
+    from keras_ae import cards, kinds
+
+    if not kinds.of(cards.task_of(card)).with_labels:
         if text is not None:
-            raise ValueError(f"--labels is for a conditional model; {card['name']} takes none")
+            raise InputError(f"--labels is for a conditional model; {card['name']} takes none")
         return None
     if text is None:
         if Path(input_path).is_dir():
             classes = [Path(name).parts[0] if len(Path(name).parts) > 1 else "" for name in names]
             if not all(part.isdigit() for part in classes):
-                raise ValueError(f"{card['name']} is conditioned on class labels: pass --labels, or put each image in a "
+                raise InputError(f"{card['name']} is conditioned on class labels: pass --labels, or put each image in a "
                                  f"subfolder named by its class number (0/, 1/, ...) of {input_path}")
             return np.array([int(part) for part in classes], "int32")
         if found is None or not np.issubdtype(np.asarray(found).dtype, np.integer) or np.any(np.asarray(found) < 0):
-            raise ValueError(f"{card['name']} is conditioned on class labels: pass --labels (one class, a comma list or a .npy "
+            raise InputError(f"{card['name']} is conditioned on class labels: pass --labels (one class, a comma list or a .npy "
                              "file), or give a folder with one subfolder per class number")
         return np.asarray(found, "int32")
     if text.endswith(".npy"):
@@ -222,10 +226,10 @@ def _input_labels(card, text, count, input_path, names, found=None):
         try:
             labels = np.array([int(part) for part in text.split(",")])
         except ValueError:
-            raise ValueError(f"--labels must be a class, a comma list of classes or a .npy file; got {text!r}") from None
+            raise InputError(f"--labels must be a class, a comma list of classes or a .npy file; got {text!r}") from None
     labels = np.broadcast_to(labels, (count,)) if labels.size == 1 else labels
     if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"--labels must give one integer class per input ({count}); got {labels.dtype} of shape {labels.shape}")
+        raise InputError(f"--labels must give one integer class per input ({count}); got {labels.dtype} of shape {labels.shape}")
     return labels.astype("int32")
 
 
@@ -271,7 +275,7 @@ def command_reconstruct(args):
         print(f"wrote {len(images)} reconstructions to {written}")
         return
     if len(images) > MAX_GRID_IMAGES:
-        raise ValueError(f"{args.input} holds {len(images):,} images, too many for one PNG grid (at most {MAX_GRID_IMAGES:,}); "
+        raise InputError(f"{args.input} holds {len(images):,} images, too many for one PNG grid (at most {MAX_GRID_IMAGES:,}); "
                          "write the reconstructions to a .npy file: --out reconstructions.npy")
     print(f"wrote {plot.reconstructions(model, images, args.out, count=len(images), labels=labels)}")
 
@@ -293,7 +297,7 @@ def command_score(args):
         options["label_column"] = args.label_column
     examples, found, names = data.read_path(args.input, **options)
     if examples.shape[1:] != model.input_shape_per_example:
-        raise ValueError(
+        raise InputError(
             f"{args.input} holds {len(examples)} examples of shape {examples.shape[1:]}; {args.source} expects "
             f"{model.input_shape_per_example} (a table with a label column: pass --label-column)"
         )
@@ -317,11 +321,11 @@ def _item_history(text):
             raise ValueError
         history = {int(pair[0]): float(pair[1]) if len(pair) == 2 else None for pair in pairs}
     except ValueError:
-        raise ValueError(f"--items must be comma-separated item ids, each optionally id:rating (e.g. 1,260:4.5); got {text!r}") from None
+        raise InputError(f"--items must be comma-separated item ids, each optionally id:rating (e.g. 1,260:4.5); got {text!r}") from None
     if all(rating is None for rating in history.values()):
         return list(history)
     if any(rating is None for rating in history.values()):
-        raise ValueError(f"--items gives ratings for some items but not all; rate every one or none: {text!r}")
+        raise InputError(f"--items gives ratings for some items but not all; rate every one or none: {text!r}")
     return history
 
 
@@ -368,7 +372,7 @@ def command_sample(args):
     _family(args.source, "sample")
     to_array = Path(args.out).suffix == ".npy"
     if args.n > (MAX_ARRAY_IMAGES if to_array else MAX_GRID_IMAGES):
-        raise ValueError(f"-n {args.n:,} is more than one .npy file takes here ({MAX_ARRAY_IMAGES:,}); draw several files with "
+        raise InputError(f"-n {args.n:,} is more than one .npy file takes here ({MAX_ARRAY_IMAGES:,}); draw several files with "
                          "other --seed values" if to_array else f"-n {args.n:,} is too many for one PNG grid (at most "
                          f"{MAX_GRID_IMAGES:,}); write them to a .npy file: --out samples.npy")
     model = cards.load(args.source)
@@ -384,7 +388,7 @@ def command_sample(args):
 
 def command_export(args):
     from keras_ae import cards
-    from keras_ae.export import export
+    from keras_ae.exporting import export
 
     _family(args.source, "export")
     print(f"wrote {export(cards.load(args.source), args.directory)}")
@@ -395,7 +399,7 @@ def command_download(args):
 
     names = cards.list_models() if args.all else args.names
     if not names:
-        raise ValueError("name at least one zoo entry, or pass --all")
+        raise InputError("name at least one zoo entry, or pass --all")
     failures = 0
     for name in names:
         try:
@@ -519,7 +523,7 @@ def main(argv=None):
     with quiet_tensorflow(args.verbose) if args.tensorflow else contextlib.nullcontext():
         try:
             return args.function(args) or 0
-        except (ValueError, OSError, KeyError, ImportError) as error:
+        except (InputError, MissingExtraError, OSError) as error:  # the user's input or environment; other errors are bugs
             print(f"keras-ae {args.command}: error: {_one_line(error)}", file=sys.stderr)
             return 2
 

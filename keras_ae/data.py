@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ae import files, ratings
+from keras_ae.errors import InputError
 from keras_ae.schema import BINARIZE_MODES, SPLIT_PATTERN, positive_count
 
 DEBIAN_DATASETS = Path("/usr/share/datasets")
@@ -50,19 +51,19 @@ def read_idx(path):
         with opener(path, "rb") as handle:
             raw = handle.read()
     except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise ValueError(f"Cannot read IDX file {path}: {error}") from error
+        raise InputError(f"Cannot read IDX file {path}: {error}") from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(
+        raise InputError(
             f"{path} is not an IDX file of uint8 data: expected magic bytes 00 00 08 <rank>, got {raw[:4].hex(' ')}."
         )
     rank = raw[3]
     header_size = 4 + 4 * rank
     if len(raw) < header_size:
-        raise ValueError(f"{path} is truncated: the header needs {header_size} bytes, the file has {len(raw)}.")
+        raise InputError(f"{path} is truncated: the header needs {header_size} bytes, the file has {len(raw)}.")
     shape = tuple(int(dim) for dim in np.frombuffer(raw, dtype=">u4", count=rank, offset=4))
     expected = header_size + int(np.prod(shape))
     if len(raw) != expected:
-        raise ValueError(
+        raise InputError(
             f"{path} holds {len(raw)} bytes but its header (shape {shape}) says {expected}: the file is truncated or corrupt."
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
@@ -93,11 +94,11 @@ def parse_split(split):
     """Split a TFDS-style split string like `train[:5000]` or `test[10%:]` into (base, start, stop)."""
     match = SPLIT_PATTERN.match(split) if isinstance(split, str) else None
     if not match:
-        raise ValueError(f"Unknown split {split!r}; expected 'train', 'test' or 'validation', optionally sliced like 'train[:5000]'.")
+        raise InputError(f"Unknown split {split!r}; expected 'train', 'test' or 'validation', optionally sliced like 'train[:5000]'.")
     return match["base"], match["start"], match["stop"]
 
 
-def _slice_bound(bound, size):
+def slice_bound(bound, size):
     if bound is None:
         return None
     if bound.endswith("%"):
@@ -110,13 +111,13 @@ def local_split_indices(size, base, start, stop, validation_split, seed):
     indices = np.arange(size)
     if validation_split and base != "test":  # carved from train; a separate test split is left whole
         if not 0.0 < validation_split < 1.0:
-            raise ValueError(f"validation_split must lie between 0 and 1; got {validation_split!r}.")
+            raise InputError(f"validation_split must lie between 0 and 1; got {validation_split!r}.")
         indices = np.random.default_rng(seed).permutation(size)
         held_out = int(round(size * validation_split))
         indices = indices[size - held_out:] if base == "validation" else indices[: size - held_out]
     elif base == "validation":
-        raise ValueError("split 'validation' needs validation_split > 0 (the local files have only train and test).")
-    return indices[_slice_bound(start, len(indices)):_slice_bound(stop, len(indices))]
+        raise InputError("split 'validation' needs validation_split > 0 (the local files have only train and test).")
+    return indices[slice_bound(start, len(indices)):slice_bound(stop, len(indices))]
 
 
 def table_split(name, split, folder):
@@ -137,7 +138,7 @@ def load_arrays(name, split="train", data_dir=None):
     if folder is None:
         raise DatasetNotFoundError(f"No local copy of {name!r}; looked in {searched_directories(name, data_dir)}.")
     if split not in IDX_FILES:
-        raise ValueError(f"Unknown split {split!r} for local files; expected one of {sorted(IDX_FILES)}.")
+        raise InputError(f"Unknown split {split!r} for local files; expected one of {sorted(IDX_FILES)}.")
     if name in TABLE_DATASETS:
         return table_split(name, split, folder)[:2]
     image_file, label_file = (folder / file for file in IDX_FILES[split])
@@ -145,7 +146,7 @@ def load_arrays(name, split="train", data_dir=None):
     if images.ndim == 3:
         images = images[..., np.newaxis]
     if len(images) != len(labels):
-        raise ValueError(f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels.")
+        raise InputError(f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels.")
     return images, labels
 
 
@@ -174,7 +175,7 @@ def read_path(path, image_size=None, color_mode="grayscale", on_error="raise", l
     elif suffix in TABLE_SUFFIXES:
         examples, labels, _ = files.read_table(path, label_column=label_column, columns=columns, header=header)
     else:
-        raise ValueError(
+        raise InputError(
             f"{path}: expected a folder of images, a {'/'.join(ARRAY_SUFFIXES)} array or a {'/'.join(TABLE_SUFFIXES)} table."
         )
     return examples, labels, [str(row) for row in range(len(examples))]
@@ -184,7 +185,7 @@ def source_arrays(source, base, data_dir=None, **read_options):
     """Examples and labels behind a named local dataset's split or a path, or None for a TFDS source."""
     if is_path(source):
         if base == "test":
-            raise ValueError(f"{source} is one set: use split 'train' (all of it), or 'validation' with validation_split.")
+            raise InputError(f"{source} is one set: use split 'train' (all of it), or 'validation' with validation_split.")
         return read_path(source, **read_options)[:2]
     if local_directory(source, data_dir) is None:
         return None
@@ -267,7 +268,7 @@ def binarize_images(images, mode, seed=0, indices=None, batch_seed=None):
         batch_seed: an int64 scalar tensor, fresh per batch and epoch, for `"dynamic"`.
     """
     if mode not in BINARIZE_MODES:
-        raise ValueError(f"Unknown binarize {mode!r}; expected one of {list(BINARIZE_MODES)}.")
+        raise InputError(f"Unknown binarize {mode!r}; expected one of {list(BINARIZE_MODES)}.")
     images = tf.convert_to_tensor(images, tf.float32)
     if mode == "static":
         return tf.cast(images >= 0.5, tf.float32)
@@ -326,14 +327,8 @@ def load(
             `columns`, `header` (tables); see `keras_ae.files`.
     """
     if binarize not in BINARIZE_MODES:
-        raise ValueError(f"Unknown binarize {binarize!r}; expected one of {list(BINARIZE_MODES)}.")
+        raise InputError(f"Unknown binarize {binarize!r}; expected one of {list(BINARIZE_MODES)}.")
     positive_count(batch_size, "batch_size")
-    if read_options.get("ratings"):
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            raise ValueError("Ratings data is not sharded across input pipelines; train recommenders on one worker.")
-        inputs, targets = ratings_split(source, split, data_dir, read_options)
-        return ratings.batches(inputs, batch_size, shuffle=parse_split(split)[0] == "train" if shuffle is None else shuffle,
-                               seed=seed, targets=targets)
     base, start, stop = parse_split(split)
     shuffle = base == "train" if shuffle is None else shuffle
     if drop_remainder is None:
@@ -343,7 +338,7 @@ def load(
     if arrays is not None:
         examples, labels = arrays
         if labels is None and only_label is not None:
-            raise ValueError(f"{source} has no labels (no class subfolders, label_column or labels array); drop only_label.")
+            raise InputError(f"{source} has no labels (no class subfolders, label_column or labels array); drop only_label.")
         labels = np.full(len(examples), -1, np.int64) if labels is None else labels  # unlabelled: -1
         labels = labels.astype(np.int64) if labels.dtype.kind in "iu" else labels  # IDX labels are uint8
         indices = kept_indices(labels, local_split_indices(len(examples), base, start, stop, validation_split, seed), only_label, source)
@@ -356,7 +351,7 @@ def load(
 
     else:
         if only_label is not None:
-            raise ValueError("only_label needs a local dataset or a path, not a TensorFlow Datasets source.")
+            raise InputError("only_label needs a local dataset or a path, not a TensorFlow Datasets source.")
         local_error = f"No local copy (looked in {searched_directories(source, data_dir)})."
         dataset = _tfds_source(source, split, data_dir, download, local_error).enumerate()
         gather, scale = None, 255.0
@@ -396,20 +391,18 @@ def count(
 
     Takes `load`'s arguments as they are; `binarize`, `flatten` and `with_labels` do not change the count.
     """
-    if read_options.get("ratings"):
-        return ratings_split(source, split, data_dir, read_options)[0].shape[0]
     base, start, stop = parse_split(split)
     folder = None if is_path(source) else local_directory(source, data_dir)
     if folder is not None and source not in TABLE_DATASETS:
         file_split = "train" if base == "validation" else base
         if file_split not in IDX_FILES:
-            raise ValueError(f"Unknown split {split!r} for local files; expected one of {sorted(IDX_FILES)}.")
+            raise InputError(f"Unknown split {split!r} for local files; expected one of {sorted(IDX_FILES)}.")
         labels = read_idx(folder / IDX_FILES[file_split][1])
     elif folder is not None or is_path(source):
         examples, labels = source_arrays(source, base, data_dir, **read_options)
         if labels is None:  # an unlabelled array or table: every example counts (only_label has nothing to keep)
             if only_label is not None:
-                raise ValueError(f"{source} has no labels (no class subfolders, label_column or labels array); drop only_label.")
+                raise InputError(f"{source} has no labels (no class subfolders, label_column or labels array); drop only_label.")
             return len(local_split_indices(len(examples), base, start, stop, validation_split, seed))
     else:
         local_error = f"No local copy (looked in {searched_directories(source, data_dir)})."
@@ -428,28 +421,16 @@ def kept_indices(labels, indices, only_label, source):
         target = None
     wanted = labels == target if target is not None else np.zeros(len(labels), bool)
     if not wanted.any():
-        raise ValueError(f"Label {only_label!r} does not occur in {source}; its labels are {np.unique(labels).tolist()[:20]}.")
+        raise InputError(f"Label {only_label!r} does not occur in {source}; its labels are {np.unique(labels).tolist()[:20]}.")
     return indices[wanted[indices]]
 
 
 # Ratings (MovieLens layouts, implicit positives, Liang et al.'s split by users) have their own module; this is its door.
 load_ratings = ratings.read_ratings
-RATINGS_OPTIONS = ("ratings", "heldout_users", "split_seed", "threshold", "heldout_hash")
 
 
-def ratings_split(source, split, data_dir, options):
-    """(inputs, targets) rows of a ratings split (`ratings.split_matrices`), sliced like any split: `test[:100]`."""
-    unknown = sorted(set(options) - set(RATINGS_OPTIONS))
-    if unknown:
-        raise ValueError(f"Ratings data takes the options {list(RATINGS_OPTIONS)}; got {unknown}.")
-    base, start, stop = parse_split(split)
-    inputs, targets = ratings.split_matrices({"dataset": source, **options}, base, data_dir)
-    rows = slice(_slice_bound(start, inputs.shape[0]), _slice_bound(stop, inputs.shape[0]))
-    return inputs[rows], None if targets is None else targets[rows]
-
-
-CARD_OPTIONS = ("binarize", "flatten", "validation_split", "only_label", "image_size", "color_mode", "label_column", "columns", "header",
-                "with_labels", *RATINGS_OPTIONS)  # with_labels: batches are (examples, labels), for a model conditioned on them
+CARD_OPTIONS = ("binarize", "flatten", "validation_split", "only_label", "image_size", "color_mode", "label_column", "columns",
+                "header")  # a labelled family's data kind adds with_labels; ratings are read by keras_ae.kinds.Ratings
 
 
 def card_options(spec):
@@ -477,7 +458,7 @@ def bundled_sample(name):
     path = Path(__file__).resolve().parent / "samples" / f"{name}.npz"
     if not path.exists():
         available = sorted(file.stem for file in path.parent.glob("*.npz"))
-        raise ValueError(f"No bundled sample named {name!r}; available: {available}.")
+        raise InputError(f"No bundled sample named {name!r}; available: {available}.")
     with np.load(path) as sample:
         examples = sample["examples"]
         return examples.astype("float32") / (255.0 if examples.dtype == np.uint8 else 1.0), sample["labels"]

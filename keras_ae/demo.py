@@ -2,17 +2,21 @@
 
 from pathlib import Path
 
-import numpy as np
+from keras_ae import cards, evaluate, kinds
+from keras_ae.models import Task
 
-from keras_ae import cards, data, evaluate
-from keras_ae.models import BaseAutoencoder
+
+def bundled(card):
+    """The bundled sample of a card's data as its data kind reads it, or None where the package ships none."""
+    network = card.get("network") or {}
+    return kinds.of(cards.task_of(card)).bundled(card, tuple(network.get("input_shape", ())))
 
 
 def skip_reason(card):
     """Why the demo cannot show an entry offline (no weights, or no bundled sample of its data), or None."""
     if not card["weights"].get("sha256"):
         return "no trained weights yet"
-    if not data.has_bundled_sample(card["data"]["dataset"]):
+    if bundled(card) is None:
         return f"no bundled sample of {card['data']['dataset']} (its data is not shipped); see `keras-ae info {card['name']}`"
     return None
 
@@ -23,15 +27,10 @@ def show(name, out_dir):
     if skip_reason(card):
         return None
     model = cards.load(name)
-    images, labels = data.bundled_sample(card["data"]["dataset"])
-    images = images.reshape((len(images), *model.input_shape_per_example))
-    inputs = np.asarray(data.binarize_images(images, evaluate.EVALUATION_BINARIZATION[card["data"].get("binarize")]))
-    conditioned = {"labels": labels} if card["data"].get("with_labels") else {}
-    metrics = model.measure(images, inputs, **conditioned, **evaluate.evaluation_settings(card, model, {"iwae_samples": 0}))
-    if card.get("anomaly"):
-        metrics.update(evaluate.detection_metrics(card["anomaly"], evaluate.per_example(model.anomaly_score, inputs), labels))
-    metrics["test_examples"] = len(images)
-    return card, metrics, model.draw(images, labels, out_dir, name)
+    arrays = bundled(card)
+    metrics = {**evaluate.shared_measures(card, model, arrays, probe=False, iwae_samples=0), "test_examples": len(arrays["examples"])}
+    task = cards.task_of(card)(model)
+    return card, metrics, task.draw(arrays["examples"], arrays["labels"], out_dir, name)
 
 
 def run(out_dir="demo_output"):
@@ -45,8 +44,8 @@ def run(out_dir="demo_output"):
             print(f"{name:<24} skipped: {skip_reason(cards.model_card(name))}")
             continue
         card, metrics, _ = shown
-        headline = cards.model_class(card).headline(metrics)
-        more = "" if headline == BaseAutoencoder.headline(metrics) else headline
+        headline = cards.task_of(card).headline(metrics)
+        more = "" if headline == Task.headline(metrics) else headline
         if "detection_accuracy" in metrics:
             more = f"anomaly AUROC {metrics['auroc']:.3f}, accuracy {metrics['detection_accuracy']:.3f} at the card's threshold"
         psnr = f"{metrics['psnr_db']:>8.2f}" if "psnr_db" in metrics else f"{'':>8}"

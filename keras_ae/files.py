@@ -2,12 +2,17 @@
 
 import csv
 import math
+import os
+import secrets
+import stat
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from keras_ae.errors import InputError
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 CHANNELS = {"grayscale": 1, "rgb": 3}
@@ -20,7 +25,7 @@ NAMES_SHOWN = 3
 
 def _check_choice(argument, value, choices):
     if value not in choices:
-        raise ValueError(f"Unknown {argument} {value!r}; expected one of {list(choices)}.")
+        raise InputError(f"Unknown {argument} {value!r}; expected one of {list(choices)}.")
 
 
 def _visible(path, root):
@@ -49,7 +54,7 @@ def _pixels(image, color_mode, image_size):
     if image.mode in SIXTEEN_BIT_MODES:
         values = np.asarray(image)
         if values.min() < 0 or values.max() > 65535:
-            raise ValueError(f"mode {image.mode} values span {values.min()}..{values.max()}, expected 0..65535")
+            raise InputError(f"mode {image.mode} values span {values.min()}..{values.max()}, expected 0..65535")
         channels = [values.astype(np.float32) / 65535] * CHANNELS[color_mode]
     else:
         values = np.asarray(image.convert("L" if color_mode == "grayscale" else "RGB"), dtype=np.float32) / 255
@@ -70,7 +75,7 @@ def read_image(path, image_size=None, color_mode="grayscale"):
             image.load()
             return _pixels(image, color_mode, image_size)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable image ({error})") from None
+        raise InputError(f"{path}: not a readable image ({error})") from None
 
 
 def read_images(folder, image_size=None, color_mode="grayscale", on_error="raise"):
@@ -88,14 +93,14 @@ def read_images(folder, image_size=None, color_mode="grayscale", on_error="raise
     if image_size is not None and (
         np.shape(image_size) != (2,) or not all(isinstance(side, (int, np.integer)) and side > 0 for side in image_size)
     ):
-        raise ValueError(f"image_size must be (height, width), two positive integers; got {image_size!r}.")
+        raise InputError(f"image_size must be (height, width), two positive integers; got {image_size!r}.")
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder; expected a folder of images or of class subfolders of images.")
+        raise InputError(f"{folder} is not a folder; expected a folder of images or of class subfolders of images.")
     class_folders, files = _image_files(folder)
     if not files:
         inside = f"its class subfolders {[path.name for path in class_folders]}" if class_folders else "it"
-        raise ValueError(f"{folder} holds no image files: looked in {inside} for {' '.join(IMAGE_EXTENSIONS)} (any case); "
+        raise InputError(f"{folder} holds no image files: looked in {inside} for {' '.join(IMAGE_EXTENSIONS)} (any case); "
                          "put images in it, or in one subfolder per class (images beside class subfolders are ignored).")
     images, kept, failures = [], [], []
     for path, label in files:
@@ -109,7 +114,7 @@ def read_images(folder, image_size=None, color_mode="grayscale", on_error="raise
     if failures and (on_error == "raise" or len(failures) == len(files)):
         path, fault = failures[0]
         hint = "" if on_error == "skip" else ", or pass on_error='skip' to leave them out"
-        raise ValueError(f"Cannot read image {path} ({fault}); {len(failures)} of {len(files)} files are unreadable: "
+        raise InputError(f"Cannot read image {path} ({fault}); {len(failures)} of {len(files)} files are unreadable: "
                          f"fix or remove them{hint}.")
     if failures:
         names = ", ".join(str(path.relative_to(folder)) for path, _ in failures[:NAMES_SHOWN])
@@ -120,7 +125,7 @@ def read_images(folder, image_size=None, color_mode="grayscale", on_error="raise
         first_of_size.setdefault(pixels.shape[:2], path)
     if len(first_of_size) > 1:
         (size_a, path_a), (size_b, path_b) = list(first_of_size.items())[:2]
-        raise ValueError(f"Images differ in size: {path_a} is {size_a[0]}x{size_a[1]} and {path_b} is {size_b[0]}x{size_b[1]} "
+        raise InputError(f"Images differ in size: {path_a} is {size_a[0]}x{size_a[1]} and {path_b} is {size_b[0]}x{size_b[1]} "
                          "(height x width); pass image_size=(height, width) to resize them all to one size.")
     labels = np.array([label for _, label in kept], dtype=np.int64) if class_folders else None
     return np.stack(images), labels, [path.name for path in class_folders], [str(path) for path, _ in kept]
@@ -132,9 +137,9 @@ def _load_numpy(path, read):
         return read()
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         if "pickle" in str(error):
-            raise ValueError(f"{path} holds pickled Python objects, which this reader never loads (unpickling can run code); "
+            raise InputError(f"{path} holds pickled Python objects, which this reader never loads (unpickling can run code); "
                              "save a numeric array instead, e.g. np.save(path, array.astype('float32')).") from None
-        raise ValueError(f"Cannot read {path} as a NumPy .npy/.npz file ({type(error).__name__}: {error}).") from None
+        raise InputError(f"Cannot read {path} as a NumPy .npy/.npz file ({type(error).__name__}: {error}).") from None
 
 
 def _archive_keys(path, keys):
@@ -143,7 +148,7 @@ def _archive_keys(path, keys):
     others = [key for key in keys if key != labels_key]
     examples_key = next((key for key in ("x", "images") if key in keys), others[0] if len(others) == 1 else None)
     if examples_key is None:
-        raise ValueError(f"{path} holds arrays {keys}; expected examples under 'x' or 'images' (or one array alone), labels under "
+        raise InputError(f"{path} holds arrays {keys}; expected examples under 'x' or 'images' (or one array alone), labels under "
                          "'y' or 'labels': re-save it with np.savez(path, x=examples, y=labels).")
     return examples_key, labels_key
 
@@ -151,17 +156,17 @@ def _archive_keys(path, keys):
 def _examples_as_float32(array, source):
     """float32 examples from a float or uint8 (0-255 pixels, divided by 255) array; other types refused."""
     if array.dtype.kind in "iu" and array.dtype != np.uint8:
-        raise ValueError(f"{source} holds {array.dtype} values; expected float (or uint8 for 0-255 pixels): convert with "
+        raise InputError(f"{source} holds {array.dtype} values; expected float (or uint8 for 0-255 pixels): convert with "
                          "array.astype('float32') scaled to [0, 1], or array.astype('uint8') for 0-255 pixels.")
     if array.dtype.kind not in "uf":
-        raise ValueError(f"{source} holds {array.dtype} values; expected floats (or uint8 0-255 pixels): convert with array.astype('float32').")
+        raise InputError(f"{source} holds {array.dtype} values; expected floats (or uint8 0-255 pixels): convert with array.astype('float32').")
     if array.ndim == 0 or array.size == 0:
-        raise ValueError(f"{source} is empty or a scalar (shape {array.shape}); expected at least one example along the first axis.")
+        raise InputError(f"{source} is empty or a scalar (shape {array.shape}); expected at least one example along the first axis.")
     with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused below
         examples = array.astype(np.float32) / 255 if array.dtype == np.uint8 else array.astype(np.float32)
     if not np.isfinite(examples).all():
         index = tuple(int(i) for i in np.argwhere(~np.isfinite(examples))[0])
-        raise ValueError(f"{source} holds {examples[index]} at index {index}; expected finite numbers (no NaN or Inf, "
+        raise InputError(f"{source} holds {examples[index]} at index {index}; expected finite numbers (no NaN or Inf, "
                          "within float32's range): drop or fill those examples.")
     return examples
 
@@ -174,7 +179,7 @@ def read_array(path):
     """
     path = Path(path)
     if path.suffix.lower() not in (".npy", ".npz"):
-        raise ValueError(f"Cannot read {path} as an array: expected a .npy or .npz file, got {path.suffix or 'no extension'!r}.")
+        raise InputError(f"Cannot read {path} as an array: expected a .npy or .npz file, got {path.suffix or 'no extension'!r}.")
     loaded = _load_numpy(path, lambda: np.load(path, allow_pickle=False))
     if isinstance(loaded, np.ndarray):
         return _examples_as_float32(loaded, str(path)), None
@@ -183,7 +188,7 @@ def read_array(path):
         examples = _examples_as_float32(_load_numpy(path, lambda: loaded[examples_key]), f"{path}['{examples_key}']")
         labels = None if labels_key is None else _load_numpy(path, lambda: loaded[labels_key])
     if labels is not None and (labels.ndim == 0 or len(labels) != len(examples)):
-        raise ValueError(f"{path} has {len(examples)} examples under '{examples_key}' but labels of shape {labels.shape} "
+        raise InputError(f"{path} has {len(examples)} examples under '{examples_key}' but labels of shape {labels.shape} "
                          f"under '{labels_key}'; expected one label per example.")
     return examples, labels
 
@@ -199,7 +204,7 @@ def _table_rows(path):
                 reader = csv.reader(handle, delimiter=delimiter)
                 rows = [(reader.line_num, row) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise ValueError(f"Cannot read table {path} ({type(error).__name__}: {error}); expected a readable UTF-8 text file.") from None
+        raise InputError(f"Cannot read table {path} ({type(error).__name__}: {error}); expected a readable UTF-8 text file.") from None
     return [(number, cells) for number, cells in rows if len(cells) > 1 or "".join(cells).strip()]
 
 
@@ -235,9 +240,9 @@ def _column_index(path, key, names, has_header, argument):
     if isinstance(key, str) and names.count(key) == 1:
         return names.index(key)
     if isinstance(key, str) and names.count(key) > 1:
-        raise ValueError(f"{path}: {argument} {key!r} names {names.count(key)} columns; expected a unique name: pass an index.")
+        raise InputError(f"{path}: {argument} {key!r} names {names.count(key)} columns; expected a unique name: pass an index.")
     available = f"its columns are {_listed(names)}, or indices" if has_header else f"it has {width} columns and no header, so use indices"
-    raise ValueError(f"{path} has no column {key!r} ({argument}): {available} 0..{width - 1} (or -{width}..-1 from the end).")
+    raise InputError(f"{path} has no column {key!r} ({argument}): {available} 0..{width - 1} (or -{width}..-1 from the end).")
 
 
 def _labels(path, rows, index, name):
@@ -245,7 +250,7 @@ def _labels(path, rows, index, name):
     cells = [row[index].strip() for _, row in rows]
     for (number, _), cell in zip(rows, cells):
         if not cell or (_is_number(cell) and not math.isfinite(float(cell))):
-            raise ValueError(f'{path} line {number}, column "{name}": label {cell!r} is missing or not finite; '
+            raise InputError(f'{path} line {number}, column "{name}": label {cell!r} is missing or not finite; '
                              "expected a label in every row (drop unlabelled rows).")
     if not all(_is_number(cell) for cell in cells):
         return np.array(cells, dtype=str)
@@ -269,7 +274,7 @@ def _first_row_is_header(path, rows, header):
         differences = [f"missing {_listed(missing)}"] * bool(missing) + [f"not expected {_listed(unexpected)}"] * bool(unexpected)
         found = (f"{_listed(first)} ({'; '.join(differences) or 'the same names in another order'})"
                  if _first_row_is_header(path, rows, "infer") else "no header (a first row of numbers)")
-        raise ValueError(f"{path}: expected the header {_listed(expected)}; found {found}. Give the table those columns, in that order.")
+        raise InputError(f"{path}: expected the header {_listed(expected)}; found {found}. Give the table those columns, in that order.")
     _check_choice("header", header, ("infer", True, False))
     return header
 
@@ -296,20 +301,20 @@ def read_table(path, label_column=None, columns=None, header="infer"):
     """
     path = Path(path)
     if path.suffix.lower() not in TABLE_DELIMITERS:
-        raise ValueError(f"Cannot read {path} as a table: expected .csv (comma), .tsv or .tab (tab) or .txt (whitespace), "
+        raise InputError(f"Cannot read {path} as a table: expected .csv (comma), .tsv or .tab (tab) or .txt (whitespace), "
                          f"got {path.suffix or 'no extension'!r}; rename the file after its delimiter.")
     rows = _table_rows(path)
     if not rows:
-        raise ValueError(f"{path} holds no rows; expected a table of numbers, one example per line.")
+        raise InputError(f"{path} holds no rows; expected a table of numbers, one example per line.")
     first_line, first_cells = rows[0]
     header = _first_row_is_header(path, rows, header)
     names = [cell.strip() for cell in first_cells] if header else [str(index) for index in range(len(first_cells))]
     data = rows[1:] if header else rows
     if not data:
-        raise ValueError(f"{path} has a header (line {first_line}) but no data rows; expected one example per line after it.")
+        raise InputError(f"{path} has a header (line {first_line}) but no data rows; expected one example per line after it.")
     for number, cells in data:
         if len(cells) != len(names):
-            raise ValueError(f"{path} line {number}: expected {len(names)} cells (as in line {first_line}), got {len(cells)}; "
+            raise InputError(f"{path} line {number}: expected {len(names)} cells (as in line {first_line}), got {len(cells)}; "
                              "give every row the same columns.")
     label_index = None if label_column is None else _column_index(path, label_column, names, header, "label_column")
     if columns is None:
@@ -318,9 +323,9 @@ def read_table(path, label_column=None, columns=None, header="infer"):
         keys = [columns] if isinstance(columns, (str, int, np.integer)) else columns
         feature_indices = [_column_index(path, key, names, header, "columns") for key in keys]
     if label_index is not None and label_index in feature_indices:
-        raise ValueError(f"{path}: column {names[label_index]!r} is both label_column and in columns; leave the label out of columns.")
+        raise InputError(f"{path}: column {names[label_index]!r} is both label_column and in columns; leave the label out of columns.")
     if not feature_indices:
-        raise ValueError(f"{path} has no feature columns left; expected at least one column besides the label.")
+        raise InputError(f"{path} has no feature columns left; expected at least one column besides the label.")
     try:
         values = np.array([[float(cells[index]) for index in feature_indices] for _, cells in data], dtype=np.float64)
         usable = bool(np.isfinite(values).all() and np.abs(values).max() <= FLOAT32_MAX)
@@ -329,6 +334,36 @@ def read_table(path, label_column=None, columns=None, header="infer"):
     if not usable:
         number, index, fault = next((number, index, _cell_fault(cells[index]))
                                     for number, cells in data for index in feature_indices if _cell_fault(cells[index]))
-        raise ValueError(f'{path} line {number}, column "{names[index]}": {fault}.')
+        raise InputError(f'{path} line {number}, column "{names[index]}": {fault}.')
     labels = None if label_index is None else _labels(path, data, label_index, names[label_index])
     return values.astype(np.float32), labels, [names[index] for index in feature_indices]
+
+
+def atomic_copy(write, destination):
+    """Call `write(temporary_path)`, then move the result onto `destination` in one rename.
+
+    On any failure the temporary file is removed and `destination` keeps its previous content.
+    The new file gets the permissions a plain `open(destination, "w")` would give: those of the file
+    it replaces, else `0o666` less the umask.
+    """
+    destination = Path(destination)
+    temporary = None
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        temporary = destination.parent / f".partial-{secrets.token_hex(8)}-{destination.name}"
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, unlike mkstemp's 0o600
+        write(str(temporary))
+        if destination.exists():
+            os.chmod(temporary, stat.S_IMODE(destination.stat().st_mode) & 0o777)
+        os.replace(temporary, destination)
+    except OSError as error:
+        if temporary:
+            temporary.unlink(missing_ok=True)
+        if error.errno is None:  # not a file-system error (e.g. an HTTP error raised by `write`)
+            raise
+        raise OSError(error.errno, f"Could not write {destination}: {error.strerror or error}") from error
+    except BaseException:
+        if temporary:
+            temporary.unlink(missing_ok=True)
+        raise
+    return destination

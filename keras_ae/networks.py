@@ -23,6 +23,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from keras_ae.errors import InputError
+
 SCALINGS = ("minmax", "standard")  # what `scaling=` takes: per-feature min-max to [0, 1], or standardization
 
 
@@ -46,7 +48,7 @@ class Scaling(layers.Layer):
     def __init__(self, kind, invert=False, **kwargs):
         super().__init__(**{"dtype": "float32", **kwargs})
         if kind not in SCALINGS:
-            raise ValueError(f"Unknown scaling {kind!r}; expected one of {sorted(SCALINGS)}, or None for raw inputs.")
+            raise InputError(f"Unknown scaling {kind!r}; expected one of {sorted(SCALINGS)}, or None for raw inputs.")
         self.kind = kind
         self.invert = invert
 
@@ -66,9 +68,9 @@ class Scaling(layers.Layer):
         feature_shape = tuple(self.offset.shape)
         if examples.ndim != len(feature_shape) + 1 or examples.shape[1:] != feature_shape or not len(examples):
             expected = ", ".join(map(str, feature_shape))
-            raise ValueError(f"Scaling expects examples of shape (batch >= 1, {expected}); got {examples.shape}.")
+            raise InputError(f"Scaling expects examples of shape (batch >= 1, {expected}); got {examples.shape}.")
         if not np.all(np.isfinite(examples)):
-            raise ValueError("Scaling got NaN or Inf in its examples; clean the data (e.g. np.nan_to_num) first.")
+            raise InputError("Scaling got NaN or Inf in its examples; clean the data (e.g. np.nan_to_num) first.")
         if self.kind == "minmax":
             offset, spread = examples.min(axis=0), np.ptp(examples, axis=0)
         else:
@@ -337,7 +339,7 @@ def conv(
     """
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
-        raise ValueError(f"conv networks need input_shape (height, width, channels); got {input_shape}.")
+        raise InputError(f"conv networks need input_shape (height, width, channels); got {input_shape}.")
     return _convolutional(
         input_shape, latent_dim, filters=filters, kernel_size=kernel_size, strides=strides, dense_units=dense_units,
         activation=activation, code_activation=code_activation, output_activation=output_activation,
@@ -376,7 +378,7 @@ def conv1d(
     """
     input_shape = tuple(input_shape)
     if len(input_shape) not in (1, 2):
-        raise ValueError(f"conv1d networks need input_shape (length,) or (length, channels); got {input_shape}.")
+        raise InputError(f"conv1d networks need input_shape (length,) or (length, channels); got {input_shape}.")
     return _convolutional(
         input_shape, latent_dim, filters=filters, kernel_size=kernel_size, strides=strides, dense_units=dense_units,
         activation=activation, code_activation=code_activation, output_activation=output_activation,
@@ -391,5 +393,5 @@ BUILDERS = {"dense": dense, "conv": conv, "conv1d": conv1d}
 def build(kind, **kwargs):
     """Build an encoder/decoder pair from plain data, e.g. a zoo card's `network` entry."""
     if kind not in BUILDERS:
-        raise ValueError(f"Unknown network kind {kind!r}; expected one of {sorted(BUILDERS)}.")
+        raise InputError(f"Unknown network kind {kind!r}; expected one of {sorted(BUILDERS)}.")
     return BUILDERS[kind](**kwargs)

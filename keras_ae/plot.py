@@ -1,12 +1,16 @@
-"""Pictures of what a model does, written as PNG files with matplotlib."""
+"""Pictures of what a model does, written as PNG files with matplotlib.
+
+Each picture is drawn on its own `matplotlib.figure.Figure`, so no backend is chosen and pyplot's state (and a notebook's
+inline plots) are left alone.
+"""
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from keras_ae.errors import InputError
+from keras_ae.files import atomic_copy
 
 
 def _image(array):
@@ -14,16 +18,17 @@ def _image(array):
     return array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
 
 
+def _subplots(rows=1, columns=1, figsize=None, **kwargs):
+    """A new Figure of its own (no pyplot) and its axes, as `pyplot.subplots` returns them."""
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(rows, columns, **kwargs)
+
+
 def _save(figure, path):
     """Write the figure whole or not at all; a path without a suffix gets `.png` (the name returned is the one written)."""
-    from keras_ae import weights
-
     path = Path(path)
     path = path if path.suffix else path.with_name(path.name + ".png")
-    try:
-        weights.atomic_copy(lambda temporary: figure.savefig(temporary, format=path.suffix[1:], dpi=100, bbox_inches="tight"), path)
-    finally:
-        plt.close(figure)
+    atomic_copy(lambda temporary: figure.savefig(temporary, format=path.suffix[1:], dpi=100, bbox_inches="tight"), path)
     return path
 
 
@@ -31,7 +36,7 @@ def image_grid(rows, path, row_titles=None, title=None):
     """Rows of images (each a sequence of arrays) in one figure; 1-D arrays (signals, table rows) are drawn as lines."""
     rows = [list(row) for row in rows]
     columns = max(len(row) for row in rows)
-    figure, axes = plt.subplots(len(rows), columns, figsize=(columns * 0.9, len(rows) * 0.95 + 0.3), squeeze=False)
+    figure, axes = _subplots(len(rows), columns, figsize=(columns * 0.9, len(rows) * 0.95 + 0.3), squeeze=False)
     for row_index, row in enumerate(rows):
         for column in range(columns):
             axis = axes[row_index][column]
@@ -82,7 +87,7 @@ def interpolation(model, start, end, path, steps=10):
 def latent_manifold(model, path, size=15, extent=2.5):
     """Decodings of a grid over a 2-D latent space."""
     if model.latent_dim != 2:
-        raise ValueError(f"latent_manifold needs a 2-D latent space; this model's has {model.latent_dim} dimensions.")
+        raise InputError(f"latent_manifold needs a 2-D latent space; this model's has {model.latent_dim} dimensions.")
     values = np.linspace(-extent, extent, size, dtype="float32")
     grid = np.array([[x, y] for y in values[::-1] for x in values], dtype="float32")
     decoded = np.asarray(model.decode(grid))
@@ -91,7 +96,7 @@ def latent_manifold(model, path, size=15, extent=2.5):
     for index, image in enumerate(decoded):
         row, column = divmod(index, size)
         canvas[row * height:(row + 1) * height, column * width:(column + 1) * width] = _image(image)
-    figure, axis = plt.subplots(figsize=(7, 7))
+    figure, axis = _subplots(figsize=(7, 7))
     axis.imshow(canvas, cmap="gray", extent=(-extent, extent, -extent, extent))
     axis.set_xlabel("z[0]")
     axis.set_ylabel("z[1]")
@@ -103,8 +108,8 @@ def latent_scatter(model, images, labels, path):
     """Codes (z_mean) of images in a 2-D latent space, coloured by label."""
     codes = np.asarray(model.embed(np.asarray(images)))
     if codes.shape[-1] != 2:
-        raise ValueError(f"latent_scatter needs 2-D codes; got {codes.shape[-1]} dimensions.")
-    figure, axis = plt.subplots(figsize=(7, 6))
+        raise InputError(f"latent_scatter needs 2-D codes; got {codes.shape[-1]} dimensions.")
+    figure, axis = _subplots(figsize=(7, 6))
     points = axis.scatter(codes[:, 0], codes[:, 1], c=np.asarray(labels), cmap="tab10", s=4)
     figure.colorbar(points, ax=axis, label="label")
     axis.set_xlabel("z[0]")
@@ -117,7 +122,7 @@ def training_curves(history, path):
     """Every logged metric per epoch, training and validation together."""
     logs = history.history if hasattr(history, "history") else history
     names = sorted(name for name in logs if not name.startswith("val_"))
-    figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
+    figure, axes = _subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
     for axis, name in zip(axes[0], names):
         axis.plot(logs[name], label="train")
         if f"val_{name}" in logs:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from keras_ae.errors import InputError
 from keras_ae.schema import RATINGS_KINDS
 
 LAYOUTS = {"ratings.csv": (",", True), "u.data": ("\t", False), "ratings.dat": ("::", False)}  # file: (delimiter, header)
@@ -83,7 +84,7 @@ def _first_bad_cell(path, delimiter, columns, names):
             if (names and number == 1) or not "".join(cells):
                 continue
             if len(cells) <= max(columns.values()):
-                raise ValueError(f"{path} line {number}: {len(cells)} fields; expected at least {max(columns.values()) + 1} "
+                raise InputError(f"{path} line {number}: {len(cells)} fields; expected at least {max(columns.values()) + 1} "
                                  f"separated by {delimiter!r} ({', '.join(names or FIELDS)}).")
             for field, index in columns.items():
                 try:
@@ -92,7 +93,7 @@ def _first_bad_cell(path, delimiter, columns, names):
                     value = None
                 if value is None or (field == "ratings" and not 0 < value <= 10) or (field != "timestamps" and value < 0):
                     column = f'"{names[index]}"' if names else field
-                    raise ValueError(f"{path} line {number}, column {index + 1} ({column}): {cells[index]!r} is not {EXPECTED[field]}.")
+                    raise InputError(f"{path} line {number}, column {index + 1} ({column}): {cells[index]!r} is not {EXPECTED[field]}.")
 
 
 def _read_file(path, layout):
@@ -102,13 +103,13 @@ def _read_file(path, layout):
         with open(path, encoding="utf-8-sig") as handle:
             first = handle.readline()
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"Cannot read {path} ({type(error).__name__}: {error}); expected a UTF-8 text file of ratings.") from None
+        raise InputError(f"Cannot read {path} ({type(error).__name__}: {error}); expected a UTF-8 text file of ratings.") from None
     if not first.strip():
-        raise ValueError(f"{path} is empty; expected {'a header line, then ' if has_header else ''}one rating per line.")
+        raise InputError(f"{path} is empty; expected {'a header line, then ' if has_header else ''}one rating per line.")
     names = [name.strip().strip('"') for name in first.split(delimiter)] if has_header else None
     if names and not set(HEADER_COLUMNS[:3]) <= set(names):
         missing = ", ".join(name for name in HEADER_COLUMNS[:3] if name not in names)
-        raise ValueError(f"{path} line 1: the header {names} lacks {missing}; expected columns {', '.join(HEADER_COLUMNS)} "
+        raise InputError(f"{path} line 1: the header {names} lacks {missing}; expected columns {', '.join(HEADER_COLUMNS)} "
                          "(timestamp optional), as in GroupLens' ratings.csv.")
     columns = {field: names.index(name) if names else index
                for index, (field, name) in enumerate(zip(FIELDS, HEADER_COLUMNS)) if not names or name in names}
@@ -124,9 +125,9 @@ def _read_file(path, layout):
     if not valid:
         _first_bad_cell(path, delimiter, columns, names)
         if table is None:
-            raise ValueError(f"Cannot read {path} as {layout} ratings ({parse_error}).")
+            raise InputError(f"Cannot read {path} as {layout} ratings ({parse_error}).")
     if not len(table):
-        raise ValueError(f"{path} holds no ratings; expected one rating per line after the header.")
+        raise InputError(f"{path} holds no ratings; expected one rating per line after the header.")
     timestamps = table["timestamps"] if "timestamps" in columns else np.zeros(len(table), np.int64)
     return table["users"], table["items"], table["ratings"], timestamps
 
@@ -197,27 +198,6 @@ def read_ratings(source, data_dir=None, download=True):
     return Ratings(users[kept], items[kept], values[kept].astype(np.float32), timestamps[kept], origin)
 
 
-def history_rows(histories, item_ids, default_rating=1.0):
-    """Dense float32 (users, items) rows over the catalogue `item_ids` from a batch of histories: a (sparse) matrix
-    over those items, or per user a list of item ids (each rated `default_rating`) or a dict {item id: rating}."""
-    if hasattr(histories, "toarray"):
-        histories = histories.toarray()
-    if isinstance(histories, np.ndarray) and histories.ndim == 2:
-        if histories.shape[1] != len(item_ids):
-            raise ValueError(f"History rows must have one column per item ({len(item_ids)}); got shape {histories.shape}.")
-        return histories.astype("float32")
-    columns = {int(item): column for column, item in enumerate(item_ids)}
-    rows = np.zeros((len(histories), len(item_ids)), "float32")
-    for row, history in enumerate(histories):
-        history = history if isinstance(history, dict) else dict.fromkeys(history, default_rating)
-        unknown = [item for item in history if int(item) not in columns]
-        if unknown:
-            raise ValueError(f"Unknown item ids {unknown[:10]}: not in this model's {len(item_ids)} items.")
-        for item, rating in history.items():
-            rows[row, columns[int(item)]] = float(rating)
-    return rows
-
-
 def item_titles(source, data_dir=None):
     """{item id: title} from the `movies.csv` (or ml-100k `u.item`, ml-1m `movies.dat`) beside a dataset's ratings; {} if none."""
     import csv
@@ -244,7 +224,7 @@ def positive_threshold(ratings):
         return 3.5
     if values.max() <= 5:
         return 4.0
-    raise ValueError(f"Ratings are whole numbers up to {values.max()}, not a 1-5 scale; pass threshold= explicitly.")
+    raise InputError(f"Ratings are whole numbers up to {values.max()}, not a 1-5 scale; pass threshold= explicitly.")
 
 
 def _matrix(users, items, values, user_ids, item_ids):
@@ -258,7 +238,7 @@ def _fold_in_split(users, items, ids, seed, fold_in_fraction):
     n >= 5 entries holds out floor((1 - fold_in_fraction) * n) (their int(0.2 * n)), drawn without replacement from the
     entries sorted by item by `default_rng([seed, user id])`; a user with fewer holds out nothing."""
     if not 0 < fold_in_fraction < 1:
-        raise ValueError(f"fold_in_fraction must lie between 0 and 1; got {fold_in_fraction!r}.")
+        raise InputError(f"fold_in_fraction must lie between 0 and 1; got {fold_in_fraction!r}.")
     chosen = np.flatnonzero(np.isin(users, ids))
     chosen = chosen[np.lexsort((items[chosen], users[chosen]))]
     fold_in = np.ones(len(chosen), bool)
@@ -290,7 +270,7 @@ def split_strong_generalization(ratings, heldout_users=0.2, seed=0, fold_in_frac
     count = isinstance(heldout_users, (int, np.integer))
     each = int(heldout_users) if count else round(float(heldout_users) * len(shuffled) / 2)
     if not (count or 0 < heldout_users < 1) or not 0 < each < len(shuffled) / 2:
-        raise ValueError(f"heldout_users={heldout_users!r} holds out {each} of {len(shuffled)} users with a positive for each of "
+        raise InputError(f"heldout_users={heldout_users!r} holds out {each} of {len(shuffled)} users with a positive for each of "
                          "validation and test; expected a fraction in (0, 1) or a count that leaves training users.")
     train_ids = np.sort(shuffled[:-2 * each])
     item_ids = np.unique(items[np.isin(users, train_ids)])
@@ -340,7 +320,7 @@ def batches(matrix, batch_size, shuffle=False, seed=0, targets=None):
 
     matrices = [sparse.csr_matrix(part, dtype=np.float32) for part in (matrix, targets) if part is not None]
     if matrices[-1].shape[0] != matrices[0].shape[0]:
-        raise ValueError(f"targets has {matrices[-1].shape[0]} rows, matrix {matrices[0].shape[0]}; expected the same rows.")
+        raise InputError(f"targets has {matrices[-1].shape[0]} rows, matrix {matrices[0].shape[0]}; expected the same rows.")
     rows = tf.data.Dataset.range(matrices[0].shape[0])
     if shuffle:
         rows = rows.shuffle(matrices[0].shape[0], seed=seed, reshuffle_each_iteration=True)
@@ -368,13 +348,13 @@ def card_split(spec, data_dir=None):
     `ratings: "implicit"`, an `ExplicitSplit` for `"explicit"`. A recorded `heldout_hash` must match the rebuilt one."""
     kind = spec.get("ratings")
     if kind not in RATINGS_KINDS:
-        raise ValueError(f"data.ratings must be one of {list(RATINGS_KINDS)}; got {kind!r}.")
+        raise InputError(f"data.ratings must be one of {list(RATINGS_KINDS)}; got {kind!r}.")
     heldout = spec.get("heldout_users", 0.2)
     made = _card_split(spec["dataset"], kind, heldout, int(spec.get("split_seed", 0)), spec.get("threshold"),
                        None if data_dir is None else str(data_dir))
     implicit = made if kind == "implicit" else made[0]
     if spec.get("heldout_hash") and spec["heldout_hash"] != implicit.heldout_hash:
-        raise ValueError(f"The held-out users of {spec['dataset']} hash to {implicit.heldout_hash[:16]}..., the card records "
+        raise InputError(f"The held-out users of {spec['dataset']} hash to {implicit.heldout_hash[:16]}..., the card records "
                          f"{spec['heldout_hash'][:16]}...: this ratings file is not the one the card was made from.")
     return made if kind == "implicit" else made[1]
 
@@ -387,7 +367,7 @@ def split_matrices(spec, split, data_dir=None):
     items with held-out ratings there, their training ratings as inputs and the held-out ones as targets.
     """
     if split not in ("train", "validation", "test"):
-        raise ValueError(f"Unknown split {split!r} for ratings; expected 'train', 'validation' or 'test'.")
+        raise InputError(f"Unknown split {split!r} for ratings; expected 'train', 'validation' or 'test'.")
     made = card_split(spec, data_dir)
     if isinstance(made, RatingsSplit):
         if split == "train":

@@ -14,6 +14,7 @@ import numbers
 import re
 
 from keras_ae import weights
+from keras_ae.errors import InputError
 
 # The values a card may name; the modules that act on them import them from here, so reading a card needs no TensorFlow.
 SPLIT_PATTERN = re.compile(r"^(?P<base>[a-z]+)(\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
@@ -32,7 +33,7 @@ def positive_count(value, name, expected="a positive integer"):
     """`value` as an int when it is a positive integer (numpy's included, bool not), else a one-line ValueError
     naming `name`: the one check of a count given as an argument (epochs, batch sizes, limits)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be {expected}; got {value!r}")
+        raise InputError(f"{name} must be {expected}; got {value!r}")
     return int(value)
 
 
@@ -164,22 +165,22 @@ def check_network(card, source):
     if network is None:
         config = card["model"].get("config", {})
         if not all(isinstance(config.get(role), dict) for role in ("encoder", "decoder")):
-            raise ValueError(f"{source} lacks the field network: a card needs a network section (builder arguments), "
+            raise InputError(f"{source} lacks the field network: a card needs a network section (builder arguments), "
                              "or the encoder and decoder in model.config.")
         return
     arguments = builder_arguments(network["kind"])
     unknown = sorted(set(network) - set(arguments) - {"kind"})
     if unknown:
-        raise ValueError(f"{source}: network.{unknown[0]} is not an argument of the {network['kind']} network; "
+        raise InputError(f"{source}: network.{unknown[0]} is not an argument of the {network['kind']} network; "
                          f"it takes {sorted(arguments)}.")
     values = math.prod(network["input_shape"])
     if values > MAX_INPUT_VALUES:
-        raise ValueError(f"{source}: network.input_shape {network['input_shape']} is {values} values per example; "
+        raise InputError(f"{source}: network.input_shape {network['input_shape']} is {values} values per example; "
                          f"the most a card may ask for is {MAX_INPUT_VALUES}.")
     estimate = parameter_estimate(network)
     if estimate > MAX_PARAMETERS:
         shape, latent = network["input_shape"], network["latent_dim"]
-        raise ValueError(f"{source}: network (input_shape {shape}, latent_dim {latent}) would "
+        raise InputError(f"{source}: network (input_shape {shape}, latent_dim {latent}) would "
                          f"build about {estimate:.3g} weights; the most a card may ask for is {MAX_PARAMETERS} "
                          "(1 GiB of float32).")
 
@@ -190,16 +191,16 @@ def check(card, source="card", network=True):
     `network=False` skips checking the network section against its builder's arguments (that imports Keras).
     """
     if not isinstance(card, dict):
-        raise ValueError(f"{source} must hold a JSON object (a card); got {_described(card)}.")
+        raise InputError(f"{source} must hold a JSON object (a card); got {_described(card)}.")
     error = min(_validator().iter_errors(card), key=lambda error: (len(error.absolute_path), list(map(str, error.absolute_path))), default=None)
     if error is not None:
-        raise ValueError(_complaint(error, source))
+        raise InputError(_complaint(error, source))
     field = _non_finite(card)
     if field is not None:
-        raise ValueError(f"{source}: {field} must be a finite number; got NaN or infinity.")
+        raise InputError(f"{source}: {field} must be a finite number; got NaN or infinity.")
     spec = card.get("data") or {}
     if spec.get("monitor_split") is not None and spec.get("monitor_split") == spec.get("test_split"):
-        raise ValueError(f"{source}: data.monitor_split is the test split {spec['test_split']!r}; the test split is for the "
+        raise InputError(f"{source}: data.monitor_split is the test split {spec['test_split']!r}; the test split is for the "
                          "final number only: monitor a validation part of the training data (data.monitor_split "
                          "'validation' with data.validation_split, e.g. 0.1)")
     if network:

@@ -13,13 +13,16 @@ import urllib.request
 import warnings
 from pathlib import Path
 
+from keras_ae.errors import InputError, MissingExtraError
+from keras_ae.files import atomic_copy  # noqa: F401  (weights.atomic_copy, as before)
+
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Installed from a wheel, the zoo ships inside the package; in a checkout it is the top-level zoo/ folder.
 ZOO_DIR = next((folder for folder in (PACKAGE_DIR / "zoo", PACKAGE_DIR.parent / "zoo") if folder.is_dir()), PACKAGE_DIR / "zoo")
 
 
-class ChecksumError(ValueError):
+class ChecksumError(InputError):
     """A file's sha256 is not the one its card promises."""
 
 
@@ -48,36 +51,6 @@ def verify(path, expected_sha256):
     if actual != expected_sha256:
         raise ChecksumError(f"{path}: sha256 is {actual}, the card expects {expected_sha256}. The file was not loaded.")
     return path
-
-
-def atomic_copy(write, destination):
-    """Call `write(temporary_path)`, then move the result onto `destination` in one rename.
-
-    On any failure the temporary file is removed and `destination` keeps its previous content.
-    The new file gets the permissions a plain `open(destination, "w")` would give: those of the file
-    it replaces, else `0o666` less the umask.
-    """
-    destination = Path(destination)
-    temporary = None
-    try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        temporary = destination.parent / f".partial-{secrets.token_hex(8)}-{destination.name}"
-        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, unlike mkstemp's 0o600
-        write(str(temporary))
-        if destination.exists():
-            os.chmod(temporary, stat.S_IMODE(destination.stat().st_mode) & 0o777)
-        os.replace(temporary, destination)
-    except OSError as error:
-        if temporary:
-            temporary.unlink(missing_ok=True)
-        if error.errno is None:  # not a file-system error (e.g. an HTTP error raised by `write`)
-            raise
-        raise OSError(error.errno, f"Could not write {destination}: {error.strerror or error}") from error
-    except BaseException:
-        if temporary:
-            temporary.unlink(missing_ok=True)
-        raise
-    return destination
 
 
 def check_writable(folder):
@@ -145,7 +118,7 @@ def download(url, destination, expected_sha256, timeout=30, retries=2, progress=
 def check_file_name(file_name):
     """Refuse weight file names that could escape the zoo or cache folder."""
     if not file_name or Path(file_name).name != file_name or file_name in (".", ".."):
-        raise ValueError(f"Weight file name {file_name!r} must be a plain file name, without folders or '..'.")
+        raise InputError(f"Weight file name {file_name!r} must be a plain file name, without folders or '..'.")
     return file_name
 
 
@@ -248,7 +221,7 @@ def hub_file(repo_id, file_name, revision=None):
         import huggingface_hub
         from huggingface_hub import errors
     except ImportError:
-        raise ImportError("hf:// sources need the huggingface_hub package: pip install huggingface_hub") from None
+        raise MissingExtraError("hf:// sources need the huggingface_hub package: pip install \"keras-ae[hf]\"") from None
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, file_name, revision=revision))
     except (errors.HfHubHTTPError, errors.EntryNotFoundError, errors.LocalEntryNotFoundError) as error:

@@ -35,7 +35,7 @@ from keras import layers, ops
 
 import keras_ae
 from keras_ae import cards, data, evaluate, networks
-from keras_ae.export import export
+from keras_ae.exporting import export
 
 @contextlib.contextmanager
 def dtype_policy(name):
@@ -536,7 +536,7 @@ def time_to_quality(settings, target=95.0):
                               for start in range(0, len(test_images), 1000)]))
 
     def keras_ae_nats(model):
-        return float(np.mean(evaluate.per_example(model.negative_elbo, test_images, 1000)))
+        return float(np.mean(np.asarray(keras_ae.models.per_batch(model.negative_elbo, test_images, batch_size=1000))))
 
     turns = Turns(["keras_io_way", "keras_ae"])
     stops = {"keras_io_way": TestElboStop("keras_io_way", turns, plain_nats, target),

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from keras_ae import cards, evaluate, weights
+from keras_ae import cards, kinds, metrics, weights
+from keras_ae.models import Task
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "compression.json"
 CODECS = ("JPEG", "WEBP")
@@ -84,7 +85,7 @@ def payload(data):
 
 def psnr_db(mse):
     """PSNR in dB of a mean squared error on data in [0, 1]; inf for a perfect copy."""
-    return math.inf if mse == 0 else evaluate.psnr(mse)
+    return math.inf if mse == 0 else metrics.psnr(mse)
 
 
 def codec_point(images, codec, quality):
@@ -108,10 +109,10 @@ def at_same_or_more_bytes(curve, target_bytes):
 
 def measure_entry(card, model, limit=None):
     """The VQ-VAE's rate and PSNR on the card's test split, and each codec's curve and its point at the same or more bytes."""
-    images = evaluate.split_arrays(card, "test", limit)[0]
+    images = kinds.Examples().arrays(card, "test", limit)[0]
     code_bytes = model.bits_per_image / 8
     result = {"test_examples": len(images),
-              "vqvae": {**evaluate.reconstruction_metrics(model, images), "bits_per_image": model.bits_per_image, "bytes": code_bytes}}
+              "vqvae": {**Task(model).measure(images, images), "bits_per_image": model.bits_per_image, "bytes": code_bytes}}
     pixels = np.round(images * 255).astype("uint8")
     for codec in CODECS:
         curve = [codec_point(pixels, codec, quality) for quality in QUALITIES]

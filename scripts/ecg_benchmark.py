@@ -22,7 +22,7 @@ import numpy as np
 
 import keras_ae
 from keras_ae import evaluate, weights
-from keras_ae.train import anomaly_threshold, finish
+from keras_ae.training import anomaly_threshold, finish
 from ecg_tutorial import run_tutorial
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

@@ -44,7 +44,7 @@ def write_metrics(name, subset_only=False, measured=None):
         measured = evaluate.measure(card, model) if measured is None else measured
         card["metrics"] = {
             **rounded(measured),
-            "headline": cards.model_class(card).headline(measured),
+            "headline": cards.task_of(card).headline(measured),
             "command": f"KERAS_AE_DATA=../shared/data python scripts/evaluate_zoo.py {name}",
         }
     card["subset_metrics"] = significant(measure_subset(card, model))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import keras_ae
 from keras_ae import cards, evaluate, weights
-from keras_ae.train import finish, hardware
+from keras_ae.training import finish, hardware
 
 PRESETS = Path("build/precision")
 

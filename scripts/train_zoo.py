@@ -11,7 +11,7 @@ import argparse
 
 import keras_ae
 from keras_ae import cards, evaluate, weights
-from keras_ae.train import finish
+from keras_ae.training import finish
 
 VALIDATION_EXAMPLES = 1000
 VALIDATION_IWAE_SAMPLES = 200

@@ -19,12 +19,12 @@ def table():
     entries = [(name, cards.model_card(name)) for name in cards.list_models()]
     columns = {}
     for _, card in entries:
-        columns.update(cards.model_class(card).card_columns())
+        columns.update(cards.task_of(card).card_columns())
     headings = ["entry", "model", "data", *columns, "linear probe", "anomaly AUROC / accuracy", "train time"]
     lines = ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
     for name, card in entries:
         metrics, training = card.get("metrics", {}), card.get("training", {})
-        own = cards.model_class(card).card_columns()
+        own = cards.task_of(card).card_columns()
         cells = [own[heading](metrics) if heading in own else "" for heading in columns]
         probe = f"{metrics['linear_probe_accuracy']:.4f}" if "linear_probe_accuracy" in metrics else ""
         detection = f"{metrics['auroc']:.4f} / {metrics['detection_accuracy']:.3f}" if "detection_accuracy" in metrics else ""

@@ -62,10 +62,11 @@ def test_it_predicts_held_out_ratings_well_beyond_the_global_mean(trained, expli
 def test_measure_and_headline_speak_of_observed_ratings(trained, explicit):
     model, _, _ = trained
     items = explicit.train.T.tocsr()[:300]
-    metrics = model.measure(items, items)
+    task = keras_ae.models.task_for(model)(model)
+    metrics = task.measure(items, items)
     assert set(metrics) == {"observed_rmse"} and 0 < metrics["observed_rmse"] < 1.5
-    assert "RMSE" in keras_ae.AutoRec.headline(metrics)
-    assert model.draw(None, None, "unused", "x") == {}
+    assert "RMSE" in task.headline(metrics)
+    assert task.draw(None, None, "unused", "x") == {}
 
 
 def test_the_loss_ignores_unobserved_entries():

@@ -11,7 +11,7 @@ import keras
 import pytest
 
 import keras_ae
-from keras_ae.train import BoundBackup, finish
+from keras_ae.training import BoundBackup, finish
 from conftest import console_script
 
 TINY = dict(batch_size=128, train_split="train[:512]", validation_split="test[:256]", verbose=0)

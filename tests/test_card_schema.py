@@ -11,7 +11,7 @@ import pytest
 
 import keras_ae
 from keras_ae import cards, files, networks, schema, weights
-from keras_ae.train import card_for_data
+from keras_ae.training import card_for_data
 from conftest import console_script
 from http_server import running
 from hub_server import serve_hub

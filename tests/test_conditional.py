@@ -98,7 +98,7 @@ def test_labels_are_required_and_validated(trained, labelled):
     with pytest.raises(tf.errors.InvalidArgumentError, match="label outside"):
         model.evaluate(bad, verbose=0)
     with pytest.raises(ValueError, match="measured given the true labels"):
-        model.measure(x, x)
+        keras_ae.models.task_for(model)(model).measure(x, x)
 
 
 def test_bad_labels_are_refused_under_jit_compile(labelled):
@@ -254,12 +254,13 @@ def test_keras_ae_train_and_measure_a_card_with_labels(data_root, tmp_path):
     assert metrics["test_examples"] == 500 and metrics["iwae_samples"] == 5
     assert 0 < metrics["reconstruction_mse"] < 0.2 and metrics["psnr_db"] > 5
     assert 0 < metrics["iwae_nll_nats"] <= metrics["negative_elbo_nats"] + 1.0
-    assert keras_ae.ConditionalVAE.headline(metrics).startswith("NLL")
+    task = keras_ae.models.task_for(model)
+    assert task.headline(metrics).startswith("-log p(x given the label)")
     images, labels = data.bundled_sample("mnist")
-    pictures = model.draw(images, labels, tmp_path, "cvae_mnist")
+    pictures = task(model).draw(images, labels, tmp_path, "cvae_mnist")
     assert set(pictures) == {"Reconstructions", "Samples by class"}
     assert all(Path(path).stat().st_size > 1000 for path in pictures.values())
-    assert "cvae" not in keras_ae.models.by_short_name() and "sample" in keras_ae.ConditionalVAE.verbs  # --data cards carry no labels
+    assert "cvae" not in keras_ae.models.by_short_name() and "sample" in task.commands()  # --data cards carry no labels
 
 
 def test_the_benchmark_classifier_judges_samples(trained, data_root, tmp_path):

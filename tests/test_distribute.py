@@ -35,7 +35,7 @@ SGD_WORKER = textwrap.dedent("""
     import keras, numpy as np
     import keras_ae
     from keras_ae import cards, data
-    training = importlib.import_module("keras_ae.train")
+    training = importlib.import_module("keras_ae.training")
     strategy = training.resolve_strategy(sys.argv[1])
     keras.utils.set_random_seed(0)
     with strategy.scope():
@@ -169,7 +169,7 @@ def test_unknown_strategy_and_precision_list_the_choices():
 @pytest.mark.parametrize("flags, expected", [({"avx2", "avx512_bf16"}, "mixed_bfloat16"), ({"amx_bf16"}, "mixed_bfloat16"),
                                              ({"avx2", "avx512f"}, "float32"), (set(), "float32")])
 def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch, flags, expected):
-    train = importlib.import_module("keras_ae.train")  # the module; keras_ae.train is its function
+    train = importlib.import_module("keras_ae.training")  # the module; keras_ae.train is its function
     monkeypatch.setattr(train, "cpu_flags", lambda: flags)
     strategy = train.resolve_strategy("one_device")
     assert train.resolve_precision("auto", strategy) == expected
@@ -179,7 +179,7 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch, 
 def test_training_uses_the_recipe_precision_else_auto_and_the_card_records_it(monkeypatch):
     import keras
 
-    monkeypatch.setattr(importlib.import_module("keras_ae.train"), "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(importlib.import_module("keras_ae.training"), "cpu_flags", lambda: {"avx512_bf16"})
     card = keras_ae.model_card("ae_mnist")
     card["recipe"]["precision"] = "float32"  # a recipe that names its precision
     options = dict(epochs=1, train_split="train[:256]", validation_split="test[:128]", verbose=0)

@@ -9,7 +9,7 @@ import pytest
 import keras
 import keras_ae
 from keras_ae import networks
-from keras_ae.export import export
+from keras_ae.exporting import export
 
 SHAPE = (28, 28, 1)
 MODELS = {

@@ -20,7 +20,7 @@ def check_reconstructs_and_trains(model, shape, run_eagerly=True):
     """
     x = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
     assert model(x).shape == (4, *shape)
-    if "sample" in model.verbs:
+    if "sample" in keras_ae.models.task_for(model).commands():
         assert model.sample(2, seed=0).shape == (2, *shape)
     model.compile(optimizer="adam", run_eagerly=run_eagerly)
     assert np.isfinite(model.fit(x, epochs=1, batch_size=4, verbose=0).history["loss"][0])

@@ -1,4 +1,4 @@
-"""A new family is one module: a contractive autoencoder defined here, and nowhere else, goes the whole way.
+"""A new family is one module: a contractive autoencoder and its task, defined here and nowhere else, go the whole way.
 
 It trains on real MNIST through `keras_ae.train`, is measured by `keras_ae.evaluate`, exported with its
 own extra signature and reloaded without keras_ae, saved as a preset, loaded back, listed in the zoo
@@ -17,10 +17,12 @@ from keras import ops
 
 import keras_ae
 from keras_ae import cards, cli, evaluate
-from keras_ae.models.base import metric_text
+from keras_ae.models import per_batch
+from keras_ae.models.autoencoder import AutoencoderTask
+from keras_ae.models.task import metric_text
 
 
-# --- The family: what a contributor writes (about 40 lines) -------------------------------------------------------------
+# --- The family: what a contributor writes (about 45 lines): the Keras model, and beside it its task ----------------------
 @keras.saving.register_keras_serializable(package="contractive_example")
 class ContractiveAutoencoder(keras_ae.Autoencoder):
     """Rifai et al. 2011: reconstruction plus `contraction_weight` x ||d code / d x||_F^2, for a dense sigmoid code."""
@@ -44,21 +46,29 @@ class ContractiveAutoencoder(keras_ae.Autoencoder):
         return {"loss": reconstruction + self.contraction_weight * contraction, "reconstruction_loss": reconstruction,
                 "contraction": contraction}
 
-    def measure(self, images, inputs):
-        contraction = evaluate.per_example(lambda batch: self.contraction(self.encode(batch)), images)
-        return {**super().measure(images, inputs), "mean_contraction": float(contraction.mean())}
+    def get_config(self):
+        return {**super().get_config(), "contraction_weight": self.contraction_weight}
+
+
+class ContractiveAutoencoderTask(AutoencoderTask):
+    """Its measures add the mean contraction; its export adds a `contraction` signature."""
+
+    family = ContractiveAutoencoder
+
+    def measure(self, examples, inputs, targets=None):
+        model = self.model
+        contraction = np.asarray(per_batch(lambda batch: model.contraction(model.encode(batch)), examples))
+        return {**super().measure(examples, inputs), "mean_contraction": float(contraction.mean())}
 
     @classmethod
     def card_columns(cls):
         return {**super().card_columns(), "contraction": lambda metrics: metric_text(metrics, "mean_contraction", 2)}
 
     def export_endpoints(self):
+        model = self.model
         endpoints = super().export_endpoints()
-        endpoints["contraction"] = (lambda x: self.contraction(self.encode(x)), endpoints["serve"][1])
+        endpoints["contraction"] = (lambda x: model.contraction(model.encode(x)), endpoints["serve"][1])
         return endpoints
-
-    def get_config(self):
-        return {**super().get_config(), "contraction_weight": self.contraction_weight}
 
 
 # --- Its card: data, not code ---------------------------------------------------------------------------------------------
@@ -88,7 +98,7 @@ def trained(data_root, tmp_path_factory):
     """The family trained from its card through keras_ae.train, and finished into a preset folder."""
     folder = tmp_path_factory.mktemp("cae") / "cae_mnist"
     model, history, stats = keras_ae.train(CARD, precision="float32", verbose=0)  # compared exactly below
-    from keras_ae.train import finish
+    from keras_ae.training import finish
 
     finish(model, CARD, history, stats, folder)
     return model, history, folder
@@ -130,11 +140,11 @@ def test_its_preset_loads_back_identical_and_the_command_and_table_know_it(train
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     card = json.loads((folder / "card.json").read_text())
     assert card["training"]["epochs"] == 4 and (folder / "training_curves.png").stat().st_size > 1000
-    assert cards.model_class(card).card_columns()["contraction"]({"mean_contraction": 1.234}) == "1.23"
+    assert cards.task_of(card).card_columns()["contraction"]({"mean_contraction": 1.234}) == "1.23"
     assert cli.main(["info", str(folder)]) == 0 and "contractive_example>ContractiveAutoencoder" in capsys.readouterr().out
     assert cli.main(["sample", str(folder)]) == 2
     assert "does not support `keras-ae sample`" in capsys.readouterr().err
-    assert ContractiveAutoencoder.headline({"psnr_db": 20.0}) == "PSNR 20.00 dB"
+    assert cards.task_of(card).headline({"psnr_db": 20.0}) == "PSNR 20.00 dB"
 
 
 def test_a_hand_built_model_saves_as_a_preset_with_its_config(tmp_path):

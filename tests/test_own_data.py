@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 import keras_ae
-from keras_ae import cards, cli, data, evaluate, models
+from keras_ae import cards, cli, data, kinds, models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def test_the_ecg_entry_scores_raw_beats_the_same_after_a_reload_and_from_its_exp
     test, labels = data.load_arrays("ecg5000", "test")
     scores = np.asarray(model.anomaly_score(test))
     assert card["anomaly"]["threshold"] > 0 and np.mean((scores <= card["anomaly"]["threshold"]) == (labels == 1)) > 0.97
-    train = evaluate.split_arrays(card, card["data"]["train_split"], every_label=False)[0]  # the normal training beats
+    train = kinds.Examples().arrays(card, card["data"]["train_split"], every_label=False)[0]  # the normal training beats
     scaled = np.asarray(model.encoder.get_layer("scaling")(train))  # min-max of what it trained on (not its validation part)
     np.testing.assert_allclose(scaled.min(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(scaled.max(axis=0), 1.0, atol=1e-5)
@@ -226,7 +226,7 @@ def test_bad_folders_and_labels_are_one_line_errors(tmp_path, digit_folder, ecg_
     code, _, err = run(capsys, "train", "--data", digit_folder, "--family", "gan", "--output", tmp_path / "out")
     assert code == 2 and f"expected one of {sorted(models.by_short_name())}" in err and "'vae'" in err
     assert not (tmp_path / "out").exists()
-    assert cards.model_class(cards.model_card("dae_mnist")).verbs[-1] == "denoise"
+    assert cards.task_of(cards.model_card("dae_mnist")).commands()[-1] == "denoise"
     code, _, err = run(capsys, "score", "ae_ecg5000", ecg_csv, "--out", tmp_path / "scores.csv")  # the label column left in
     assert code == 2 and "holds 4998 examples of shape (141,); ae_ecg5000 expects (140,)" in err
     assert not (tmp_path / "scores.csv").exists()

@@ -179,4 +179,4 @@ def test_the_command_takes_every_form(preset, cache, tmp_path, capsys, data_root
     assert (tmp_path / "s.png").stat().st_size > 1000
     capsys.readouterr()
     assert cli.main(["sample", str(preset)]) == 2 and "does not support `keras-ae sample`" in capsys.readouterr().err
-    assert cards.model_class(cards.model_card(str(vae))).verbs[-1] == "sample"
+    assert cards.task_of(cards.model_card(str(vae))).commands()[-1] == "sample"

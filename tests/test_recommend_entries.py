@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import keras_ae
 from keras_ae import cards, data, evaluate, networks, ratings
-from keras_ae.train import finish
+from keras_ae.training import finish
 from conftest import console_script
 
 ENTRIES = ("multvae_ml_latest_small", "autorec_ml_latest_small")

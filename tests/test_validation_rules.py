@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import keras_ae
-from keras_ae import cards, evaluate
-from keras_ae.train import THRESHOLD_RULES, anomaly_threshold, finish
+from keras_ae import cards, kinds
+from keras_ae.training import THRESHOLD_RULES, anomaly_threshold, finish
 
 TINY = dict(batch_size=128, train_split="train[:512]", verbose=0)
 
@@ -65,7 +65,7 @@ def test_an_unlabelled_threshold_reads_only_the_normal_training_examples(data_ro
     card = copy.deepcopy(keras_ae.model_card("ae_ecg5000"))
     card["anomaly"] = {"normal_label": 1, "threshold_rule": rule, "percentile": 95.0}
     model = keras_ae.load("ae_ecg5000")
-    normal = evaluate.split_arrays(card, "train", data_dir=data_root, every_label=False)[0]
+    normal = kinds.Examples().arrays(card, "train", data_dir=data_root, every_label=False)[0]
     scores = np.asarray(model.anomaly_score(normal))
     expected = np.percentile(scores, 95.0) if rule == "percentile" else scores.mean() + scores.std()
     assert anomaly_threshold(model, card, data_root)["threshold"] == pytest.approx(expected, rel=1e-5)

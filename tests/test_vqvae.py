@@ -16,7 +16,7 @@ from keras import ops
 import keras_ae
 from keras_ae import cards, evaluate
 from keras_ae.models.vqvae import DEAD_CODE_USAGE, LAPLACE_EPSILON
-from keras_ae.train import card_for_data
+from keras_ae.training import card_for_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import compression_benchmark as benchmark  # noqa: E402
@@ -71,8 +71,8 @@ def test_it_trains_on_real_mnist_and_uses_several_codes(trained):
     assert history.history["perplexity"][-1] > 4 and history.history["val_perplexity"][-1] > 4
     metrics = evaluate.measure(CARD, model, limit=500)
     assert metrics["psnr_db"] > 17 and metrics["bits_per_image"] == 7 * 7 * 6 and metrics["code_perplexity"] > 4
-    assert model.headline(metrics) == f"PSNR {metrics['psnr_db']:.2f} dB at 294 bits/image"
-    assert model.card_columns()["PSNR dB at bits/image"](metrics) == f"{metrics['psnr_db']:.2f} at 294"
+    assert keras_ae.models.task_for(model).headline(metrics) == f"PSNR {metrics['psnr_db']:.2f} dB at 294 bits/image"
+    assert keras_ae.models.task_for(model).card_columns()["PSNR dB at bits/image"](metrics) == f"{metrics['psnr_db']:.2f} at 294"
 
 
 def test_the_straight_through_gradient_reaches_the_encoder(trained, mnist_images):
@@ -207,7 +207,8 @@ def test_the_export_compresses_and_decompresses_without_keras_ae(trained, mnist_
 
 
 def test_the_family_declares_itself_and_the_zoo_cards_build_a_7x7_code():
-    assert keras_ae.VQVAE.short_name == "vqvae" and keras_ae.VQVAE.verbs == ("info", "evaluate", "export", "reconstruct", "score")
+    task = keras_ae.models.task_for(keras_ae.VQVAE)
+    assert task.short_name == "vqvae" and task.commands() == ("info", "evaluate", "export", "reconstruct", "score")
     for name in ("vqvae_mnist", "vqvae_fashion_mnist"):
         model = cards.build_model(keras_ae.model_card(name))
         assert model.code_positions == (7, 7) and model.bits_per_image == 392

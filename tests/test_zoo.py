@@ -48,7 +48,7 @@ def test_card_is_complete_and_its_weights_match(name):
         assert section in card, f"{name} has no measured {section}"
     assert card["metrics"]["command"].endswith(f"evaluate_zoo.py {name}")
     numbers = {key: value for key, value in card["metrics"].items() if key not in ("command", "headline")}
-    assert card["metrics"]["headline"] == keras_ae.cards.model_class(card).headline(numbers)  # what `keras-ae list` shows
+    assert card["metrics"]["headline"] == keras_ae.cards.task_of(card).headline(numbers)  # what `keras-ae list` shows
     assert card["training"]["wall_time_seconds"] > 0 and card["training"]["examples_per_second"] > 0
     entry = card["weights"]
     path = weights.ZOO_DIR / name / entry["file"]

@@ -4,6 +4,7 @@ import keras
 
 from keras_ae import losses
 from keras_ae.models.base import BaseAutoencoder, check_choice
+from keras_ae.models.task import Task
 
 RECONSTRUCTION_LOSSES = {"mse": losses.mean_squared_error, "bce": losses.binary_crossentropy}
 
@@ -19,7 +20,6 @@ class Autoencoder(BaseAutoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss")
-    short_name = "ae"
 
     def __init__(self, encoder, decoder, reconstruction="mse", **kwargs):
         self.reconstruction = check_choice("reconstruction", reconstruction, RECONSTRUCTION_LOSSES)
@@ -38,3 +38,10 @@ class Autoencoder(BaseAutoencoder):
 
     def get_config(self):
         return {**super().get_config(), "reconstruction": self.reconstruction}
+
+
+class AutoencoderTask(Task):
+    """The plain autoencoder's task: the shared measures (reconstruction error), pictures and endpoints."""
+
+    family = Autoencoder
+    short_name = "ae"

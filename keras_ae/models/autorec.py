@@ -25,8 +25,10 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_ae import evaluate, ratings
-from keras_ae.models.base import BaseAutoencoder, metric_text
+from keras_ae import metrics
+from keras_ae.errors import InputError
+from keras_ae.models.base import BaseAutoencoder, per_batch
+from keras_ae.models.task import RecommenderTask, history_rows, metric_text
 
 
 def masked_squared_error(x, reconstruction):
@@ -62,20 +64,19 @@ class AutoRec(BaseAutoencoder):
 
     metric_names = ("loss", "reconstruction_loss")
     uses_y = True
-    verbs = ("info", "evaluate", "export", "recommend")
 
     def __init__(self, encoder, decoder, rating_range=None, items=0, fold_in_l2=1.0, input_dropout=0.0, code_dropout=0.0, **kwargs):
         if rating_range is not None:
             low, high = (float(value) for value in rating_range)
             if not low <= high:
-                raise ValueError(f"rating_range must be (lowest, highest); got {rating_range!r}.")
+                raise InputError(f"rating_range must be (lowest, highest); got {rating_range!r}.")
             rating_range = (low, high)
         self.rating_range = rating_range
         self.items = int(items)
         self.fold_in_l2 = float(fold_in_l2)
         for name, rate in (("input_dropout", input_dropout), ("code_dropout", code_dropout)):
             if not 0.0 <= float(rate) < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1); got {rate!r}.")
+                raise InputError(f"{name} must lie in [0, 1); got {rate!r}.")
         self.input_dropout, self.code_dropout = float(input_dropout), float(code_dropout)
         super().__init__(encoder, decoder, **kwargs)
 
@@ -88,7 +89,7 @@ class AutoRec(BaseAutoencoder):
         """Take an `ExplicitSplit`'s user and item ids, and every item's code from its training ratings (for `recommend`)."""
         self.set_user_ids(explicit.user_ids)
         if len(explicit.item_ids) != self.items:
-            raise ValueError(f"{type(self).__name__} was built for {self.items} items; the split has {len(explicit.item_ids)}.")
+            raise InputError(f"{type(self).__name__} was built for {self.items} items; the split has {len(explicit.item_ids)}.")
         self.item_ids.assign(np.asarray(explicit.item_ids, "int64"))
         self.item_codes.assign(np.concatenate([np.asarray(self.embed(rows)) for rows in _dense_rows(explicit.train.T.tocsr(), 500)]))
 
@@ -122,16 +123,16 @@ class AutoRec(BaseAutoencoder):
     def recommend(self, histories, k=10, exclude_seen=True):
         """The `k` items with the highest fold-in predicted ratings for each history, best first: (item ids, scores).
 
-        Histories as `keras_ae.ratings.history_rows` reads them: dicts {item id: rating}, lists of item ids (each rated
+        Histories as `keras_ae.models.task.history_rows` reads them: dicts {item id: rating}, lists of item ids (each rated
         the top of `rating_range`), or rows over this model's items.
         """
         if not self.items:
-            raise ValueError(f"This {type(self).__name__} keeps no item codes (items=0); build it with items= and call adapt_to.")
-        rows = ratings.history_rows(histories, self.item_ids.numpy(), default_rating=self.rating_range[1] if self.rating_range else 1.0)
+            raise InputError(f"This {type(self).__name__} keeps no item codes (items=0); build it with items= and call adapt_to.")
+        rows = history_rows(histories, self.item_ids.numpy(), default_rating=self.rating_range[1] if self.rating_range else 1.0)
         if not rows.any(axis=1).all():
-            raise ValueError(f"Histories {np.flatnonzero(~rows.any(axis=1))[:10].tolist()} are empty: AutoRec needs at least one rating.")
-        scores = evaluate.per_example(self.fold_in_scores, rows, batch_size=64)
-        best, best_scores = evaluate.top_k(scores, k, exclude=rows if exclude_seen else None)
+            raise InputError(f"Histories {np.flatnonzero(~rows.any(axis=1))[:10].tolist()} are empty: AutoRec needs at least one rating.")
+        scores = np.asarray(per_batch(self.fold_in_scores, rows, batch_size=64))
+        best, best_scores = metrics.top_k(scores, k, exclude=rows if exclude_seen else None)
         return self.item_ids.numpy()[best], best_scores
 
     def anomaly_score(self, x):
@@ -149,11 +150,11 @@ class AutoRec(BaseAutoencoder):
         users, items = np.asarray(user_index, dtype="int64"), np.asarray(item_index, dtype="int64")
         n_users = self.input_shape_per_example[0]
         if train_matrix.shape[0] != n_users:
-            raise ValueError(f"{type(self).__name__} has {n_users} users; train_matrix has {train_matrix.shape[0]} rows.")
+            raise InputError(f"{type(self).__name__} has {n_users} users; train_matrix has {train_matrix.shape[0]} rows.")
         if users.shape != items.shape or users.ndim != 1:
-            raise ValueError(f"user_index and item_index must be 1-D of one length; got {users.shape} and {items.shape}.")
+            raise InputError(f"user_index and item_index must be 1-D of one length; got {users.shape} and {items.shape}.")
         if users.size and (users.min() < 0 or users.max() >= n_users or items.min() < 0 or items.max() >= train_matrix.shape[1]):
-            raise ValueError(f"user_index must lie in [0, {n_users}) and item_index in [0, {train_matrix.shape[1]}).")
+            raise InputError(f"user_index must lie in [0, {n_users}) and item_index in [0, {train_matrix.shape[1]}).")
         needed, position = np.unique(items, return_inverse=True)
         item_rows = train_matrix.T.tocsr()[needed] if hasattr(train_matrix, "tocsr") else np.asarray(train_matrix).T[needed]
         order = np.argsort(position, kind="stable")
@@ -171,51 +172,48 @@ class AutoRec(BaseAutoencoder):
             low, high = float(data.min()), float(data.max())
         return np.clip(predicted, low, high)
 
-    def measure(self, images, inputs, targets=None):
-        """RMSE of the reconstruction on the observed (non-zero) entries of `inputs` (item rows over users); with
-        `targets` (held-out ratings of the same items), `rmse` of the predictions there, clipped to `rating_range`."""
-        inputs = np.asarray(inputs.toarray() if hasattr(inputs, "toarray") else inputs, dtype="float32")
-        predicted = evaluate.per_example(lambda rows: self(rows), inputs)
-        observed = inputs != 0
-        metrics = {"observed_rmse": float(np.sqrt(np.sum(np.square(inputs - predicted)[observed]) / max(np.count_nonzero(observed), 1)))}
-        if targets is not None:
-            targets = np.asarray(targets.toarray() if hasattr(targets, "toarray") else targets)
-            if self.rating_range is not None:
-                predicted = np.clip(predicted, *self.rating_range)
-            held = targets != 0
-            metrics["rmse"] = evaluate.rmse(predicted[held], targets[held])
-        return metrics
-
-    @classmethod
-    def headline(cls, metrics):
-        if "rmse" in metrics:
-            return f"RMSE {metrics['rmse']:.4f} on held-out ratings"
-        if "observed_rmse" in metrics:
-            return f"RMSE {metrics['observed_rmse']:.4f} on observed ratings"
-        return super().headline(metrics)
-
-    @classmethod
-    def card_columns(cls):
-        return {"RMSE (held out)": lambda metrics: metric_text(metrics, "rmse", 4)}
-
-    def export_endpoints(self):
-        """The common endpoints and, for a model with item codes, `recommend(ratings, k)`: a new user's k best unrated items."""
-        endpoints = super().export_endpoints()
-        if self.items:
-            def recommend(ratings, k):
-                scores = tf.where(ratings != 0, tf.constant(-np.inf, tf.float32), self.fold_in_scores(ratings))
-                best = tf.math.top_k(scores, k)
-                return {"item_ids": tf.gather(self.item_ids, best.indices), "scores": best.values}
-
-            endpoints["recommend"] = (recommend, [tf.TensorSpec([None, self.items], tf.float32, name="ratings"),
-                                                  tf.TensorSpec([], tf.int32, name="k")])
-        return endpoints
-
-    def draw(self, images, labels, folder, name):
-        """No pictures: an item's ratings are not an image."""
-        return {}
-
     def get_config(self):
         return {**super().get_config(), "rating_range": None if self.rating_range is None else list(self.rating_range),
                 "items": self.items, "fold_in_l2": self.fold_in_l2, "input_dropout": self.input_dropout,
                 "code_dropout": self.code_dropout}
+
+
+class AutoRecTask(RecommenderTask):
+    """AutoRec's task: predicted ratings (RMSE on held-out ones); `recommend` folds a new user in."""
+
+    family = AutoRec
+    history_name = "ratings"
+
+    def scores(self, history):
+        return self.model.fold_in_scores(history)
+
+    def catalogue_size(self):
+        return self.model.items
+
+    def measure(self, examples, inputs, targets=None):
+        """RMSE of the reconstruction on the observed (non-zero) entries of `inputs` (item rows over users); with
+        `targets` (held-out ratings of the same items), `rmse` of the predictions there, clipped to `rating_range`."""
+        model = self.model
+        inputs = np.asarray(inputs.toarray() if hasattr(inputs, "toarray") else inputs, dtype="float32")
+        predicted = np.asarray(per_batch(lambda rows: model(rows), inputs, batch_size=500))
+        observed = inputs != 0
+        measured = {"observed_rmse": float(np.sqrt(np.sum(np.square(inputs - predicted)[observed]) / max(np.count_nonzero(observed), 1)))}
+        if targets is not None:
+            targets = np.asarray(targets.toarray() if hasattr(targets, "toarray") else targets)
+            if model.rating_range is not None:
+                predicted = np.clip(predicted, *model.rating_range)
+            held = targets != 0
+            measured["rmse"] = metrics.rmse(predicted[held], targets[held])
+        return measured
+
+    @classmethod
+    def headline(cls, measured):
+        if "rmse" in measured:
+            return f"RMSE {measured['rmse']:.4f} on held-out ratings"
+        if "observed_rmse" in measured:
+            return f"RMSE {measured['observed_rmse']:.4f} on observed ratings"
+        return super().headline(measured)
+
+    @classmethod
+    def card_columns(cls):
+        return {"RMSE (held out)": lambda measured: metric_text(measured, "rmse", 4)}

@@ -1,27 +1,28 @@
-"""What every autoencoder shares, and the hooks through which a family says what is special about it.
+"""What every autoencoder shares as a Keras model: encode/decode/call, the train and test steps, trackers, input checks,
+config; and the one batching helper.
 
-Shared: encode/decode/call, the train and test steps, trackers, input checks, config.
-Hooks a family fills in (every other module asks the class, never checks its type):
-`measure` (its metrics), `headline` and `card_columns` (how its numbers read), `export_endpoints`
-(its SavedModel signatures), `draw` (its pictures) and `verbs` (the keras-ae commands it supports).
+A family's model defines its objective (`loss_terms`); what the family does for the rest of keras-ae (its data kind,
+measures, pictures, endpoints and commands) is its task, `keras_ae.models.task`.
 """
 
 import copy
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-SAMPLE_BATCH = 1000  # examples decoded at once by `sample` and `in_batches`
+from keras_ae import losses
+from keras_ae.errors import InputError
+
+SAMPLE_BATCH = 1000  # examples decoded, scored or measured at once by `per_batch`
 MAX_EXPORTED_SAMPLES = 10_000  # the most images one call of an exported `sample` draws
 
 
 def check_choice(argument, value, choices):
     """Return `value` if it is one of `choices`, else raise a ValueError listing them."""
     if value not in choices:
-        raise ValueError(f"Unknown {argument} {value!r}; expected one of {sorted(choices)}.")
+        raise InputError(f"Unknown {argument} {value!r}; expected one of {sorted(choices)}.")
     return value
 
 
@@ -32,6 +33,21 @@ def weighted_batch_mean(values, sample_weight=None):
         return ops.mean(values)
     sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), ops.shape(values))
     return ops.sum(values * sample_weight) / ops.cast(ops.shape(values)[0], "float32")
+
+
+def reparameterize(z_mean, z_log_var, seed):
+    """A draw z = mean + sigma * epsilon from a diagonal Gaussian posterior, epsilon drawn with `seed` (a SeedGenerator or
+    an int), the log-variance clamped against overflow; float32 whatever the dtype policy."""
+    z_mean = ops.cast(z_mean, "float32")
+    epsilon = keras.random.normal(ops.shape(z_mean), dtype="float32", seed=seed)
+    return z_mean + ops.exp(0.5 * losses.clamp_log_variance(z_log_var)) * epsilon
+
+
+def ramp(step, steps):
+    """The share of a linear warm-up done after `step` of `steps` training steps: min(1, step / steps); 1 without one."""
+    if steps <= 0:
+        return ops.convert_to_tensor(1.0, "float32")
+    return ops.minimum(ops.cast(step, "float32") / steps, 1.0)
 
 
 def scale_for_replicas(loss):
@@ -63,10 +79,21 @@ def dtype_name(array):
         return str(array.dtype)
 
 
-def metric_text(metrics, key, digits):
-    """A card metric formatted with `digits` decimals, or "" where the card lacks it."""
-    value = metrics.get(key)
-    return "" if value is None else f"{value:.{digits}f}"
+def per_batch(function, *arrays, batch_size=SAMPLE_BATCH, indexed=False):
+    """`function(*arrays)` computed `batch_size` examples at a time, the results joined along the batch axis (a tensor;
+    `np.asarray` it for numpy): the one batching helper, for decoding, sampling, scoring and measuring in bounded memory.
+
+    Inside a graph, or for at most one batch, it is one call. `indexed=True` also passes each batch's index as `index=`
+    (for draws seeded per batch, so a prefix of the data re-measures to the same numbers).
+    """
+    total = arrays[0].shape[0]
+    if total is None or (total <= batch_size and not indexed):
+        return function(*arrays)
+    results = []
+    for index, start in enumerate(range(0, total, batch_size)):
+        chunk = [array[start:start + batch_size] for array in arrays]
+        results.append(function(*chunk, index=index) if indexed else function(*chunk))
+    return ops.concatenate(results, axis=0)
 
 
 class BaseAutoencoder(keras.Model):
@@ -79,31 +106,27 @@ class BaseAutoencoder(keras.Model):
     """
 
     metric_names = ("loss",)
-    #: keras-ae commands that work on this family (`keras-ae sample` only where the family samples).
-    verbs = ("info", "evaluate", "export", "reconstruct", "score")
-    #: Settings of a card's `evaluation` section that `measure` takes, with their defaults.
-    evaluation_defaults = {}
-    #: The short name `keras-ae train --family` knows the family by (declared by each family itself; None: not offered).
-    short_name = None
     #: Whether `loss_terms` takes a batch's second element as `y=` (held-out entries to predict, labels to condition on).
     uses_y = False
-    #: What the family needs of a `keras_ae.networks` builder, by network kind ("*": every kind), e.g.
-    #: {"*": {"variational": True}}; and of its own arguments on data that is not images in [0, 1]; for
-    #: `keras-ae train --data`.
-    network_options = {}
-    options_off_images = {}
+    #: Whether the model keeps `training_steps`, a saved counter of its training steps (for warm-ups and annealing).
+    counts_steps = False
 
     def __init__(self, encoder, decoder, seed=None, **kwargs):
         super().__init__(**kwargs)
         for role, network in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(network, keras.Model) or not network.built:
-                raise ValueError(f"{role} must be a built keras.Model (e.g. from keras_ae.networks); got {network!r}.")
+                raise InputError(f"{role} must be a built keras.Model (e.g. from keras_ae.networks); got {network!r}.")
         self.encoder = encoder
         self.decoder = decoder
         self.seed = seed
         self.seed_generator = ReplicaSeedGenerator(seed, name="seed_generator")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self.create_state()
+        if self.counts_steps:
+            self.training_steps = self.add_weight(
+                shape=(), initializer="zeros", dtype="int64", trainable=False, name="training_steps",
+                aggregation="only_first_replica",
+            )
         # One call on a dummy batch records the input shape, so the model saves and exports before any fit.
         self(ops.zeros((1, *self.input_shape_per_example)))
 
@@ -121,7 +144,7 @@ class BaseAutoencoder(keras.Model):
         """Fill an id table made by `add_id_table`, refusing a count that does not match its `noun`s."""
         ids = np.asarray(ids, dtype="int64")
         if ids.shape != tuple(table.shape):
-            raise ValueError(f"{type(self).__name__} has {table.shape[0]} {noun}s; got {ids.shape[0]} {noun} ids.")
+            raise InputError(f"{type(self).__name__} has {table.shape[0]} {noun}s; got {ids.shape[0]} {noun} ids.")
         table.assign(ids)
 
     def build(self, input_shape):
@@ -160,7 +183,7 @@ class BaseAutoencoder(keras.Model):
             x = np.asarray(x)
         dtype = dtype_name(x)
         if not dtype.startswith(("float", "bfloat")):
-            raise ValueError(
+            raise InputError(
                 f"{name} expects floating-point {what}; got dtype {dtype}. "
                 "Convert first, e.g. x.astype('float32') / 255 for uint8 images."
             )
@@ -169,11 +192,11 @@ class BaseAutoencoder(keras.Model):
             want is None or have is None or want == have for want, have in zip(expected, got[1:])
         )
         if not matches:
-            raise ValueError(f"{name} expects {what} of shape (batch, {', '.join(map(str, expected))}); got {got}.")
+            raise InputError(f"{name} expects {what} of shape (batch, {', '.join(map(str, expected))}); got {got}.")
         message = f"{name} got NaN or Inf in its {what.split()[0]}; clean the data (e.g. np.nan_to_num) first."
         if isinstance(x, np.ndarray) or tf.executing_eagerly():
             if not np.all(np.isfinite(ops.convert_to_numpy(x).astype("float32"))):
-                raise ValueError(message)
+                raise InputError(message)
             return x
         return tf.debugging.assert_all_finite(x, message)
 
@@ -207,17 +230,12 @@ class BaseAutoencoder(keras.Model):
         channels: 0 codes would decode to shape (0, 28, 28, 32))."""
         return ops.reshape(outputs, (-1, *self.input_shape_per_example))
 
-    def in_batches(self, function, *arrays, batch_size=SAMPLE_BATCH):
-        """`function(*arrays)` computed `batch_size` examples at a time and concatenated, so a large count decodes in
-        bounded memory with the same result; no examples give an empty batch of inputs' shape (some convolutions fail
+    def in_batches(self, function, *arrays):
+        """`per_batch(function, *arrays)`, where no examples give an empty batch of inputs' shape (some convolutions fail
         on an empty batch)."""
-        total = arrays[0].shape[0]
-        if total == 0:
+        if arrays[0].shape[0] == 0:
             return ops.zeros((0, *self.input_shape_per_example))
-        if total is None or total <= batch_size:  # inside a graph, or small
-            return function(*arrays)
-        return ops.concatenate([function(*(array[start:start + batch_size] for array in arrays))
-                                for start in range(0, total, batch_size)], axis=0)
+        return per_batch(function, *arrays)
 
     def call(self, x, training=False):
         return self.decoder(self.encode(x, training=training), training=training)
@@ -243,9 +261,6 @@ class BaseAutoencoder(keras.Model):
         takes a batch's second element as `y=` (None when the batch has none)."""
         raise NotImplementedError
 
-    def on_train_batch(self):
-        """Hook for state that advances once per training step (e.g. KL warm-up)."""
-
     def compute_step(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = self.check_input(x)
@@ -268,58 +283,13 @@ class BaseAutoencoder(keras.Model):
             loss = self.optimizer.scale_loss(scale_for_replicas(terms["loss"]))
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
-        self.on_train_batch()
+        if self.counts_steps:
+            self.training_steps.assign_add(1)
         return self.update_trackers(terms, batch_size)
 
     def test_step(self, data):
         terms, batch_size = self.compute_step(data, training=False)
         return self.update_trackers(terms, batch_size)
-
-    # --- What a family declares: its metrics, how they read, its signatures, its pictures ---------------------------
-
-    def measure(self, images, inputs):
-        """This family's metrics on a test set, as a flat dict of numbers (and short strings).
-
-        Args:
-            images: clean test examples, shaped for the model, floats in the data's range.
-            inputs: the same examples as the model saw them in training (binarized where its card binarizes).
-            Subclasses may take keyword settings, named with defaults in `evaluation_defaults`.
-        """
-        from keras_ae.evaluate import reconstruction_metrics
-
-        return reconstruction_metrics(self, images)
-
-    @classmethod
-    def headline(cls, metrics):
-        """One short phrase of this family's headline numbers, for listings and the demo."""
-        if "psnr_db" in metrics:
-            return f"PSNR {metrics['psnr_db']:.2f} dB"
-        return f"MSE {metrics['reconstruction_mse']:.4g}" if "reconstruction_mse" in metrics else "not measured"
-
-    @classmethod
-    def card_columns(cls):
-        """{column heading: function of a card's metrics -> cell text} for the zoo table."""
-        return {
-            "MSE/pixel": lambda metrics: metric_text(metrics, "reconstruction_mse", 4),
-            "PSNR dB": lambda metrics: metric_text(metrics, "psnr_db", 2),
-        }
-
-    def export_endpoints(self):
-        """{name: (function, input signature)} that `keras_ae.export` writes into a SavedModel."""
-        x = tf.TensorSpec([None, *self.input_shape_per_example], tf.float32, name="x")
-        z = tf.TensorSpec([None, *self.code_shape], tf.float32, name="z")
-        return {
-            "serve": (lambda x: self(x, training=False), [x]),
-            "encode": (lambda x: self.encode(x), [x]),
-            "decode": (lambda z: self.decode(z), [z]),
-            "anomaly_score": (lambda x: self.anomaly_score(x), [x]),
-        }
-
-    def draw(self, images, labels, folder, name):
-        """Write this family's pictures of `images` into `folder`; return {title: path}."""
-        from keras_ae import plot
-
-        return {"Reconstructions": plot.reconstructions(self, images, Path(folder) / f"{name}_reconstructions.png")}
 
     def get_config(self):
         config = super().get_config()

@@ -21,9 +21,11 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_ae import evaluate, losses
-from keras_ae.models.base import MAX_EXPORTED_SAMPLES, dtype_name
-from keras_ae.models.vae import VAE, negative_log_mean_weight
+from keras_ae import losses, metrics
+from keras_ae.errors import InputError
+from keras_ae.models.base import MAX_EXPORTED_SAMPLES, dtype_name, per_batch
+from keras_ae.models.task import metric_text
+from keras_ae.models.vae import VAE, VAETask, negative_log_mean_weight
 
 
 def append_condition(tensor, condition):
@@ -40,7 +42,7 @@ def _widened(network, classes):
     try:
         return keras.models.clone_model(network, input_tensors=wider)
     except (ValueError, TypeError) as error:
-        raise ValueError(
+        raise InputError(
             f"Cannot widen the {network.name} network's input {shape} by {classes} label entries on its last axis ({error}). "
             "Give images a channel axis, or build the network for the wider input yourself."
         ) from None
@@ -59,7 +61,7 @@ def condition_networks(encoder, decoder, num_classes):
     if (data_axis, code_axis) == (output_axis + num_classes, latent_axis + num_classes):
         return encoder, decoder
     if (data_axis, code_axis) != (output_axis, latent_axis):
-        raise ValueError(
+        raise InputError(
             f"ConditionalVAE takes an ordinary VAE pair (encoder input and decoder output of one last axis, decoder code "
             f"as wide as z_mean) or one widened by num_classes={num_classes}; got encoder input {encoder.inputs[0].shape}, "
             f"z_mean {encoder.outputs[0].shape}, decoder code {decoder.inputs[0].shape}, output {decoder.outputs[0].shape}."
@@ -67,7 +69,7 @@ def condition_networks(encoder, decoder, num_classes):
     from keras_ae.networks import Scaling
 
     if any(isinstance(layer, Scaling) for layer in encoder.layers):
-        raise ValueError("ConditionalVAE does not take networks with scaling= (the label would be scaled); scale the data first.")
+        raise InputError("ConditionalVAE does not take networks with scaling= (the label would be scaled); scale the data first.")
     return _widened(encoder, num_classes), _widened(decoder, num_classes)
 
 
@@ -92,13 +94,12 @@ class ConditionalVAE(VAE):
         Other arguments as in `VAE`.
     """
 
-    short_name = None  # not offered by `keras-ae train --data`: that command's cards carry no labels
     uses_y = True
 
     def __init__(self, encoder, decoder, num_classes, **kwargs):
         self.num_classes = int(num_classes)
         if self.num_classes < 1:
-            raise ValueError(f"num_classes must be a positive number of classes; got {num_classes!r}.")
+            raise InputError(f"num_classes must be a positive number of classes; got {num_classes!r}.")
         encoder, decoder = condition_networks(encoder, decoder, self.num_classes)
         self.labels_optional = True  # BaseAutoencoder's first call, on a dummy batch, carries no labels
         super().__init__(encoder, decoder, **kwargs)
@@ -125,7 +126,7 @@ class ConditionalVAE(VAE):
         name, classes = type(self).__name__, self.num_classes
         expected = f"integer class labels in [0, {classes})"
         if labels is None:
-            raise ValueError(
+            raise InputError(
                 f"{name} needs {expected} with its inputs: model(x, labels), model.predict((x, labels)), and (images, labels) "
                 "batches to fit (keras_ae.data.load(..., with_labels=True))."
             )
@@ -133,9 +134,9 @@ class ConditionalVAE(VAE):
             labels = np.asarray(labels)
         dtype = dtype_name(labels)
         if not dtype.startswith(("int", "uint")):
-            raise ValueError(f"{name} expects {expected}; got dtype {dtype}. Convert first, e.g. labels.astype('int64').")
+            raise InputError(f"{name} expects {expected}; got dtype {dtype}. Convert first, e.g. labels.astype('int64').")
         if len(labels.shape) > 1:
-            raise ValueError(f"{name} expects {expected} of shape (batch,) or one int for the batch; got shape {tuple(labels.shape)}.")
+            raise InputError(f"{name} expects {expected} of shape (batch,) or one int for the batch; got shape {tuple(labels.shape)}.")
         batch = tf.shape(x)[0]
         labels = tf.cast(labels, tf.int32)
         labels = tf.broadcast_to(labels, [batch]) if len(labels.shape) == 0 else labels
@@ -144,9 +145,9 @@ class ConditionalVAE(VAE):
         if tf.executing_eagerly():
             values = labels.numpy()
             if len(values) != int(batch):
-                raise ValueError(f"{count}; got {len(values)} labels for {int(batch)} examples.")
+                raise InputError(f"{count}; got {len(values)} labels for {int(batch)} examples.")
             if len(values) and (values.min() < 0 or values.max() >= classes):
-                raise ValueError(f"{out_of_range} Got {sorted(set(values[(values < 0) | (values >= classes)].tolist()))[:5]}.")
+                raise InputError(f"{out_of_range} Got {sorted(set(values[(values < 0) | (values >= classes)].tolist()))[:5]}.")
             return labels
         checks = [
             tf.debugging.assert_equal(tf.shape(labels)[0], batch, message=count),
@@ -248,38 +249,6 @@ class ConditionalVAE(VAE):
         z = keras.random.normal((n, *self.code_shape), seed=self.seed_generator if seed is None else seed)
         return self.in_batches(self.decode, z, np.asarray(self.sample_labels(n, labels), "int32"))
 
-    # --- The family's measures, signatures and pictures --------------------------------------------------------------
-
-    def measure(self, images, inputs, labels=None, iwae_samples=100, bound_seed=0, batch_size=50):
-        """The VAE's metrics, each given the true labels: reconstruction MSE/PSNR, negative ELBO and importance-weighted bound.
-
-        `keras_ae.evaluate.measure` passes the test labels for a card whose data section sets `with_labels`.
-        """
-        if labels is None:
-            raise ValueError(
-                f"{type(self).__name__} is measured given the true labels: pass labels= (a card's data section sets with_labels)."
-            )
-        labels = np.asarray(labels)
-        if len(labels) != len(images):
-            raise ValueError(f"measure needs one label per test example; got {len(labels)} labels for {len(images)} examples.")
-        pairs = lambda array: zip(evaluate.batches(array, batch_size), evaluate.batches(labels, batch_size))  # noqa: E731
-        squared_errors = np.concatenate(
-            [np.asarray(losses.mean_squared_error(batch, self(batch, batch_labels))) for batch, batch_labels in pairs(images)]
-        )
-        metrics = {"reconstruction_mse": float(squared_errors.mean())}
-        if float(np.min(images)) >= 0.0 and float(np.max(images)) <= 1.0:
-            metrics["psnr_db"] = evaluate.psnr(metrics["reconstruction_mse"])
-        elbos, bounds = [], []
-        for index, (batch, batch_labels) in enumerate(pairs(inputs)):
-            elbos.append(np.asarray(self.negative_elbo(batch, batch_labels, seed=bound_seed * 100_003 + index)))
-            if iwae_samples:
-                seed = bound_seed * 100_003 + index + 50_000
-                bounds.append(np.asarray(self.importance_weighted_bound(batch, batch_labels, iwae_samples, seed)))
-        metrics["negative_elbo_nats"] = float(np.concatenate(elbos).mean())
-        if iwae_samples:
-            metrics.update(iwae_nll_nats=float(np.concatenate(bounds).mean()), iwae_samples=iwae_samples)
-        return metrics
-
     @property
     def _default_save_signature(self):
         """The serving function TensorFlow traces whenever the model is saved as a SavedModel (keras_ae.export included).
@@ -289,48 +258,91 @@ class ConditionalVAE(VAE):
         x = tf.TensorSpec([None, *self.input_shape_per_example], tf.float32, name="x")
         return tf.function(lambda x, labels: self(x, labels), input_signature=[x, tf.TensorSpec([None], tf.int32, name="labels")])
 
-    def export_endpoints(self):
-        """`serve`, `encode`, `decode`, `anomaly_score`, each taking int32 `labels` beside its input, and `sample(labels, seed)`
-        (one image per label)."""
-        x = tf.TensorSpec([None, *self.input_shape_per_example], tf.float32, name="x")
-        z = tf.TensorSpec([None, *self.code_shape], tf.float32, name="z")
-        labels = tf.TensorSpec([None], tf.int32, name="labels")
-
-        def sample(labels, seed):
-            tf.debugging.assert_less_equal(tf.size(labels), MAX_EXPORTED_SAMPLES, message=f"at most {MAX_EXPORTED_SAMPLES} labels")
-            shape = tf.concat([tf.shape(labels)[:1], self.code_shape], axis=0)
-            z = tf.random.stateless_normal(shape, seed=tf.stack([seed, 0]))
-            return tf.cond(tf.size(labels) > 0, lambda: self.decode(z, labels), lambda: tf.zeros((0, *self.input_shape_per_example)))
-
-        return {
-            "serve": (lambda x, labels: self(x, labels, training=False), [x, labels]),
-            "encode": (lambda x, labels: dict(zip(("z_mean", "z_log_var"), self.encode(x, labels))), [x, labels]),
-            "decode": (lambda z, labels: self.decode(z, labels), [z, labels]),
-            "anomaly_score": (lambda x, labels: self.anomaly_score(x, labels), [x, labels]),
-            "sample": (sample, [labels, tf.TensorSpec([], tf.int32, name="seed")]),
-        }
-
-    def draw(self, images, labels, folder, name, columns=10, seed=0):
-        """Reconstructions given the true labels, and a grid of samples with one row per class."""
-        from keras_ae import plot
-
-        folder = Path(folder)
-        shown, shown_labels = np.asarray(images[:columns]), np.asarray(labels[:columns])
-        rows = [np.asarray(self.sample(columns, labels=label, seed=seed + label)) for label in range(self.num_classes)]
-        return {
-            "Reconstructions": plot.image_grid(
-                [shown, np.asarray(self(shown, shown_labels))], folder / f"{name}_reconstructions.png", ["input", "output"],
-                title="Reconstructions (given the true labels)",
-            ),
-            "Samples by class": plot.image_grid(
-                rows, folder / f"{name}_samples.png", [str(label) for label in range(self.num_classes)],
-                title="Samples, one row per class",
-            ),
-        }
-
     def loss_terms(self, x, training, y=None):
         """The VAE's objective (`objective` and `samples` as there) given the labels `y`."""
         return self.objective_terms(*self.condition(x, y), training)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
+
+
+class ConditionalVAETask(VAETask):
+    """The conditional VAE's task: it takes labelled examples, is measured given the true labels (its bounds are
+    -log p(x | y), not -log p(x)), draws a row of samples per class, and exports endpoints that take the labels."""
+
+    family = ConditionalVAE
+    data_kind = "labelled"
+    short_name = None  # not offered by `keras-ae train --data`: that command's cards carry no labels
+
+    def measure(self, examples, inputs, targets=None, iwae_samples=100, bound_seed=0, batch_size=50):
+        """The VAE's metrics, each given the true labels `targets`: reconstruction MSE/PSNR, negative ELBO and
+        importance-weighted bound."""
+        model = self.model
+        if targets is None:
+            raise InputError(f"{model.__class__.__name__} is measured given the true labels: pass them as targets.")
+        labels = np.asarray(targets)
+        if len(labels) != len(examples):
+            raise InputError(f"measure needs one label per test example; got {len(labels)} labels for {len(examples)} examples.")
+        errors = per_batch(lambda batch, given: losses.mean_squared_error(batch, model(batch, given)), examples, labels,
+                           batch_size=batch_size)
+        measured = {"reconstruction_mse": float(np.asarray(errors).mean())}
+        if float(np.min(examples)) >= 0.0 and float(np.max(examples)) <= 1.0:
+            measured["psnr_db"] = metrics.psnr(measured["reconstruction_mse"])
+        return {**measured, **self.bounds(inputs, iwae_samples, bound_seed, batch_size, labels=labels)}
+
+    @classmethod
+    def headline(cls, measured):
+        if "iwae_nll_nats" in measured:
+            return f"-log p(x given the label) {measured['iwae_nll_nats']:.2f} nats (IWAE k={measured['iwae_samples']})"
+        return super().headline(measured)
+
+    @classmethod
+    def card_columns(cls):
+        """The conditional bounds in columns of their own: -log p(x | y), given the true label, is not -log p(x)."""
+        def bound(measured):
+            return f"{metric_text(measured, 'iwae_nll_nats', 2)} (k={measured['iwae_samples']})" if "iwae_nll_nats" in measured else ""
+
+        columns = {heading: cell for heading, cell in super().card_columns().items() if "nats" not in heading}
+        return {**columns, "-ELBO given the label, nats": lambda measured: metric_text(measured, "negative_elbo_nats", 2),
+                "-log p(x given the label) nats (IWAE k)": bound}
+
+    def export_endpoints(self):
+        """`serve`, `encode`, `decode`, `anomaly_score`, each taking int32 `labels` beside its input, and `sample(labels, seed)`
+        (one image per label)."""
+        model = self.model
+        x = tf.TensorSpec([None, *model.input_shape_per_example], tf.float32, name="x")
+        z = tf.TensorSpec([None, *model.code_shape], tf.float32, name="z")
+        labels = tf.TensorSpec([None], tf.int32, name="labels")
+
+        def sample(labels, seed):
+            tf.debugging.assert_less_equal(tf.size(labels), MAX_EXPORTED_SAMPLES, message=f"at most {MAX_EXPORTED_SAMPLES} labels")
+            shape = tf.concat([tf.shape(labels)[:1], model.code_shape], axis=0)
+            z = tf.random.stateless_normal(shape, seed=tf.stack([seed, 0]))
+            return tf.cond(tf.size(labels) > 0, lambda: model.decode(z, labels), lambda: tf.zeros((0, *model.input_shape_per_example)))
+
+        return {
+            "serve": (lambda x, labels: model(x, labels, training=False), [x, labels]),
+            "encode": (lambda x, labels: dict(zip(("z_mean", "z_log_var"), model.encode(x, labels))), [x, labels]),
+            "decode": (lambda z, labels: model.decode(z, labels), [z, labels]),
+            "anomaly_score": (lambda x, labels: model.anomaly_score(x, labels), [x, labels]),
+            "sample": (sample, [labels, tf.TensorSpec([], tf.int32, name="seed")]),
+        }
+
+    def draw(self, examples, labels, folder, name, columns=10, seed=0):
+        """Reconstructions given the true labels, and a grid of samples with one row per class."""
+        from keras_ae import plot
+
+        model, folder = self.model, Path(folder)
+        shown, shown_labels = np.asarray(examples[:columns]), np.asarray(labels[:columns])
+        rows = [np.asarray(model.sample(columns, labels=label, seed=seed + label)) for label in range(model.num_classes)]
+        return {
+            "Reconstructions": plot.image_grid(
+                [shown, np.asarray(model(shown, shown_labels))], folder / f"{name}_reconstructions.png", ["input", "output"],
+                title="Reconstructions (given the true labels)",
+            ),
+            "Samples by class": plot.image_grid(
+                rows, folder / f"{name}_samples.png", [str(label) for label in range(model.num_classes)],
+                title="Samples, one row per class",
+            ),
+        }
+

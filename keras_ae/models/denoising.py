@@ -6,9 +6,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_ae import evaluate, losses
-from keras_ae.models.autoencoder import Autoencoder
-from keras_ae.models.base import check_choice, metric_text
+from keras_ae import losses, metrics
+from keras_ae.errors import InputError
+from keras_ae.models.autoencoder import Autoencoder, AutoencoderTask
+from keras_ae.models.base import check_choice, per_batch
+from keras_ae.models.task import metric_text
 
 NOISE_KINDS = ("gaussian", "masking", "salt_and_pepper")
 
@@ -25,14 +27,10 @@ class DenoisingAutoencoder(Autoencoder):
         Other arguments as in `Autoencoder`.
     """
 
-    evaluation_defaults = {"noise_seed": 0}
-    short_name = "dae"
-    verbs = Autoencoder.verbs + ("denoise",)
-
     def __init__(self, encoder, decoder, noise="gaussian", noise_level=0.5, **kwargs):
         self.noise = check_choice("noise", noise, NOISE_KINDS)
         if not noise_level >= 0:
-            raise ValueError(f"noise_level must be a non-negative number; got {noise_level!r}.")
+            raise InputError(f"noise_level must be a non-negative number; got {noise_level!r}.")
         self.noise_level = float(noise_level)
         super().__init__(encoder, decoder, **kwargs)
 
@@ -59,40 +57,51 @@ class DenoisingAutoencoder(Autoencoder):
         """Reconstruction of (possibly noisy) inputs: the model's prediction."""
         return self(self.check_input(x), training=False)
 
-    def measure(self, images, inputs, noise_seed=0):
+    def get_config(self):
+        return {**super().get_config(), "noise": self.noise, "noise_level": self.noise_level}
+
+
+class DenoisingAutoencoderTask(AutoencoderTask):
+    """The denoising autoencoder's task: its measures add how well it undoes its own noise; it draws denoising triplets and
+    supports `keras-ae denoise`."""
+
+    family = DenoisingAutoencoder
+    evaluation_defaults = {"noise_seed": 0}
+    short_name = "dae"
+
+    def measure(self, examples, inputs, targets=None, noise_seed=0):
         """Reconstruction metrics, plus the PSNR of the corrupted input and of its denoised output (noise seeded)."""
-        noisy_errors, denoised_errors = [], []
-        for index, batch in enumerate(evaluate.batches(images)):
-            noisy = self.corrupt(batch, seed=noise_seed * 100_003 + index)
-            noisy_errors.append(np.asarray(losses.mean_squared_error(batch, noisy)))
-            denoised_errors.append(np.asarray(losses.mean_squared_error(batch, self(noisy))))
+        model = self.model
+
+        def errors(batch, index):
+            noisy = model.corrupt(batch, seed=noise_seed * 100_003 + index)
+            return ops.stack([losses.mean_squared_error(batch, noisy), losses.mean_squared_error(batch, model(noisy))], axis=1)
+
+        noisy, denoised = np.asarray(per_batch(errors, examples, batch_size=500, indexed=True)).mean(axis=0)
         return {
-            **super().measure(images, inputs),
-            "noise": f"{self.noise} {self.noise_level}",
-            "psnr_noisy_db": evaluate.psnr(float(np.concatenate(noisy_errors).mean())),
-            "psnr_denoised_db": evaluate.psnr(float(np.concatenate(denoised_errors).mean())),
+            **super().measure(examples, inputs),
+            "noise": f"{model.noise} {model.noise_level}",
+            "psnr_noisy_db": metrics.psnr(float(noisy)),
+            "psnr_denoised_db": metrics.psnr(float(denoised)),
         }
 
     @classmethod
-    def headline(cls, metrics):
-        if "psnr_denoised_db" not in metrics:
-            return super().headline(metrics)
-        return f"denoising {metrics['psnr_noisy_db']:.2f} -> {metrics['psnr_denoised_db']:.2f} dB ({metrics['noise']})"
+    def headline(cls, measured):
+        if "psnr_denoised_db" not in measured:
+            return super().headline(measured)
+        return f"denoising {measured['psnr_noisy_db']:.2f} -> {measured['psnr_denoised_db']:.2f} dB ({measured['noise']})"
 
     @classmethod
     def card_columns(cls):
-        def denoising(metrics):
-            if "psnr_denoised_db" not in metrics:
+        def denoising(measured):
+            if "psnr_denoised_db" not in measured:
                 return ""
-            return f"{metric_text(metrics, 'psnr_noisy_db', 2)} -> {metric_text(metrics, 'psnr_denoised_db', 2)} ({metrics['noise']})"
+            return f"{metric_text(measured, 'psnr_noisy_db', 2)} -> {metric_text(measured, 'psnr_denoised_db', 2)} ({measured['noise']})"
 
         return {**super().card_columns(), "denoising PSNR dB (noisy -> out)": denoising}
 
-    def draw(self, images, labels, folder, name):
+    def draw(self, examples, labels, folder, name):
         from keras_ae import plot
 
         path = Path(folder) / f"{name}_denoising.png"
-        return {**super().draw(images, labels, folder, name), "Denoising": plot.denoising_triplets(self, images, path)}
-
-    def get_config(self):
-        return {**super().get_config(), "noise": self.noise, "noise_level": self.noise_level}
+        return {**super().draw(examples, labels, folder, name), "Denoising": plot.denoising_triplets(self.model, examples, path)}

@@ -17,10 +17,12 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_ae import evaluate, losses, ratings
-from keras_ae.models.base import BaseAutoencoder, metric_text
+from keras_ae import losses, metrics
+from keras_ae.errors import InputError
+from keras_ae.models.base import BaseAutoencoder, per_batch, ramp, reparameterize
+from keras_ae.models.task import RecommenderTask, history_rows, metric_text
 
-RANKING_METRICS = (("recall@20", evaluate.recall_at_k, 20), ("recall@50", evaluate.recall_at_k, 50), ("ndcg@100", evaluate.ndcg_at_k, 100))
+RANKING_METRICS = (("recall@20", metrics.recall_at_k, 20), ("recall@50", metrics.recall_at_k, 50), ("ndcg@100", metrics.ndcg_at_k, 100))
 
 
 def multinomial_negative_log_likelihood(x, logits):
@@ -42,11 +44,10 @@ class MultDAE(BaseAutoencoder):
 
     metric_names = ("loss", "reconstruction_loss")
     uses_y = True
-    verbs = ("info", "evaluate", "export", "recommend")
 
     def __init__(self, encoder, decoder, input_dropout=0.5, **kwargs):
         if not 0.0 <= input_dropout < 1.0:
-            raise ValueError(f"input_dropout must lie in [0, 1); got {input_dropout!r}.")
+            raise InputError(f"input_dropout must lie in [0, 1); got {input_dropout!r}.")
         self.input_dropout = float(input_dropout)
         super().__init__(encoder, decoder, **kwargs)
 
@@ -71,12 +72,16 @@ class MultDAE(BaseAutoencoder):
     def encode(self, x, training=False):
         return self.encoder(self.normalized(self.check_input(x)), training=training)
 
-    def loss_terms(self, x, training, y=None):
-        """The multinomial NLL of the history, or of `y` (held-out items) given the history."""
+    def training_history(self, x, training):
+        """The normalised history the encoder sees: in training, with `input_dropout` of it dropped."""
         history = self.normalized(x)
         if training and self.input_dropout:
             history = keras.random.dropout(history, self.input_dropout, seed=self.seed_generator)
-        logits = self.decoder(self.encoder(history, training=training), training=training)
+        return history
+
+    def loss_terms(self, x, training, y=None):
+        """The multinomial NLL of the history, or of `y` (held-out items) given the history."""
+        logits = self.decoder(self.encoder(self.training_history(x, training), training=training), training=training)
         nll = multinomial_negative_log_likelihood(x if y is None else y, logits)
         return {"loss": nll, "reconstruction_loss": nll}
 
@@ -85,59 +90,20 @@ class MultDAE(BaseAutoencoder):
         return multinomial_negative_log_likelihood(x, self(self.check_input(x)))
 
     def recommend(self, histories, k=10, exclude_seen=True):
-        """The `k` best items for each history (see `keras_ae.ratings.history_rows`), best first: (item ids in the dataset's
+        """The `k` best items for each history (see `keras_ae.models.task.history_rows`), best first: (item ids in the dataset's
         own ids, scores), both (users, k).
 
         An empty history has nothing to go on: it gets the items most popular with the training users (their counts as
         scores), with a warning naming its rows.
         """
-        rows = ratings.history_rows(histories, self.item_ids.numpy())
-        scores = evaluate.per_example(lambda batch: self(batch), rows)
+        rows = history_rows(histories, self.item_ids.numpy())
+        scores = np.array(per_batch(lambda batch: self(batch), rows))
         empty = np.flatnonzero(~rows.any(axis=1))
         if empty.size:
             warnings.warn(f"Histories {empty[:10].tolist()} are empty: recommending the most popular items instead.", stacklevel=2)
             scores[empty] = self.item_popularity.numpy()
-        best, best_scores = evaluate.top_k(scores, k, exclude=rows if exclude_seen else None)
+        best, best_scores = metrics.top_k(scores, k, exclude=rows if exclude_seen else None)
         return self.item_ids.numpy()[best], best_scores
-
-    def measure(self, images, inputs, targets=None):
-        """Mean multinomial NLL of the test histories (nats per user); with held-out `targets`, Liang et al.'s
-        Recall@20, Recall@50 and NDCG@100 of ranking them (history items excluded)."""
-        scores = evaluate.per_example(lambda batch: self(self.check_input(batch)), inputs)
-        metrics = {"multinomial_nll_nats": float(np.mean(multinomial_negative_log_likelihood(inputs, scores)))}
-        if targets is not None:
-            scores = scores.astype("float64")
-            metrics.update({name: float(metric(scores, targets, k, exclude=inputs).mean()) for name, metric, k in RANKING_METRICS})
-        return metrics
-
-    @classmethod
-    def headline(cls, metrics):
-        if "ndcg@100" in metrics:
-            return f"NDCG@100 {metrics['ndcg@100']:.3f}, Recall@20 {metrics['recall@20']:.3f}"
-        if "multinomial_nll_nats" in metrics:
-            return f"multinomial NLL {metrics['multinomial_nll_nats']:.2f} nats"
-        return super().headline(metrics)
-
-    @classmethod
-    def card_columns(cls):
-        return {"NDCG@100": lambda metrics: metric_text(metrics, "ndcg@100", 3)}
-
-    def export_endpoints(self):
-        """The common endpoints and `recommend(histories, k)`: the k best unseen items' ids and scores."""
-        endpoints = super().export_endpoints()
-        history = endpoints["serve"][1]
-
-        def recommend(x, k):
-            scores = tf.where(x > 0, tf.constant(-np.inf, tf.float32), tf.cast(self(x, training=False), tf.float32))
-            best = tf.math.top_k(scores, k)
-            return {"item_ids": tf.gather(self.item_ids, best.indices), "scores": best.values}
-
-        endpoints["recommend"] = (recommend, [*history, tf.TensorSpec([], tf.int32, name="k")])
-        return endpoints
-
-    def draw(self, images, labels, folder, name):
-        """No pictures: an item history is not an image."""
-        return {}
 
     def get_config(self):
         return {**super().get_config(), "input_dropout": self.input_dropout}
@@ -156,24 +122,18 @@ class MultVAE(MultDAE):
     """
 
     metric_names = ("loss", "reconstruction_loss", "kl_loss")
+    counts_steps = True
 
     def __init__(self, encoder, decoder, beta_cap=0.2, total_anneal_steps=20000, **kwargs):
         if len(encoder.outputs) != 2:
-            raise ValueError("A MultVAE encoder must return [z_mean, z_log_var]; build it with keras_ae.networks.dense(..., variational=True).")
+            raise InputError("A MultVAE encoder must return [z_mean, z_log_var]; build it with keras_ae.networks.dense(..., variational=True).")
         self.beta_cap = float(beta_cap)
         self.total_anneal_steps = int(total_anneal_steps)
         super().__init__(encoder, decoder, **kwargs)
 
-    def create_state(self):
-        super().create_state()
-        self.training_steps = self.add_weight(
-            shape=(), initializer="zeros", dtype="int64", trainable=False, name="training_steps", aggregation="only_first_replica",
-        )
-
     def current_beta(self):
         """The annealed KL weight: `min(beta_cap, steps / total_anneal_steps)` (Liang et al.'s schedule)."""
-        progress = ops.cast(self.training_steps, "float32") / max(self.total_anneal_steps, 1)
-        return ops.minimum(progress, self.beta_cap)
+        return ops.minimum(ramp(self.training_steps, self.total_anneal_steps), self.beta_cap)
 
     def encode(self, x, training=False):
         z_mean, z_log_var = self.encoder(self.normalized(self.check_input(x)), training=training)
@@ -186,28 +146,49 @@ class MultVAE(MultDAE):
         return self.decoder(self.embed(x), training=training)
 
     def loss_terms(self, x, training, y=None):
-        history = self.normalized(x)
-        if training and self.input_dropout:
-            history = keras.random.dropout(history, self.input_dropout, seed=self.seed_generator)
-        z_mean, z_log_var = self.encoder(history, training=training)
-        if training:
-            epsilon = keras.random.normal(ops.shape(z_mean), dtype="float32", seed=self.seed_generator)
-            z = ops.cast(z_mean, "float32") + ops.exp(0.5 * losses.clamp_log_variance(z_log_var)) * epsilon
-        else:
-            z = z_mean
+        z_mean, z_log_var = self.encoder(self.training_history(x, training), training=training)
+        z = reparameterize(z_mean, z_log_var, self.seed_generator) if training else z_mean
         nll = multinomial_negative_log_likelihood(x if y is None else y, self.decoder(z, training=training))
         kl = losses.gaussian_kl_divergence(z_mean, z_log_var)
         beta = self.current_beta() if training else self.beta_cap
         return {"loss": nll + beta * kl, "reconstruction_loss": nll, "kl_loss": kl}
 
-    def on_train_batch(self):
-        self.training_steps.assign_add(1)
-
-    def export_endpoints(self):
-        """As `MultDAE`'s, with `encode` returning `z_mean` and `z_log_var`."""
-        endpoints = super().export_endpoints()
-        endpoints["encode"] = (lambda x: dict(zip(("z_mean", "z_log_var"), self.encode(x))), endpoints["encode"][1])
-        return endpoints
-
     def get_config(self):
         return {**super().get_config(), "beta_cap": self.beta_cap, "total_anneal_steps": self.total_anneal_steps}
+
+
+class MultDAETask(RecommenderTask):
+    """Mult-DAE's and Mult-VAE's task: ranked held-out items (Liang et al.'s Recall@20, Recall@50, NDCG@100)."""
+
+    family = MultDAE
+
+    def measure(self, examples, inputs, targets=None):
+        """Mean multinomial NLL of the test histories (nats per user); with held-out `targets`, Liang et al.'s
+        Recall@20, Recall@50 and NDCG@100 of ranking them (history items excluded)."""
+        model = self.model
+        scores = np.asarray(per_batch(lambda batch: model(model.check_input(batch)), inputs, batch_size=500))
+        measured = {"multinomial_nll_nats": float(np.mean(multinomial_negative_log_likelihood(inputs, scores)))}
+        if targets is not None:
+            scores = scores.astype("float64")
+            measured.update({name: float(metric(scores, targets, k, exclude=inputs).mean()) for name, metric, k in RANKING_METRICS})
+        return measured
+
+    @classmethod
+    def headline(cls, measured):
+        if "ndcg@100" in measured:
+            return f"NDCG@100 {measured['ndcg@100']:.3f}, Recall@20 {measured['recall@20']:.3f}"
+        if "multinomial_nll_nats" in measured:
+            return f"multinomial NLL {measured['multinomial_nll_nats']:.2f} nats"
+        return super().headline(measured)
+
+    @classmethod
+    def card_columns(cls):
+        return {"NDCG@100": lambda measured: metric_text(measured, "ndcg@100", 3)}
+
+    def export_endpoints(self):
+        """The recommender's endpoints; a Mult-VAE's `encode` returns `z_mean` and `z_log_var`."""
+        model = self.model
+        endpoints = super().export_endpoints()
+        if len(model.encoder.outputs) == 2:
+            endpoints["encode"] = (lambda x: dict(zip(("z_mean", "z_log_var"), model.encode(x))), endpoints["encode"][1])
+        return endpoints

@@ -4,11 +4,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_ae import evaluate, losses
-from keras_ae.models.autoencoder import Autoencoder
-from keras_ae.models.base import check_choice, metric_text
+from keras_ae import losses
+from keras_ae.errors import InputError
+from keras_ae.models.autoencoder import Autoencoder, AutoencoderTask
+from keras_ae.models.base import check_choice, per_batch
+from keras_ae.models.task import metric_text
 
 SPARSITY_KINDS = ("l1", "kl")
+NEAR_ZERO = 1e-2  # a code unit counts as silent when |activation| < NEAR_ZERO
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
@@ -24,12 +27,11 @@ class SparseAutoencoder(Autoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss", "sparsity_loss", "mean_activation")
-    short_name = "sae"
 
     def __init__(self, encoder, decoder, sparsity="l1", target=0.05, sparsity_weight=1e-3, **kwargs):
         self.sparsity = check_choice("sparsity", sparsity, SPARSITY_KINDS)
         if not 0.0 < target < 1.0:
-            raise ValueError(f"target must lie strictly between 0 and 1; got {target!r}.")
+            raise InputError(f"target must lie strictly between 0 and 1; got {target!r}.")
         self.target = float(target)
         self.sparsity_weight = float(sparsity_weight)
         super().__init__(encoder, decoder, **kwargs)
@@ -52,24 +54,6 @@ class SparseAutoencoder(Autoencoder):
             "mean_activation": ops.mean(ops.abs(ops.cast(code, "float32")), axis=-1),
         }
 
-    def measure(self, images, inputs):
-        """Reconstruction metrics, plus the mean |code| and the fraction of code values below `evaluate.NEAR_ZERO`."""
-        activations = np.abs(evaluate.codes(self, images))
-        return {
-            **super().measure(images, inputs),
-            "mean_code_activation": float(activations.mean()),
-            "near_zero_code_fraction": float(np.mean(activations < evaluate.NEAR_ZERO)),
-        }
-
-    @classmethod
-    def card_columns(cls):
-        def sparsity(metrics):
-            if "mean_code_activation" not in metrics:
-                return ""
-            return f"{metric_text(metrics, 'mean_code_activation', 3)} / {metric_text(metrics, 'near_zero_code_fraction', 3)}"
-
-        return {**super().card_columns(), "sparsity (mean / near-zero)": sparsity}
-
     def get_config(self):
         return {
             **super().get_config(),
@@ -77,3 +61,28 @@ class SparseAutoencoder(Autoencoder):
             "target": self.target,
             "sparsity_weight": self.sparsity_weight,
         }
+
+
+class SparseAutoencoderTask(AutoencoderTask):
+    """The sparse autoencoder's task: its measures add how sparse its codes are."""
+
+    family = SparseAutoencoder
+    short_name = "sae"
+
+    def measure(self, examples, inputs, targets=None):
+        """Reconstruction metrics, plus the mean |code| and the fraction of code values below `NEAR_ZERO`."""
+        activations = np.abs(np.asarray(per_batch(self.model.embed, examples, batch_size=500)))
+        return {
+            **super().measure(examples, inputs),
+            "mean_code_activation": float(activations.mean()),
+            "near_zero_code_fraction": float(np.mean(activations < NEAR_ZERO)),
+        }
+
+    @classmethod
+    def card_columns(cls):
+        def sparsity(measured):
+            if "mean_code_activation" not in measured:
+                return ""
+            return f"{metric_text(measured, 'mean_code_activation', 3)} / {metric_text(measured, 'near_zero_code_fraction', 3)}"
+
+        return {**super().card_columns(), "sparsity (mean / near-zero)": sparsity}

@@ -8,8 +8,10 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_ae import evaluate, losses
-from keras_ae.models.base import MAX_EXPORTED_SAMPLES, BaseAutoencoder, check_choice, metric_text
+from keras_ae import losses
+from keras_ae.errors import InputError
+from keras_ae.models.base import MAX_EXPORTED_SAMPLES, BaseAutoencoder, check_choice, per_batch, ramp, reparameterize
+from keras_ae.models.task import Task, metric_text
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 OBJECTIVES = ("elbo", "iwae")
@@ -41,11 +43,7 @@ class VAE(BaseAutoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss", "kl_loss")
-    verbs = BaseAutoencoder.verbs + ("sample",)
-    evaluation_defaults = {"iwae_samples": 100, "bound_seed": 0}
-    short_name = "vae"
-    network_options = {"*": {"variational": True}}
-    options_off_images = {"likelihood": "gaussian"}
+    counts_steps = True
 
     def __init__(
         self, encoder, decoder, likelihood="bernoulli", beta=1.0, kl_warmup_steps=0, observation_scale=1.0, objective="elbo",
@@ -54,10 +52,10 @@ class VAE(BaseAutoencoder):
         self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
         self.objective = check_choice("objective", objective, OBJECTIVES)
         if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 1:
-            raise ValueError(f"samples must be a positive integer of draws per example; got {samples!r}.")
+            raise InputError(f"samples must be a positive integer of draws per example; got {samples!r}.")
         self.samples = int(samples)
         if len(encoder.outputs) != 2:
-            raise ValueError(
+            raise InputError(
                 f"A VAE encoder must return [z_mean, z_log_var]; this one has {len(encoder.outputs)} output(s). "
                 "Build one with keras_ae.networks.dense(..., variational=True) or conv(..., variational=True)."
             )
@@ -66,22 +64,13 @@ class VAE(BaseAutoencoder):
         self.observation_scale = float(observation_scale)
         super().__init__(encoder, decoder, **kwargs)
 
-    def create_state(self):
-        self.training_steps = self.add_weight(
-            shape=(), initializer="zeros", dtype="int64", trainable=False, name="training_steps",
-            aggregation="only_first_replica",
-        )
-
     @property
     def latent_dim(self):
         return self.code_shape[-1]
 
     def current_beta(self):
         """Beta after warm-up: `beta * min(1, steps / kl_warmup_steps)`."""
-        if self.kl_warmup_steps <= 0:
-            return ops.convert_to_tensor(self.beta, "float32")
-        progress = ops.cast(self.training_steps + 1, "float32") / self.kl_warmup_steps
-        return self.beta * ops.minimum(progress, 1.0)
+        return self.beta * ramp(self.training_steps + 1, self.kl_warmup_steps)
 
     def encode(self, x, training=False):
         """Posterior parameters `(z_mean, z_log_var)`, the log-variance clamped against overflow."""
@@ -90,10 +79,7 @@ class VAE(BaseAutoencoder):
 
     def reparameterize(self, z_mean, z_log_var, seed=None):
         """Draw z = mean + sigma * epsilon with the model's seeded generator."""
-        seed = self.seed_generator if seed is None else seed
-        z_mean = ops.cast(z_mean, "float32")
-        epsilon = keras.random.normal(ops.shape(z_mean), dtype="float32", seed=seed)
-        return z_mean + ops.exp(0.5 * losses.clamp_log_variance(z_log_var)) * epsilon
+        return reparameterize(z_mean, z_log_var, self.seed_generator if seed is None else seed)
 
     def likelihood_mean(self, decoder_output):
         """Mean of p(x | z): pixel probabilities for Bernoulli, the output itself for Gaussian."""
@@ -161,74 +147,6 @@ class VAE(BaseAutoencoder):
         z = keras.random.normal((n, *self.code_shape), seed=self.seed_generator if seed is None else seed)
         return self.in_batches(self.decode, z)
 
-    # --- The family's measures, signatures and pictures --------------------------------------------------------------
-
-    def measure(self, images, inputs, iwae_samples=100, bound_seed=0, batch_size=50):
-        """Reconstruction metrics, the test negative ELBO (one draw) and the importance-weighted bound, in nats.
-
-        The bounds are computed on `inputs` (the binarized test set where the card binarizes); `iwae_samples=0`
-        skips the importance-weighted bound. Draws are seeded per batch of `batch_size`, so a prefix of the
-        test set re-measures to the same numbers.
-        """
-        metrics = super().measure(images, inputs)
-        elbos, bounds = [], []
-        for index, batch in enumerate(evaluate.batches(inputs, batch_size)):
-            elbos.append(np.asarray(self.negative_elbo(batch, seed=bound_seed * 100_003 + index)))
-            if iwae_samples:
-                bounds.append(np.asarray(self.importance_weighted_bound(batch, iwae_samples, bound_seed * 100_003 + index + 50_000)))
-        metrics["negative_elbo_nats"] = float(np.concatenate(elbos).mean())
-        if iwae_samples:
-            metrics.update(iwae_nll_nats=float(np.concatenate(bounds).mean()), iwae_samples=iwae_samples)
-        return metrics
-
-    @classmethod
-    def headline(cls, metrics):
-        if "iwae_nll_nats" in metrics:
-            return f"NLL {metrics['iwae_nll_nats']:.2f} nats (IWAE k={metrics['iwae_samples']})"
-        if "negative_elbo_nats" in metrics:
-            return f"negative ELBO {metrics['negative_elbo_nats']:.2f} nats"
-        return super().headline(metrics)
-
-    @classmethod
-    def card_columns(cls):
-        def bound(metrics):
-            return f"{metric_text(metrics, 'iwae_nll_nats', 2)} (k={metrics['iwae_samples']})" if "iwae_nll_nats" in metrics else ""
-
-        return {
-            **super().card_columns(),
-            "-ELBO nats": lambda metrics: metric_text(metrics, "negative_elbo_nats", 2),
-            "NLL nats (IWAE k)": bound,
-        }
-
-    def export_endpoints(self):
-        """The common endpoints, `encode` returning `z_mean` and `z_log_var`, and `sample(count, seed)`."""
-        endpoints = super().export_endpoints()
-        signature = endpoints["encode"][1]
-
-        def sample(count, seed):
-            tf.debugging.assert_less_equal(count, MAX_EXPORTED_SAMPLES, message=f"count must be at most {MAX_EXPORTED_SAMPLES}")
-            z = tf.random.stateless_normal(tf.concat([[count], self.code_shape], axis=0), seed=tf.stack([seed, 0]))
-            return tf.cond(count > 0, lambda: self.decode(z), lambda: tf.zeros((0, *self.input_shape_per_example)))
-
-        endpoints["encode"] = (lambda x: dict(zip(("z_mean", "z_log_var"), self.encode(x))), signature)
-        endpoints["sample"] = (sample, [tf.TensorSpec([], tf.int32, name="count"), tf.TensorSpec([], tf.int32, name="seed")])
-        return endpoints
-
-    def draw(self, images, labels, folder, name):
-        """Reconstructions, samples from the prior, interpolations, and for a 2-D code its manifold and scatter."""
-        from keras_ae import plot
-
-        folder = Path(folder)
-        pictures = {
-            **super().draw(images, labels, folder, name),
-            "Samples": plot.samples(self, folder / f"{name}_samples.png"),
-            "Interpolation": plot.interpolation(self, images[:5], images[5:10], folder / f"{name}_interpolation.png"),
-        }
-        if self.code_shape == (2,):
-            pictures["2-D latent manifold"] = plot.latent_manifold(self, folder / f"{name}_manifold.png")
-            pictures["Latent codes by label"] = plot.latent_scatter(self, images, labels, folder / f"{name}_latent_scatter.png")
-        return pictures
-
     def loss_terms(self, x, training):
         return self.objective_terms(x, None, training)
 
@@ -247,9 +165,6 @@ class VAE(BaseAutoencoder):
         reconstruction = self.negative_log_likelihood(x, self.decoder_output(z, condition, training=training))
         return {"loss": reconstruction + beta * kl, "reconstruction_loss": reconstruction, "kl_loss": kl}
 
-    def on_train_batch(self):
-        self.training_steps.assign_add(1)
-
     def get_config(self):
         return {
             **super().get_config(),
@@ -263,3 +178,91 @@ class VAE(BaseAutoencoder):
 
 
 VariationalAutoencoder = VAE
+
+
+class VAETask(Task):
+    """The VAE's task: its measures add the test bounds in nats; it draws samples (and for a 2-D code its manifold),
+    exports `sample`, and supports `keras-ae sample`."""
+
+    family = VAE
+    evaluation_defaults = {"iwae_samples": 100, "bound_seed": 0}
+    short_name = "vae"
+    network_options = {"*": {"variational": True}}
+    options_off_images = {"likelihood": "gaussian"}
+
+    def bounds(self, inputs, iwae_samples, bound_seed, batch_size, **condition):
+        """The test negative ELBO (one draw) and, unless `iwae_samples` is 0, the importance-weighted bound, in nats; given
+        `labels=` for a conditional family. Draws are seeded per batch of `batch_size`, so a prefix re-measures the same."""
+        model = self.model
+
+        def per_example_bounds(batch, *labels, index):
+            given = {"labels": labels[0]} if labels else {}
+            elbo = ops.cast(model.negative_elbo(batch, seed=bound_seed * 100_003 + index, **given), "float64")
+            if not iwae_samples:
+                return ops.expand_dims(elbo, 1)
+            bound = model.importance_weighted_bound(batch, samples=iwae_samples, seed=bound_seed * 100_003 + index + 50_000, **given)
+            return ops.stack([elbo, ops.cast(bound, "float64")], axis=1)
+
+        arrays = (inputs, *condition.values())
+        means = np.asarray(per_batch(per_example_bounds, *arrays, batch_size=batch_size, indexed=True)).mean(axis=0)
+        measured = {"negative_elbo_nats": float(means[0])}
+        if iwae_samples:
+            measured.update(iwae_nll_nats=float(means[1]), iwae_samples=iwae_samples)
+        return measured
+
+    def measure(self, examples, inputs, targets=None, iwae_samples=100, bound_seed=0, batch_size=50):
+        """Reconstruction metrics, the test negative ELBO (one draw) and the importance-weighted bound, in nats.
+
+        The bounds are computed on `inputs` (the binarized test set where the card binarizes); `iwae_samples=0`
+        skips the importance-weighted bound.
+        """
+        return {**super().measure(examples, inputs), **self.bounds(inputs, iwae_samples, bound_seed, batch_size)}
+
+    @classmethod
+    def headline(cls, measured):
+        if "iwae_nll_nats" in measured:
+            return f"NLL {measured['iwae_nll_nats']:.2f} nats (IWAE k={measured['iwae_samples']})"
+        if "negative_elbo_nats" in measured:
+            return f"negative ELBO {measured['negative_elbo_nats']:.2f} nats"
+        return super().headline(measured)
+
+    @classmethod
+    def card_columns(cls):
+        def bound(measured):
+            return f"{metric_text(measured, 'iwae_nll_nats', 2)} (k={measured['iwae_samples']})" if "iwae_nll_nats" in measured else ""
+
+        return {
+            **super().card_columns(),
+            "-ELBO nats": lambda measured: metric_text(measured, "negative_elbo_nats", 2),
+            "NLL nats (IWAE k)": bound,
+        }
+
+    def export_endpoints(self):
+        """The common endpoints, `encode` returning `z_mean` and `z_log_var`, and `sample(count, seed)`."""
+        model = self.model
+        endpoints = super().export_endpoints()
+        signature = endpoints["encode"][1]
+
+        def sample(count, seed):
+            tf.debugging.assert_less_equal(count, MAX_EXPORTED_SAMPLES, message=f"count must be at most {MAX_EXPORTED_SAMPLES}")
+            z = tf.random.stateless_normal(tf.concat([[count], model.code_shape], axis=0), seed=tf.stack([seed, 0]))
+            return tf.cond(count > 0, lambda: model.decode(z), lambda: tf.zeros((0, *model.input_shape_per_example)))
+
+        endpoints["encode"] = (lambda x: dict(zip(("z_mean", "z_log_var"), model.encode(x))), signature)
+        endpoints["sample"] = (sample, [tf.TensorSpec([], tf.int32, name="count"), tf.TensorSpec([], tf.int32, name="seed")])
+        return endpoints
+
+    def draw(self, examples, labels, folder, name):
+        """Reconstructions, samples from the prior, interpolations, and for a 2-D code its manifold and scatter."""
+        from keras_ae import plot
+
+        model, folder = self.model, Path(folder)
+        pictures = {
+            **super().draw(examples, labels, folder, name),
+            "Samples": plot.samples(model, folder / f"{name}_samples.png"),
+            "Interpolation": plot.interpolation(model, examples[:5], examples[5:10], folder / f"{name}_interpolation.png"),
+        }
+        if model.code_shape == (2,):
+            pictures["2-D latent manifold"] = plot.latent_manifold(model, folder / f"{name}_manifold.png")
+            pictures["Latent codes by label"] = plot.latent_scatter(model, examples, labels, folder / f"{name}_latent_scatter.png")
+        return pictures

@@ -7,8 +7,10 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_ae import evaluate, losses
-from keras_ae.models.base import BaseAutoencoder, replica_context
+from keras_ae import losses
+from keras_ae.errors import InputError
+from keras_ae.models.base import BaseAutoencoder, per_batch, replica_context
+from keras_ae.models.task import Task
 
 LAPLACE_EPSILON = 1e-5  # smoothing of the EMA cluster sizes, so no code divides by zero
 DEAD_CODE_USAGE = 1.0  # a code whose EMA usage (vectors per batch) falls below this is re-initialised
@@ -44,12 +46,10 @@ class VQVAE(BaseAutoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss", "commitment_loss", "perplexity")
-    short_name = "vqvae"
-    network_options = {"*": {"code_activation": "linear"}, "conv": {"spatial_code": True}}  # conv: a grid of codes
 
     def __init__(self, encoder, decoder, num_embeddings=256, commitment_cost=0.25, ema_decay=0.99, **kwargs):
         if len(encoder.outputs) != 1 or tuple(encoder.outputs[0].shape[1:]) != tuple(decoder.inputs[0].shape[1:]):
-            raise ValueError(
+            raise InputError(
                 "A VQVAE encoder must return one code of the decoder's input shape; got outputs "
                 f"{[tuple(output.shape[1:]) for output in encoder.outputs]} for decoder input {tuple(decoder.inputs[0].shape[1:])}. "
                 "Build the pair with keras_ae.networks.conv(..., spatial_code=True) or dense(...)."
@@ -117,16 +117,16 @@ class VQVAE(BaseAutoencoder):
         )
         dtype = keras.backend.standardize_dtype(indices.dtype)
         if not dtype.startswith(("int", "uint")):
-            raise ValueError(f"{expected}; got dtype {dtype}.")
+            raise InputError(f"{expected}; got dtype {dtype}.")
         if len(indices.shape) != len(self.code_positions) + 1 or tuple(indices.shape[1:]) != self.code_positions:
-            raise ValueError(f"{expected}; got shape {tuple(indices.shape)}.")
+            raise InputError(f"{expected}; got shape {tuple(indices.shape)}.")
         if tf.__internal__.get_enclosing_xla_context() is not None:
-            raise ValueError(f"{expected}; got a call inside an XLA-compiled function, which skips that check: call it outside one.")
+            raise InputError(f"{expected}; got a call inside an XLA-compiled function, which skips that check: call it outside one.")
         indices = ops.cast(indices, "int32")
         in_range = ops.all((indices >= 0) & (indices < self.num_embeddings))
         if tf.executing_eagerly():
             if not bool(in_range):
-                raise ValueError(f"{expected}; got values from {int(ops.min(indices))} to {int(ops.max(indices))}.")
+                raise InputError(f"{expected}; got values from {int(ops.min(indices))} to {int(ops.max(indices))}.")
             return indices
         with tf.control_dependencies([tf.debugging.Assert(in_range, [f"{expected}; got values outside it."])]):
             return tf.identity(indices)
@@ -177,39 +177,6 @@ class VQVAE(BaseAutoencoder):
         self.ema_cluster_size.assign(ops.where(dead, 1.0, cluster_size))  # a restarted code counts as used once
         self.ema_embedding_sum.assign(ops.where(dead[:, None], restarts, embedding_sum))
 
-    # --- The family's measures, signatures and pictures --------------------------------------------------------------
-
-    def measure(self, images, inputs):
-        """Reconstruction MSE and PSNR, bits per image, and the perplexity of the code usage over all `images`."""
-        indices = evaluate.per_example(self.compress, images)
-        return {
-            **super().measure(images, inputs),
-            "bits_per_image": self.bits_per_image,
-            "code_perplexity": float(perplexity(np.bincount(indices.ravel(), minlength=self.num_embeddings))),
-        }
-
-    @classmethod
-    def headline(cls, metrics):
-        if "psnr_db" in metrics and "bits_per_image" in metrics:
-            return f"PSNR {metrics['psnr_db']:.2f} dB at {metrics['bits_per_image']:g} bits/image"
-        return super().headline(metrics)
-
-    @classmethod
-    def card_columns(cls):
-        def rate(metrics):
-            measured = {"psnr_db", "bits_per_image"} <= set(metrics)
-            return f"{metrics['psnr_db']:.2f} at {metrics['bits_per_image']:g}" if measured else ""
-
-        return {**super().card_columns(), "PSNR dB at bits/image": rate}
-
-    def export_endpoints(self):
-        """The common endpoints, `compress` (images -> int32 indices) and `decompress` (indices -> images)."""
-        endpoints = super().export_endpoints()
-        indices = tf.TensorSpec([None, *self.code_positions], tf.int32, name="indices")
-        endpoints["compress"] = (lambda x: self.compress(x), endpoints["serve"][1])
-        endpoints["decompress"] = (lambda indices: self.decompress(indices), [indices])
-        return endpoints
-
     def get_config(self):
         return {
             **super().get_config(),
@@ -217,3 +184,44 @@ class VQVAE(BaseAutoencoder):
             "commitment_cost": self.commitment_cost,
             "ema_decay": self.ema_decay,
         }
+
+
+class VQVAETask(Task):
+    """The VQ-VAE's task: its measures add the bits per image and code usage; it exports `compress` and `decompress`."""
+
+    family = VQVAE
+    short_name = "vqvae"
+    network_options = {"*": {"code_activation": "linear"}, "conv": {"spatial_code": True}}  # conv: a grid of codes
+
+    def measure(self, examples, inputs, targets=None):
+        """Reconstruction MSE and PSNR, bits per image, and the perplexity of the code usage over all `examples`."""
+        model = self.model
+        indices = np.asarray(per_batch(model.compress, examples, batch_size=500))
+        return {
+            **super().measure(examples, inputs),
+            "bits_per_image": model.bits_per_image,
+            "code_perplexity": float(perplexity(np.bincount(indices.ravel(), minlength=model.num_embeddings))),
+        }
+
+    @classmethod
+    def headline(cls, measured):
+        if "psnr_db" in measured and "bits_per_image" in measured:
+            return f"PSNR {measured['psnr_db']:.2f} dB at {measured['bits_per_image']:g} bits/image"
+        return super().headline(measured)
+
+    @classmethod
+    def card_columns(cls):
+        def rate(measured):
+            found = {"psnr_db", "bits_per_image"} <= set(measured)
+            return f"{measured['psnr_db']:.2f} at {measured['bits_per_image']:g}" if found else ""
+
+        return {**super().card_columns(), "PSNR dB at bits/image": rate}
+
+    def export_endpoints(self):
+        """The common endpoints, `compress` (images -> int32 indices) and `decompress` (indices -> images)."""
+        model = self.model
+        endpoints = super().export_endpoints()
+        indices = tf.TensorSpec([None, *model.code_positions], tf.int32, name="indices")
+        endpoints["compress"] = (lambda x: model.compress(x), endpoints["serve"][1])
+        endpoints["decompress"] = (lambda indices: model.decompress(indices), [indices])
+        return endpoints

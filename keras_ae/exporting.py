@@ -1,10 +1,13 @@
-"""Export to a TensorFlow SavedModel with the named signatures the model's family declares, for serving without keras_ae."""
+"""Export to a TensorFlow SavedModel with the named signatures the model's family's task declares, for serving without
+keras_ae."""
 
 import shutil
 import tempfile
 from pathlib import Path
 
 import keras
+
+from keras_ae.models import task_for
 
 
 def _check_destination(path):
@@ -17,7 +20,7 @@ def _check_destination(path):
 
 
 def export(model, path):
-    """Write a SavedModel with the signatures of `model.export_endpoints()`.
+    """Write a SavedModel with the signatures of the family task's `export_endpoints()`.
 
     Every family has `serve` (reconstruction), `encode`, `decode` and `anomaly_score`, over float32
     `[None, *input_shape]` inputs and `[None, *code_shape]` codes; a VAE adds `sample(count, seed)`.
@@ -26,7 +29,7 @@ def export(model, path):
     path = _check_destination(path)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, (function, signature) in model.export_endpoints().items():
+    for name, (function, signature) in task_for(model)(model).export_endpoints().items():
         archive.add_endpoint(name, function, input_signature=signature)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
     try:

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ae import cards, data
+from keras_ae import cards, data, kinds
+from keras_ae.errors import InputError
 from keras_ae.schema import PRECISIONS, positive_count
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -32,7 +33,7 @@ def resolve_strategy(strategy="auto", tpu=None):
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
     if strategy not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {strategy!r}; expected one of {list(STRATEGIES)}.")
+        raise InputError(f"Unknown strategy {strategy!r}; expected one of {list(STRATEGIES)}.")
     if strategy == "auto" and len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", [])) > 1:
         strategy = "multi_worker"
     if strategy == "multi_worker":
@@ -73,7 +74,7 @@ def computes_bfloat16(strategy):
 def resolve_precision(precision, strategy):
     """A dtype policy name; `auto` is `mixed_bfloat16` where `computes_bfloat16`, else `float32`."""
     if precision not in PRECISIONS:
-        raise ValueError(f"Unknown precision {precision!r}; expected one of {list(PRECISIONS)}.")
+        raise InputError(f"Unknown precision {precision!r}; expected one of {list(PRECISIONS)}.")
     if precision != "auto":
         return precision
     return "mixed_bfloat16" if computes_bfloat16(strategy) else "float32"
@@ -89,7 +90,7 @@ def build_optimizer(recipe, steps_per_epoch, epochs):
             config.get("learning_rate", 1e-3), decay_steps=steps_per_epoch * epochs, alpha=recipe.get("final_learning_rate_fraction", 0.0)
         )
     elif schedule is not None:
-        raise ValueError(f"Unknown learning_rate_schedule {schedule!r}; expected 'cosine' or none.")
+        raise InputError(f"Unknown learning_rate_schedule {schedule!r}; expected 'cosine' or none.")
     return keras.optimizers.deserialize({"class_name": optimizer["class_name"], "config": config})
 
 
@@ -124,18 +125,18 @@ def train(
     """
     missing = [section for section in ("data", "recipe") if not isinstance(card.get(section), dict)]
     if missing:
-        raise ValueError(f"card {card.get('name', '?')!r} has no {' or '.join(missing)} section: a card to train needs both "
+        raise InputError(f"card {card.get('name', '?')!r} has no {' or '.join(missing)} section: a card to train needs both "
                          "(what to train on, and how; see any zoo card, e.g. keras-ae info ae_mnist)")
     recipe, spec = card["recipe"], card["data"]
     epochs = positive_count(recipe["epochs"], "the card's recipe.epochs") if epochs is None else positive_count(epochs, "epochs")
     batch_size = (positive_count(recipe["batch_size"], "the card's recipe.batch_size") if batch_size is None
                   else positive_count(batch_size, "batch_size"))
     if backup_dir is not None and not str(backup_dir).strip():
-        raise ValueError("backup_dir must name a folder; got an empty string")
+        raise InputError("backup_dir must name a folder; got an empty string")
     splits = {"train": spec["train_split"] if train_split is None else train_split,
               "validation": spec.get("monitor_split") if validation_split is None else validation_split}
     if recipe.get("early_stopping_patience") and splits["validation"] is None:
-        raise ValueError(f"card {card.get('name', '?')!r}: recipe.early_stopping_patience needs validation data to watch; "
+        raise InputError(f"card {card.get('name', '?')!r}: recipe.early_stopping_patience needs validation data to watch; "
                          "set data.monitor_split (e.g. 'validation' with data.validation_split 0.1)")
     strategy = resolve_strategy(strategy)
     precision = resolve_precision(recipe.get("precision", "auto") if precision is None else precision, strategy)
@@ -146,8 +147,8 @@ def train(
         fingerprint = backup_fingerprint(card, splits, batch_size, precision)
         check_backup(backup_dir, fingerprint, epochs, schedule_epochs=epochs if recipe.get("learning_rate_schedule") else None)
     seed = recipe.get("seed", 0)
-    pipeline = dict(data.card_options(spec), seed=seed, data_dir=data_dir)
-    examples_per_epoch = data.count(spec["dataset"], splits["train"], **pipeline)
+    kind = kinds.of(cards.task_of(card))
+    examples_per_epoch = kind.count(spec, splits["train"], seed=seed, data_dir=data_dir)
     steps_per_epoch = -(-examples_per_epoch // batch_size)
     steps_per_execution = recipe.get("steps_per_execution", 1)
     if strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
@@ -157,9 +158,9 @@ def train(
         if recipe.get("initial_weights"):  # the preset's weights, its scaling statistics included
             model.load_weights(initial_weights(card))
         elif card["network"].get("scaling"):  # statistics of the training split, kept in the model's own weights
-            from keras_ae import evaluate, networks
+            from keras_ae import networks
 
-            training_examples = evaluate.split_arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
+            training_examples = kind.arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
             networks.adapt_scaling(model.encoder, model.decoder, training_examples)
         model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
         model.optimizer.build(model.trainable_weights)
@@ -174,29 +175,27 @@ def train(
     start = time.perf_counter()
     if multi_worker:
         # Every worker runs the same number of whole global batches, so their collectives line up.
-        distributed = {
-            role: data.distribute(
-                strategy, spec["dataset"], batch_size, split=split, shuffle=role == "train", drop_remainder=True, **pipeline
-            )
-            for role, split in splits.items() if split is not None
-        }
+        def distributed(split, shuffle):
+            return strategy.distribute_datasets_from_function(lambda context: kind.training_data(
+                spec, split, context.get_per_replica_batch_size(batch_size), shuffle, seed, data_dir, input_context=context,
+                drop_remainder=True,
+            ))
+
         history = fit_distributed(
-            model, strategy, distributed["train"], distributed.get("validation"),
+            model, strategy, distributed(splits["train"], True),
+            distributed(splits["validation"], False) if splits["validation"] else None,
             steps=examples_per_epoch // batch_size,
-            validation_steps=data.count(spec["dataset"], splits["validation"], **pipeline) // batch_size if splits["validation"] else 0,
+            validation_steps=kind.count(spec, splits["validation"], seed, data_dir) // batch_size if splits["validation"] else 0,
             epochs=epochs, callbacks=callbacks, verbose=verbose,
         )
     else:
         train_data, validation_data = (
-            None if split is None else data.load(spec["dataset"], split=split, batch_size=batch_size, shuffle=role == "train", **pipeline)
+            None if split is None else kind.training_data(spec, split, batch_size, role == "train", seed, data_dir)
             for role, split in splits.items()
         )
         history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
     wall_time = time.perf_counter() - start
-    if spec.get("ratings"):  # a trained recommender keeps the dataset's ids (and what it recommends from) in its weights
-        from keras_ae import ratings
-
-        model.adapt_to(ratings.card_split(spec, data_dir))
+    kind.adapt(model, spec, data_dir)
     kept = int(np.argmin(history.history["val_loss"])) if stopping is not None and history.epoch else -1
     stats = {
         "epochs": epochs,
@@ -227,10 +226,10 @@ def initial_weights(card):
     preset = cards.find_preset(start["preset"])
     field = f"card {card.get('name', '?')!r}: recipe.initial_weights.preset {start['preset']!r}"
     if preset.card.get("network") != card.get("network"):
-        raise ValueError(f"{field} has network {json.dumps(preset.card.get('network'))}, but this card's is "
+        raise InputError(f"{field} has network {json.dumps(preset.card.get('network'))}, but this card's is "
                          f"{json.dumps(card.get('network'))}; fine-tuning starts from weights of the same network")
     if preset.card["weights"].get("sha256") != start["sha256"]:
-        raise ValueError(f"{field} has weights with sha256 {preset.card['weights'].get('sha256')}, but the recipe asks for "
+        raise InputError(f"{field} has weights with sha256 {preset.card['weights'].get('sha256')}, but the recipe asks for "
                          f"{start['sha256']}: the preset was retrained; pin its new sha256 to fine-tune from it")
     return preset.fetch_weights()
 
@@ -265,14 +264,14 @@ def check_backup(folder, fingerprint, epochs, schedule_epochs=None):
     if not folder.exists():
         return 0
     if not folder.is_dir():
-        raise ValueError(f"The backup folder {folder} is a file, not a folder; {fix}")
+        raise InputError(f"The backup folder {folder} is a file, not a folder; {fix}")
     names = {entry.name for entry in folder.iterdir()}
     foreign = sorted(
         name for name in names
         if name not in KERAS_BACKUP_FILES and not name.startswith(BACKUP_FINGERPRINT) and not re.fullmatch(r"worker-\d+", name)
     )
     if foreign:
-        raise ValueError(
+        raise InputError(
             f"The backup folder {folder} holds files that are not a training backup ({', '.join(foreign[:3])}"
             f"{', ...' if len(foreign) > 3 else ''}), and a finished training deletes its backup folder; give a new or empty --backup-dir"
         )
@@ -282,18 +281,18 @@ def check_backup(folder, fingerprint, epochs, schedule_epochs=None):
         record = json.loads((folder / BACKUP_FINGERPRINT).read_text())
         saved = record["sections"]
     except FileNotFoundError:
-        raise ValueError(
+        raise InputError(
             f"The backup folder {folder} holds a Keras backup without {BACKUP_FINGERPRINT}, so what it backs up is unknown; {fix}"
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"The backup folder {folder} has an unreadable {BACKUP_FINGERPRINT} ({error}); {fix}") from None
+        raise InputError(f"The backup folder {folder} has an unreadable {BACKUP_FINGERPRINT} ({error}); {fix}") from None
     if not isinstance(saved, dict):
-        raise ValueError(f"The backup folder {folder} has an unreadable {BACKUP_FINGERPRINT}; {fix}")
+        raise InputError(f"The backup folder {folder} has an unreadable {BACKUP_FINGERPRINT}; {fix}")
     differ = [name for name in fingerprint if saved.get(name) != fingerprint[name]]
     if differ:
-        raise ValueError(f"The backup folder {folder} holds the backup of another training run (it differs in: {', '.join(differ)}); {fix}")
+        raise InputError(f"The backup folder {folder} holds the backup of another training run (it differs in: {', '.join(differ)}); {fix}")
     if schedule_epochs is not None and record.get("schedule_epochs") != schedule_epochs:
-        raise ValueError(
+        raise InputError(
             f"The backup folder {folder} holds a run whose learning-rate schedule decays over {record.get('schedule_epochs')} "
             f"epochs, and {schedule_epochs} were asked for: resuming would change the decay mid-run; resume with "
             f"--epochs {record.get('schedule_epochs')}, or delete {folder} to train afresh"
@@ -302,9 +301,9 @@ def check_backup(folder, fingerprint, epochs, schedule_epochs=None):
     try:
         done = int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"The backup folder {folder} has an unreadable training_metadata.json ({error}); delete {folder} to train afresh") from None
+        raise InputError(f"The backup folder {folder} has an unreadable training_metadata.json ({error}); delete {folder} to train afresh") from None
     if epochs <= done:
-        raise ValueError(
+        raise InputError(
             f"The backup folder {folder} holds a run that has already done {done} epochs, and {epochs} were asked for; "
             f"ask for more than {done} epochs (--epochs) to go on, or delete {folder} to train afresh"
         )
@@ -366,7 +365,7 @@ def finish(model, card, history, stats, folder, data_dir=None):
 
     logs = history.history if hasattr(history, "history") else history
     if not any(logs.values()):
-        raise ValueError(f"The training run logged no epochs, so there is nothing to write to {folder}")
+        raise InputError(f"The training run logged no epochs, so there is nothing to write to {folder}")
     fresh = {key: value for key, value in card.items() if key != "metrics"}
     card = cards.save_preset(model, folder, {**fresh, "training": stats})
     if card.get("anomaly"):
@@ -392,14 +391,14 @@ def anomaly_threshold(model, card, data_dir=None):
     "mean_plus_std": their mean plus one standard deviation; "best_accuracy": the threshold that classifies the whole
     labelled training split best. Returns `{"threshold": ..., "threshold_source": ...}`.
     """
-    from keras_ae import anomaly, evaluate
+    from keras_ae import anomaly
 
     settings = card["anomaly"]
     rule = settings.get("threshold_rule", "percentile")
     if rule not in THRESHOLD_RULES:
-        raise ValueError(f"Unknown anomaly.threshold_rule {rule!r}; expected one of {sorted(THRESHOLD_RULES)}.")
+        raise InputError(f"Unknown anomaly.threshold_rule {rule!r}; expected one of {sorted(THRESHOLD_RULES)}.")
     split = card["data"]["train_split"]
-    examples, labels = evaluate.split_arrays(card, split, data_dir=data_dir, every_label=rule == "best_accuracy")
+    examples, labels = kinds.of(cards.task_of(card)).arrays(card, split, data_dir=data_dir, every_label=rule == "best_accuracy")
     scores = anomaly.anomaly_scores(model, examples)
     source = THRESHOLD_RULES[rule].format(percentile=settings.get("percentile", 99.0), split=split)
     if rule == "percentile":
@@ -429,24 +428,25 @@ def card_for_data(
     from keras_ae import files
     from keras_ae.models import by_short_name
 
-    families = by_short_name()
-    if family not in families:
-        raise ValueError(f"Unknown family {family!r}; expected one of {sorted(families)}.")
-    family_class = families[family]
+    tasks = by_short_name()
+    if family not in tasks:
+        raise InputError(f"Unknown family {family!r}; expected one of {sorted(tasks)}.")
+    task = tasks[family]
+    family_class = task.family
     read_options = {key: value for key, value in read_options.items() if value is not None}
     first = next(iter(data.load(source, batch_size=1, shuffle=False, validation_split=validation_split, **read_options)))
     if Path(source).suffix.lower() in data.TABLE_SUFFIXES:
         read_options["header"] = files.table_header(source, read_options.get("header", "infer"))
     input_shape = list(first.shape[1:])
     images = len(input_shape) == 3
-    architecture = {"kind": network, "input_shape": input_shape, "latent_dim": latent_dim, **family_class.network_options.get("*", {}),
-                    **family_class.network_options.get(network, {})}
+    architecture = {"kind": network, "input_shape": input_shape, "latent_dim": latent_dim, **task.network_options.get("*", {}),
+                    **task.network_options.get(network, {})}
     if not images and network in ("dense", "conv1d"):
         architecture["scaling"] = "minmax"
     card = {
         "name": re.sub(r"[^a-z0-9_]+", "_", (name or Path(source).stem).lower()).strip("_") or "model",
         "description": f"{family_class.__name__} ({network} network, code {latent_dim}) trained with keras-ae train --data on {source}.",
-        "model": {"class_name": family_class.__name__, "config": {"seed": 0, **({} if images else family_class.options_off_images)}},
+        "model": {"class_name": family_class.__name__, "config": {"seed": 0, **({} if images else task.options_off_images)}},
         "network": architecture,
         # the held-out part is this card's test split: training never sees it and makes no choice on it (no monitor split)
         "data": {
