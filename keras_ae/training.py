@@ -157,7 +157,7 @@ def train(
         model = cards.build_model(card, seed=seed, dtype=keras.DTypePolicy(precision))
         if recipe.get("initial_weights"):  # the preset's weights, its scaling statistics included
             model.load_weights(initial_weights(card))
-        elif card["network"].get("scaling"):  # statistics of the training split, kept in the model's own weights
+        elif card.get("network", {}).get("scaling"):  # statistics of the training split, kept in the model's own weights
             from keras_ae import networks
 
             training_examples = kind.arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
@@ -243,7 +243,7 @@ def backup_fingerprint(card, splits, batch_size, precision):
     """
     sections = {
         "model": card["model"],
-        "network": card["network"],
+        "network": card.get("network"),  # None where model.config holds the encoder and decoder
         "data": {**card["data"], "train_split": splits["train"], "monitor_split": splits["validation"]},
         "recipe": {**{key: value for key, value in card["recipe"].items() if key != "epochs"}, "batch_size": batch_size},
         "precision": precision,

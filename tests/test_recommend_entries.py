@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import keras_ae
-from keras_ae import cards, data, evaluate, networks, ratings
+from keras_ae import cards, evaluate, kinds, networks, ratings
 from keras_ae.training import finish
 from conftest import console_script
 
@@ -44,7 +44,7 @@ def test_explicit_targets_are_the_held_out_ratings_of_items_that_have_some(data_
     assert targets.nnz == len(values) and np.isclose(targets.sum(), values.sum())
     assert np.all(targets.getnnz(axis=1) > 0) and inputs.shape == targets.shape == (len(np.unique(items)), len(explicit.user_ids))
     assert inputs.multiply(targets).nnz == 0  # nothing to predict is in the input
-    assert data.count(spec["dataset"], "test[:10]", data_dir=data_root, **data.card_options(spec)) == 10
+    assert kinds.Ratings().count(spec, "test[:10]", data_dir=data_root) == 10
 
 
 def test_an_entry_trains_measures_saves_and_loads_from_its_card(short_run):

@@ -127,7 +127,10 @@ class BaseAutoencoder(keras.Model):
                 shape=(), initializer="zeros", dtype="int64", trainable=False, name="training_steps",
                 aggregation="only_first_replica",
             )
-        # One call on a dummy batch records the input shape, so the model saves and exports before any fit.
+        self.call_once()
+
+    def call_once(self):
+        """One call on a dummy batch, which records the input shape, so the model saves and exports before any fit."""
         self(ops.zeros((1, *self.input_shape_per_example)))
 
     def create_state(self):
@@ -290,6 +293,20 @@ class BaseAutoencoder(keras.Model):
     def test_step(self, data):
         terms, batch_size = self.compute_step(data, training=False)
         return self.update_trackers(terms, batch_size)
+
+    @property
+    def _default_save_signature(self):
+        """The serving function TensorFlow traces whenever the model is written as a SavedModel (`keras_ae.export`,
+        `model.export`, `tf.saved_model.save`): its family task's `serve` endpoint, so a family whose call takes more than
+        `x` (labels) saves too. Keras' own traces `self(x)` alone, at the dummy batch's shape (kept for a model with no task)."""
+        from keras_ae.models.task import task_for
+
+        try:
+            task = task_for(self)
+        except TypeError:
+            return super()._default_save_signature
+        function, signature = task(self).export_endpoints()["serve"]
+        return tf.function(function, input_signature=signature)
 
     def get_config(self):
         config = super().get_config()

@@ -24,7 +24,6 @@ from keras import ops
 from keras_ae import losses, metrics
 from keras_ae.errors import InputError
 from keras_ae.models.base import MAX_EXPORTED_SAMPLES, dtype_name, per_batch
-from keras_ae.models.task import metric_text
 from keras_ae.models.vae import VAE, VAETask, negative_log_mean_weight
 
 
@@ -101,10 +100,12 @@ class ConditionalVAE(VAE):
         if self.num_classes < 1:
             raise InputError(f"num_classes must be a positive number of classes; got {num_classes!r}.")
         encoder, decoder = condition_networks(encoder, decoder, self.num_classes)
-        self.labels_optional = True  # BaseAutoencoder's first call, on a dummy batch, carries no labels
         super().__init__(encoder, decoder, **kwargs)
-        self.labels_optional = False
         self.supports_jit = False  # XLA compiles check_labels' assertions away: jit_compile=True trains without XLA, with a warning
+
+    def call_once(self):
+        """One call on a dummy batch and its label, which records the input shape."""
+        self(ops.zeros((1, *self.input_shape_per_example)), labels=ops.zeros((1,), "int32"))
 
     @property
     def input_shape_per_example(self):
@@ -184,14 +185,12 @@ class ConditionalVAE(VAE):
     def __call__(self, x, labels=None, **kwargs):
         """Keras' `__call__` with the labels checked first (a wrong one is a one-line ValueError) and passed by keyword
         (so one int may stand for the batch)."""
-        if not self.labels_optional and tf.executing_eagerly() and not keras.backend.is_keras_tensor(x):
+        if tf.executing_eagerly() and not keras.backend.is_keras_tensor(x):
             self.check_labels(labels, x)
         return super().__call__(x, labels=labels, **kwargs)
 
     def call(self, x, labels=None, training=False):
         """The reconstruction of `x` given its labels: the likelihood mean at the posterior mean."""
-        if labels is None and self.labels_optional:
-            labels = 0
         x, condition = self.condition(x, labels)
         z_mean, _ = self.posterior(x, condition, training=training)
         return self.likelihood_mean(self.decoder_output(z_mean, condition, training=training))
@@ -249,15 +248,6 @@ class ConditionalVAE(VAE):
         z = keras.random.normal((n, *self.code_shape), seed=self.seed_generator if seed is None else seed)
         return self.in_batches(self.decode, z, np.asarray(self.sample_labels(n, labels), "int32"))
 
-    @property
-    def _default_save_signature(self):
-        """The serving function TensorFlow traces whenever the model is saved as a SavedModel (keras_ae.export included).
-
-        Keras' own traces `model(x)` with the first call's inputs, which carried no labels; this one takes them.
-        """
-        x = tf.TensorSpec([None, *self.input_shape_per_example], tf.float32, name="x")
-        return tf.function(lambda x, labels: self(x, labels), input_signature=[x, tf.TensorSpec([None], tf.int32, name="labels")])
-
     def loss_terms(self, x, training, y=None):
         """The VAE's objective (`objective` and `samples` as there) given the labels `y`."""
         return self.objective_terms(*self.condition(x, y), training)
@@ -272,6 +262,8 @@ class ConditionalVAETask(VAETask):
 
     family = ConditionalVAE
     data_kind = "labelled"
+    bound_name = "-log p(x given the label)"  # its bounds are given the true label: not -log p(x), so columns of their own
+    elbo_heading = "-ELBO given the label, nats"
     short_name = None  # not offered by `keras-ae train --data`: that command's cards carry no labels
 
     def measure(self, examples, inputs, targets=None, iwae_samples=100, bound_seed=0, batch_size=50):
@@ -289,22 +281,6 @@ class ConditionalVAETask(VAETask):
         if float(np.min(examples)) >= 0.0 and float(np.max(examples)) <= 1.0:
             measured["psnr_db"] = metrics.psnr(measured["reconstruction_mse"])
         return {**measured, **self.bounds(inputs, iwae_samples, bound_seed, batch_size, labels=labels)}
-
-    @classmethod
-    def headline(cls, measured):
-        if "iwae_nll_nats" in measured:
-            return f"-log p(x given the label) {measured['iwae_nll_nats']:.2f} nats (IWAE k={measured['iwae_samples']})"
-        return super().headline(measured)
-
-    @classmethod
-    def card_columns(cls):
-        """The conditional bounds in columns of their own: -log p(x | y), given the true label, is not -log p(x)."""
-        def bound(measured):
-            return f"{metric_text(measured, 'iwae_nll_nats', 2)} (k={measured['iwae_samples']})" if "iwae_nll_nats" in measured else ""
-
-        columns = {heading: cell for heading, cell in super().card_columns().items() if "nats" not in heading}
-        return {**columns, "-ELBO given the label, nats": lambda measured: metric_text(measured, "negative_elbo_nats", 2),
-                "-log p(x given the label) nats (IWAE k)": bound}
 
     def export_endpoints(self):
         """`serve`, `encode`, `decode`, `anomaly_score`, each taking int32 `labels` beside its input, and `sample(labels, seed)`

@@ -185,6 +185,8 @@ class VAETask(Task):
     exports `sample`, and supports `keras-ae sample`."""
 
     family = VAE
+    bound_name = "NLL"  # how the importance-weighted bound reads in headlines and column headings
+    elbo_heading = "-ELBO nats"
     evaluation_defaults = {"iwae_samples": 100, "bound_seed": 0}
     short_name = "vae"
     network_options = {"*": {"variational": True}}
@@ -221,7 +223,7 @@ class VAETask(Task):
     @classmethod
     def headline(cls, measured):
         if "iwae_nll_nats" in measured:
-            return f"NLL {measured['iwae_nll_nats']:.2f} nats (IWAE k={measured['iwae_samples']})"
+            return f"{cls.bound_name} {measured['iwae_nll_nats']:.2f} nats (IWAE k={measured['iwae_samples']})"
         if "negative_elbo_nats" in measured:
             return f"negative ELBO {measured['negative_elbo_nats']:.2f} nats"
         return super().headline(measured)
@@ -233,8 +235,8 @@ class VAETask(Task):
 
         return {
             **super().card_columns(),
-            "-ELBO nats": lambda measured: metric_text(measured, "negative_elbo_nats", 2),
-            "NLL nats (IWAE k)": bound,
+            cls.elbo_heading: lambda measured: metric_text(measured, "negative_elbo_nats", 2),
+            f"{cls.bound_name} nats (IWAE k)": bound,
         }
 
     def export_endpoints(self):
