@@ -5,13 +5,21 @@ the sha256 of its weights) and the weights file. `keras_ae.load` takes a zoo nam
 an http(s) URL of one, or `hf://owner/repo[@revision]`.
 """
 
+import contextlib
 import copy
 import dataclasses
+import errno
+import fcntl
 import fnmatch
 import json
+import os
 import re
+import secrets
 import shutil
+import stat
 import tempfile
+import threading
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +30,7 @@ from keras_ae.errors import InputError
 NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.weights.h5"
+PRESET_EXTRAS = ("training_curves.png",)  # files a preset writer may put beside the card and the weights
 SOURCE_FORMS = (
     "a zoo name (see keras_ae.list_models())",
     "a folder holding card.json and its weights (what keras-ae train and keras_ae.save_preset write)",
@@ -36,7 +45,7 @@ def card_path(name):
 
 def list_models(pattern="*"):
     """Names of every zoo entry, filtered by an fnmatch pattern such as `"*vae*"`."""
-    names = sorted(path.parent.name for path in weight_files.ZOO_DIR.glob(f"*/{CARD_FILE}"))
+    names = sorted(path.parent.name for path in weight_files.ZOO_DIR.glob(f"*/{CARD_FILE}") if NAME_PATTERN.match(path.parent.name))
     return [name for name in names if fnmatch.fnmatch(name, pattern)]
 
 
@@ -66,6 +75,7 @@ def validate(card, source="card", complete=True):
     if not complete:
         return card
     family = model_class(card, source)
+    check_model_config(card, family, source)
     settings = task_of(card).evaluation_defaults
     unknown = set(card.get("evaluation", {})) - set(settings) - {"linear_probe"}
     if unknown:
@@ -74,6 +84,45 @@ def validate(card, source="card", complete=True):
             f"it takes {sorted(settings) + ['linear_probe']}."
         )
     return card
+
+
+def model_arguments(family):
+    """The keyword arguments a model class's constructor takes: its own, its ancestors' (passed on through `**kwargs`)
+    and Keras' base ones (name, trainable, dtype, ...)."""
+    import inspect
+
+    import keras
+
+    from keras_ae.models import BaseAutoencoder
+
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    arguments = set()
+    for ancestor in family.__mro__:
+        if not (issubclass(ancestor, BaseAutoencoder) and "__init__" in vars(ancestor)):
+            continue
+        parameters = list(inspect.signature(ancestor.__init__).parameters.values())[1:]  # without self
+        arguments |= {parameter.name for parameter in parameters if parameter.kind in named}
+        if not any(parameter.kind == inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+            return arguments
+    base = inspect.signature(keras.layers.Layer.__init__).parameters.values()
+    return arguments | {parameter.name for parameter in base if parameter.kind == inspect.Parameter.KEYWORD_ONLY}
+
+
+def check_model_config(card, family, source="card"):
+    """A card's `model.config` holds arguments of its class's constructor only; where a network section builds the
+    encoder and decoder, not those two. Else one line naming the field and what the class takes."""
+    config = card["model"].get("config", {})
+    arguments = model_arguments(family)
+    if "network" in card:
+        arguments -= {"encoder", "decoder"}
+        given = [role for role in ("encoder", "decoder") if role in config]
+        if given:
+            raise InputError(f"{source}: model.config.{given[0]} is given, but the card's network section builds "
+                             f"{family.__name__}'s encoder and decoder; drop model.config.{given[0]} (or the network section).")
+    unknown = sorted(set(config) - arguments)
+    if unknown:
+        raise InputError(f"{source}: model.config.{unknown[0]} is not an argument of {family.__name__}; it takes "
+                         f"{sorted(arguments)}.")
 
 
 def task_of(card):
@@ -110,7 +159,7 @@ def build_model(card, seed=None, dtype=None):
     family = model_class(card)
     config = dict(card["model"].get("config", {}))
     if "network" in card:
-        return family(*networks.build(**card["network"], seed=seed, dtype=dtype), **config, **({"dtype": dtype} if dtype else {}))
+        return family(*networks.build(**card["network"], seed=seed, dtype=dtype), **{**config, **({"dtype": dtype} if dtype else {})})
     return family.from_config(config)
 
 
@@ -123,9 +172,9 @@ class Preset:
     fetch_weights: Callable[[], Path]
 
 
-def _zoo_preset(name, complete):
+def _zoo_preset(name, complete, timeout):
     card = read_card(card_path(name), complete=complete)
-    return Preset(card, name, lambda: weight_files.resolve(card))
+    return Preset(card, name, lambda: weight_files.resolve(card, timeout=timeout))
 
 
 def _folder_preset(folder, complete):
@@ -133,35 +182,62 @@ def _folder_preset(folder, complete):
     return Preset(card, str(folder), lambda: weight_files.verify(folder / card["weights"]["file"], card["weights"]["sha256"]))
 
 
-def _url_preset(url, complete):
+class CachedCardWarning(UserWarning):
+    """A URL preset's server could not be reached, so the card cached by an earlier load was used unchecked."""
+
+
+def _url_preset(url, complete, timeout):
+    """A preset at a URL: its card fetched afresh on each load (the cached one only when the server cannot be reached),
+    its weights cached by the sha256 the card gives (see `weights.url_cache_folder`)."""
     url = url.rstrip("/")
     folder = weight_files.url_cache_folder(url)
-    if not (folder / CARD_FILE).exists():
-        weight_files.download(f"{url}/{CARD_FILE}", folder / CARD_FILE, expected_sha256=None)
+    cached_card, source = folder / CARD_FILE, f"{url}/{CARD_FILE}"
     try:
-        card = read_card(folder / CARD_FILE, source=f"{url}/{CARD_FILE}", complete=complete)
+        weight_files.download(source, cached_card, expected_sha256=None, timeout=timeout, max_bytes=weight_files.CARD_MAX_BYTES)
+    except weight_files.DownloadError as error:
+        if isinstance(error, weight_files.ContentError) or not cached_card.exists():
+            raise
+        warnings.warn(f"{error} Using the card cached at {cached_card} by an earlier load, unchecked.", CachedCardWarning,
+                      stacklevel=4)
+    try:
+        card = read_card(cached_card, source=source, complete=complete)
     except ValueError:  # not kept in the cache: the next try downloads it again
-        (folder / CARD_FILE).unlink()
+        cached_card.unlink(missing_ok=True)
         raise
 
     def fetch():
         entry = card["weights"]
-        local = folder / weight_files.check_file_name(entry["file"])
-        if local.exists() and weight_files.sha256(local) == entry["sha256"]:
+        file_name, expected = weight_files.check_file_name(entry["file"]), entry.get("sha256")
+        if expected is None:
+            raise InputError(f"{source}: weights.sha256 is null; a preset at a URL must pin its weights by sha256 "
+                             "(keras_ae.save_preset writes it).")
+        local = folder / expected / file_name
+        if local.exists() and weight_files.sha256(local) == expected:
             return local
-        return weight_files.download(f"{url}/{entry['file']}", local, entry["sha256"])
+        try:
+            return weight_files.download(f"{url}/{file_name}", local, expected, timeout=timeout,
+                                         max_bytes=weight_files.size_limit(entry.get("size")))
+        except weight_files.DownloadError as error:
+            if isinstance(error, weight_files.ContentError):  # the card promised other weights: never fall back to it
+                cached_card.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                local.parent.rmdir()
+            raise
 
     return Preset(card, url, fetch)
 
 
-def _hub_preset(address, complete):
+def _hub_preset(address, complete, timeout):
     repo, _, revision = address.removeprefix("hf://").partition("@")
-    card = read_card(weight_files.hub_file(repo, CARD_FILE, revision or None), source=f"{CARD_FILE} of {address}", complete=complete)
+    card_file = weight_files.hub_file(repo, CARD_FILE, revision or None, timeout=timeout)
+    card = read_card(card_file, source=f"{CARD_FILE} of {address}", complete=complete)
     entry = card["weights"]
-    return Preset(
-        card, address,
-        lambda: weight_files.verify(weight_files.hub_file(repo, weight_files.check_file_name(entry["file"]), revision or None), entry["sha256"]),
-    )
+
+    def fetch():
+        path = weight_files.hub_file(repo, weight_files.check_file_name(entry["file"]), revision or None, timeout=timeout)
+        return weight_files.verify(path, entry["sha256"])
+
+    return Preset(card, address, fetch)
 
 
 def unknown_source(source, reason):
@@ -174,11 +250,12 @@ def unknown_source(source, reason):
     return InputError(f"Unknown model source {source!r}: {reason}.{hint} A source is {forms}. Zoo names: {list_models()}.")
 
 
-def find_preset(source, complete=True):
+def find_preset(source, complete=True, timeout=None):
     """Where a model comes from: a zoo name, a preset folder, an http(s) URL of one, or `hf://owner/repo[@revision]`.
 
-    `complete=False` checks the card's form only (see `validate`).
+    `complete=False` checks the card's form only (see `validate`); `timeout` bounds downloads (see `load`).
     """
+    timeout = None if timeout is None else weight_files.timeout_seconds(timeout)
     if isinstance(source, Path):
         source = str(source)
     if not isinstance(source, str) or not source:
@@ -186,13 +263,13 @@ def find_preset(source, complete=True):
     if source.startswith("hf://"):
         if not re.match(r"^hf://[\w.-]+/[\w.-]+(@[\w./-]+)?$", source):
             raise unknown_source(source, "a Hub address is hf://owner/repo or hf://owner/repo@revision")
-        return _hub_preset(source, complete)
+        return _hub_preset(source, complete, timeout)
     if source.startswith(("https://", "http://")):
-        return _url_preset(source, complete)
+        return _url_preset(source, complete, timeout)
     if "://" in source:
         raise unknown_source(source, f"the scheme {source.split('://')[0]}:// is not supported")
     if NAME_PATTERN.match(source) and card_path(source).exists():
-        return _zoo_preset(source, complete)
+        return _zoo_preset(source, complete, timeout)
     folder = Path(source).expanduser()
     if (folder / CARD_FILE).is_file():
         return _folder_preset(folder, complete)
@@ -204,15 +281,15 @@ def find_preset(source, complete=True):
     raise unknown_source(source, reason)
 
 
-def model_card(source, complete=True):
+def model_card(source, complete=True, timeout=None):
     """The card of a model source (see `load`) as a dict; an unknown one lists every accepted form.
 
     `complete=False` checks the card's form only, without importing TensorFlow (see `validate`).
     """
-    return copy.deepcopy(find_preset(source, complete).card)
+    return copy.deepcopy(find_preset(source, complete, timeout).card)
 
 
-def load(source, weights=True, verify=True, dtype=None):
+def load(source, weights=True, verify=True, dtype=None, timeout=None):
     """A model from a zoo name, a preset folder, an http(s) URL of one, or `hf://owner/repo[@revision]`.
 
     Args:
@@ -221,8 +298,10 @@ def load(source, weights=True, verify=True, dtype=None):
             the cache, the bundled copy or a download), None for fresh ones, or a path to a `.weights.h5` file.
         verify: check a weights file given by path against the card's sha256; False opts out.
         dtype: the model's dtype policy (None: Keras' global policy), e.g. `"float32"` whatever trained it.
+        timeout: seconds a download may wait to connect and between reads (default `$KERAS_AE_TIMEOUT`, else 30);
+            each download, retries included, ends within 10 of them and reads no more than its card announces.
     """
-    preset = find_preset(source)
+    preset = find_preset(source, timeout=timeout)
     model = build_model(preset.card, dtype=dtype)
     if weights is True:
         model.load_weights(preset.fetch_weights())
@@ -271,23 +350,153 @@ def describe(model, name):
     }
 
 
+_held_locks = threading.local()  # the preset locks this thread holds, so that a holder may write the preset itself
+
+
+@contextlib.contextmanager
+def preset_lock(folder):
+    """Hold the lock of the preset folder `folder` (an flock on `.NAME.lock` beside it) while the block runs.
+
+    One writer at a time: another process or thread asking for it meanwhile gets a one-line `InputError` at once,
+    rather than waiting for a training run. The lock dies with its process; a thread holding it may take it again.
+    """
+    folder = Path(folder).expanduser().resolve()
+    lock_path = folder.parent / f".{folder.name}.lock"
+    held = _held_locks.__dict__.setdefault("paths", set())
+    if lock_path in held:
+        yield
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise InputError(f"{folder} is being written by another keras-ae process or thread (it holds {lock_path}); "
+                             "wait until it is done, or write the preset to another folder.") from None
+        except BaseException:
+            os.close(descriptor)
+            raise
+        try:
+            if os.path.samestat(os.fstat(descriptor), os.stat(lock_path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)  # the holder before removed this lock file as it let go: lock the one now there
+    held.add(lock_path)
+    try:
+        yield
+    finally:
+        held.discard(lock_path)
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        os.close(descriptor)
+
+
+def _weights_name(folder):
+    """The weights file the card in `folder` names (the default name if it names none readably)."""
+    try:
+        name = json.loads((folder / CARD_FILE).read_text())["weights"]["file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return WEIGHTS_FILE
+    return name if isinstance(name, str) and name and "/" not in name else WEIGHTS_FILE
+
+
+def check_preset_target(folder, overwrite=True, argument=""):
+    """Refuse to write a preset at `folder` where it would replace anything but a preset: a file, a folder holding other
+    files (or a card without its weights), or, unless `overwrite`, a preset. An absent or empty folder is always fine.
+
+    `argument` names the folder as the user gave it (the command's "--output ") in the message.
+    """
+    folder = Path(folder).expanduser()
+    fix = f"give another {argument.split()[-1]}" if argument else "give another folder"
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if not folder.is_dir():
+        raise InputError(f"{argument}{folder} is a file (or a broken link), not a folder; {fix}.")
+    names = sorted(entry.name for entry in folder.iterdir())
+    if not names:
+        return
+    weights = _weights_name(folder)
+    foreign = [name for name in names if name not in (CARD_FILE, weights, *PRESET_EXTRAS)]
+    missing = [name for name in (CARD_FILE, weights) if name not in names]
+    if foreign or missing:
+        listed = ", ".join(foreign[:3]) + (f", ... ({len(foreign)} in all)" if len(foreign) > 3 else "")
+        found = f"files that are not a preset's ({listed})" if foreign else f"a partial preset (no {' and no '.join(missing)})"
+        raise InputError(f"{argument}{folder} holds {found}; a preset is written only into a new or empty folder, or over "
+                         f"a preset ({CARD_FILE} and its weights), so nothing else is replaced: {fix}.")
+    if not overwrite:
+        raise InputError(f"{argument}{folder} already holds a preset ({', '.join(names)}); pass --overwrite to replace it, "
+                         f"or {fix}.")
+
+
+def _replace_folder(staging, folder):
+    """Move the folder `staging` to `folder`: in one rename where `folder` is absent or empty, else by moving the old
+    one aside first (put back if the second rename fails) and then deleting it."""
+    try:
+        os.rename(staging, folder)
+        return
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    aside = folder.parent / f".{folder.name}.replaced-{secrets.token_hex(8)}"
+    os.rename(folder, aside)
+    try:
+        os.rename(staging, folder)
+    except BaseException:
+        os.rename(aside, folder)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def writing_preset(folder):
+    """Yield an empty folder beside `folder` to write a preset into; when the block succeeds it replaces `folder` as a
+    whole, under `preset_lock`, so a reader sees the old preset or the new one and never a mix of two writers' files.
+
+    A folder of other files is refused (`check_preset_target`); if the block fails, `folder` is left as it was.
+    """
+    folder = Path(folder).expanduser().resolve()
+    with preset_lock(folder):
+        check_preset_target(folder)
+        staging = folder.parent / f".{folder.name}.partial-{secrets.token_hex(8)}"
+        staging.mkdir()
+        try:
+            yield staging
+            if folder.is_dir():
+                os.chmod(staging, stat.S_IMODE(folder.stat().st_mode))
+            _replace_folder(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_preset(model, folder, card):
+    """Write the weights and `card.json` into `folder` as it stands, filling in the weights' sha256 and size; return the
+    card as written. Writers call it inside `writing_preset` (as `save_preset` does), which makes the folder whole."""
+    card = copy.deepcopy(card)
+    card["weights"] = {"file": card.get("weights", {}).get("file", WEIGHTS_FILE), "url": None}
+    validate(card)
+    save_weights(model, card, Path(folder) / card["weights"]["file"])
+    write_card(card, Path(folder) / CARD_FILE)
+    return card
+
+
 def save_preset(model, folder, card=None):
     """Write `model` as a preset folder that `keras_ae.load(folder)` (or a URL or Hub copy of it) loads back.
 
     Args:
         model: a keras_ae model.
-        folder: where to write `card.json` and the weights; created if needed, files replaced atomically.
+        folder: where to write `card.json` and the weights: a new or empty folder, or a preset, which is replaced as a
+            whole (see `writing_preset`); a folder holding other files is refused, and so is a second writer of the
+            same folder while the first one writes.
         card: the model's card (e.g. a zoo card with its recipe and metrics); default: a minimal card
             naming the model's class and config. Its weights' sha256 and size are filled in.
     Returns:
         the card as written.
     """
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     if card is None:
         card = describe(model, re.sub(r"[^a-z0-9_]+", "_", folder.resolve().name.lower()).strip("_") or "model")
-    card = copy.deepcopy(card)
-    card["weights"] = {"file": card.get("weights", {}).get("file", WEIGHTS_FILE), "url": None}
-    validate(card)
-    save_weights(model, card, folder / card["weights"]["file"])
-    write_card(card, folder / CARD_FILE)
-    return card
+    with writing_preset(folder) as staging:
+        return write_preset(model, staging, card)

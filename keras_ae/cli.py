@@ -7,6 +7,7 @@ an http(s) URL of one, or hf://owner/repo[@revision]. A command a model's family
 
 import argparse
 import contextlib
+import csv
 import json
 import logging
 import os
@@ -135,7 +136,17 @@ def command_train(args):
 
     if sum(map(bool, (args.name, args.card, args.data))) != 1:
         raise InputError("give one of: a zoo name, --card FILE or --data PATH")
+    given = [option for option, value in (("--label-column", args.label_column), ("--normal-label", args.normal_label),
+                                          ("--threshold-percentile", args.threshold_percentile), ("--image-size", args.image_size),
+                                          ("--color-mode", args.color_mode)) if value is not None]
+    if given and not args.data:
+        raise InputError(f"{given[0]} is for --data (your own data); a zoo name or --card trains as its card says: drop {given[0]}")
+    if args.output:  # refused before any data is read, and again under the lock before training
+        cards.check_preset_target(args.output, args.overwrite, "--output ")
     if args.data:
+        from keras_ae import files
+
+        files.check_images_fit(args.data, args.image_size, args.color_mode or "grayscale", "--image-size", "64x64")
         card = card_for_data(
             args.data, family=args.family, network=args.network, latent_dim=args.latent_dim, epochs=args.epochs or 20,
             batch_size=args.batch_size or 128, normal_label=args.normal_label, threshold_percentile=args.threshold_percentile,
@@ -144,13 +155,15 @@ def command_train(args):
         )
     else:
         card = cards.model_card(args.name) if args.name else cards.read_card(args.card)
-    callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir else []
-    model, history, stats = train(
-        card, strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size, precision=args.precision,
-        data_dir=args.data_dir, callbacks=callbacks, backup_dir=args.backup_dir,
-    )
     output = Path(args.output or f"trained/{card['name']}")
-    card = finish(model, card, history, stats, output, data_dir=args.data_dir)
+    with cards.preset_lock(output):  # held from here to the written preset: a second run onto it is refused at once
+        cards.check_preset_target(output, args.overwrite, "--output " if args.output else "the default --output ")
+        callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir else []
+        model, history, stats = train(
+            card, strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size, precision=args.precision,
+            data_dir=args.data_dir, callbacks=callbacks, backup_dir=args.backup_dir,
+        )
+        card = finish(model, card, history, stats, output, data_dir=args.data_dir)
     if card.get("anomaly"):
         print(f"anomaly threshold (from the training data): {card['anomaly']['threshold']:.6g}")
     print(f"wrote the preset {output} (card.json, {card['weights']['file']}, training_curves.png); load it with keras_ae.load({str(output)!r})")
@@ -165,23 +178,25 @@ def command_evaluate(args):
         print(f"{key}: {value}")
 
 
-def _read_images(path, shape):
-    """A .png image (scaled by its bit depth, resized to the model's) or a .npy array of images (floats, or uint8 0-255
-    pixels; other integers refused, as `keras_ae.files.read_array` does), as floats."""
+def _read_images(path, shape, source, image_size=None):
+    """A .png image (scaled by its bit depth; resized only to a card's recorded `image_size`, as its folders are) or a
+    .npy array of examples (floats, or uint8 0-255 pixels; other integers refused, as `keras_ae.files.read_array` does),
+    as floats. Only examples of the model's own `shape` are taken, never reshaped from a count of values."""
     from keras_ae import files
 
-    path = Path(path)
+    path, shape = Path(path), tuple(shape)
     if path.suffix == ".npy":
         array, _ = files.read_array(path)
     elif path.suffix.lower() == ".png":
-        size = shape[:2] if len(shape) == 3 else (28, 28)
-        array = files.read_image(path, image_size=size, color_mode="rgb" if shape[-1] == 3 else "grayscale")[None]
+        if len(shape) != 3 or shape[-1] not in (1, 3):
+            raise InputError(f"{path} is an image; {source} takes examples of {_shape_text(shape)}, not images: give a .npy "
+                             f"array of shape (n, {', '.join(map(str, shape))})")
+        array = files.read_image(path, image_size=image_size, color_mode="rgb" if shape[-1] == 3 else "grayscale")[None]
     else:
         raise InputError(f"INPUT must be a .png or .npy file; got {path.name}")
-    per_image = int(np.prod(shape))
-    if array.size % per_image:
-        raise InputError(f"{path.name} holds {array.size} values; expected whole images of shape {shape} ({per_image} values each)")
-    return np.asarray(array, "float32").reshape((-1, *shape))
+    if array.shape[1:] != shape:
+        raise InputError(_shape_fault(path, array, shape, source))
+    return np.asarray(array, "float32")
 
 
 def _write_images(images, names, folder):
@@ -248,15 +263,51 @@ def _in_batches(function, examples, labels, progress=None):
     return np.concatenate(list(_each_batch(function, examples, labels, progress)))
 
 
-def _apply_to_folder(source, verb, folder, out, transform, labels_text=None):
+def _refuse_existing(targets, overwrite):
+    """Refuse, unless `--overwrite`, to write over files that exist already; name the first."""
+    existing = [target for target in targets if os.path.lexists(target)]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more of the {len(targets)} files to write" if len(existing) > 1 else ""
+        raise InputError(f"{existing[0]}{more} exist{'s' * (len(existing) == 1)} already; pass --overwrite to replace "
+                         f"{'them' if more else 'it'}, or give another --out")
+
+
+def _check_folder_output(folder, out, names, overwrite):
+    """Refuse an output folder that is, lies inside or holds the input folder (its images would be overwritten or mixed
+    with the outputs), two inputs written to one output, and, unless `--overwrite`, output files that exist already."""
+    source, target = Path(folder).resolve(), Path(out).resolve()
+    if target == source or source in target.parents or target in source.parents:
+        where = "is" if target == source else "lies inside" if source in target.parents else "holds"
+        raise InputError(f"--out {out} {where} the input folder {folder}: your images would be overwritten or mixed with "
+                         f"the outputs; give --out a folder outside {folder}")
+    written = {}
+    for name in names:
+        path = Path(out) / Path(name).with_suffix(".png")
+        if path in written:
+            raise InputError(f"{written[path]} and {name} in {folder} would both be written to {path}; rename one of them")
+        written[path] = name
+    _refuse_existing(list(written), overwrite)
+
+
+def _check_file_output(input_path, out, overwrite):
+    """Refuse an output file that is the input file, and, unless `--overwrite`, one that exists already."""
+    target = Path(out) if Path(out).suffix else Path(f"{out}.png")  # a grid without a suffix is written as .png
+    if target.resolve() == Path(input_path).resolve():
+        raise InputError(f"--out {out} is the input file {input_path}: it would be overwritten; give --out another file")
+    _refuse_existing([target], overwrite)
+
+
+def _apply_to_folder(source, verb, folder, out, transform, labels_text=None, overwrite=False):
     """Run `transform(model)` (a function of a batch) over a folder of images, as the model's card reads images, and
-    write one PNG per input."""
+    write one PNG per input; never into the input folder, nor over existing files unless `overwrite`."""
     from keras_ae import cards, data
 
     card, _ = _family(source, verb)
-    model = cards.load(source)
+    _check_folder_output(folder, out, [], overwrite)  # before reading anything
     options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in ("image_size", "color_mode")}
     images, _, names = data.read_path(folder, **options)
+    _check_folder_output(folder, out, names, overwrite)
+    model = cards.load(source)
     outputs = _in_batches(transform(model), images, _input_labels(card, labels_text, len(images), folder, names))
     print(f"wrote {len(names)} images to {_write_images(outputs, names, out)}")
 
@@ -265,11 +316,12 @@ def command_reconstruct(args):
     from keras_ae import cards, plot
 
     if Path(args.input).is_dir():
-        return _apply_to_folder(args.source, "reconstruct", args.input, args.out, lambda model: model, args.labels)
+        return _apply_to_folder(args.source, "reconstruct", args.input, args.out, lambda model: model, args.labels, args.overwrite)
     card, _ = _family(args.source, "reconstruct")
     model = cards.load(args.source)
-    images = _read_images(args.input, model.input_shape_per_example)
+    images = _read_images(args.input, model.input_shape_per_example, args.source, card.get("data", {}).get("image_size"))
     labels = _input_labels(card, args.labels, len(images), args.input, [])
+    _check_file_output(args.input, args.out, args.overwrite)
     if Path(args.out).suffix == ".npy":
         written = _write_array_in_batches(args.out, images.shape, _each_batch(model, images, labels))
         print(f"wrote {len(images)} reconstructions to {written}")
@@ -281,13 +333,56 @@ def command_reconstruct(args):
 
 
 def command_denoise(args):
-    _apply_to_folder(args.source, "denoise", args.input, args.out, lambda model: model.denoise)
+    _apply_to_folder(args.source, "denoise", args.input, args.out, lambda model: model.denoise, overwrite=args.overwrite)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a CSV cell as a formula (OWASP)
+
+
+def _as_text_cell(text):
+    """A CSV cell that a spreadsheet shows as the text it is: one that would start a formula gets a leading single quote,
+    as OWASP's advice on CSV injection has it (`=HYPERLINK(...)` is shown, never run)."""
+    return f"'{text}" if str(text).startswith(FORMULA_STARTS) else str(text)
+
+
+def _shape_text(shape):
+    """An example's shape in words: `28x28 pixels, 1 channel` for images, else the tuple."""
+    if len(shape) == 3:
+        return f"{shape[0]}x{shape[1]} pixels, {shape[2]} channel{'s' * (shape[2] != 1)}"
+    return f"shape {tuple(shape)}"
+
+
+def _shape_fault(path, examples, expected, source):
+    """Why the examples read from `path` do not fit a model whose examples have the shape `expected`, in words for what
+    `path` is (a folder of images, a table, an array) and with the fix this command offers."""
+    from keras_ae.data import TABLE_SUFFIXES
+    from keras_ae.files import IMAGE_EXTENSIONS
+
+    got, expected, path = tuple(examples.shape[1:]), tuple(expected), Path(path)
+    if path.is_dir():
+        return (f"{path} holds images of {_shape_text(got)}; {source} takes images of {_shape_text(expected)}: give images of "
+                "that size")
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return f"{path} is an image of {_shape_text(got)}; {source} takes images of {_shape_text(expected)}: resize it to that size"
+    if path.suffix.lower() in TABLE_SUFFIXES and len(got) == 1:
+        if len(expected) != 1:
+            return (f"{path} has rows of {got[0]} values; {source} takes examples of {_shape_text(expected)}, not table rows: "
+                    f"give a .npy array of shape (n, {', '.join(map(str, expected))})")
+        label = "; one column too many: if one is a label, pass --label-column (its name or index)" * (got[0] == expected[0] + 1)
+        return f"{path} has {got[0]} feature columns; {source} takes {expected[0]}{label}"
+    hint = ""
+    if tuple(examples.shape) == expected:
+        hint = "; for one example, give array[None]"
+    elif got == expected[:-1] and expected[-1] == 1:
+        hint = "; add the channel axis: array[..., None]"
+    return (f"{path} holds an array of shape {tuple(examples.shape)}; {source} takes examples of {_shape_text(expected)}: "
+            f"give an array of shape (n, {', '.join(map(str, expected))}), one example per row{hint}")
 
 
 def command_score(args):
     import keras
 
-    from keras_ae import cards, data, weights
+    from keras_ae import cards, data, files
 
     card, _ = _family(args.source, "score")
     model = cards.load(args.source)
@@ -297,18 +392,19 @@ def command_score(args):
         options["label_column"] = args.label_column
     examples, found, names = data.read_path(args.input, **options)
     if examples.shape[1:] != model.input_shape_per_example:
-        raise InputError(
-            f"{args.input} holds {len(examples)} examples of shape {examples.shape[1:]}; {args.source} expects "
-            f"{model.input_shape_per_example} (a table with a label column: pass --label-column)"
-        )
+        raise InputError(_shape_fault(args.input, examples, model.input_shape_per_example, args.source))
     labels = _input_labels(card, args.labels, len(examples), args.input, names, found)
     threshold = card.get("anomaly", {}).get("threshold")
     progress = keras.utils.Progbar(len(examples), unit_name="example") if len(examples) > 10_000 else None
     scores = _in_batches(model.anomaly_score, examples, labels, progress=progress).astype("float64").tolist()
-    header = "input,score" + (",is_anomaly" if threshold is not None else "")
-    rows = [f"{name},{score:.9g}" + (f",{int(score > threshold)}" if threshold is not None else "") for name, score in zip(names, scores)]
-    text = "\n".join([header, *rows]) + "\n"
-    weights.atomic_copy(lambda temporary: Path(temporary).write_text(text), args.out)
+    header = ["input", "score"] + ["is_anomaly"] * (threshold is not None)
+    rows = [[_as_text_cell(name), f"{score:.9g}"] + [int(score > threshold)] * (threshold is not None) for name, score in zip(names, scores)]
+
+    def write(temporary):  # the csv module quotes names holding commas, quotes or line breaks
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([header, *rows])
+
+    files.atomic_copy(write, args.out)
     flagged = f", {sum(score > threshold for score in scores)} above the card's threshold {threshold:.6g}" if threshold is not None else ""
     print(f"wrote {len(scores)} scores to {args.out}{flagged}")
 
@@ -333,6 +429,7 @@ def command_recommend(args):
     import warnings
 
     from keras_ae import cards, ratings
+    from keras_ae.models.task import FewerItemsWarning
 
     card, _ = _family(args.source, "recommend")
     history = _item_history(args.items)
@@ -341,8 +438,11 @@ def command_recommend(args):
         warnings.simplefilter("always")
         item_ids, scores = model.recommend([history], k=args.k)
     titles = ratings.item_titles(card.get("data", {}).get("dataset", ""), data_dir=args.data_dir)
-    if caught:
+    if not history:
         print(f"(empty history: the {args.k} items most popular with the training users)")
+    for caught_warning in caught:  # fewer unseen items than -k: fewer are listed, never one of the history's
+        if issubclass(caught_warning.category, FewerItemsWarning):
+            print(f"({caught_warning.message})")
     if not titles:
         print(f"(no movies.csv beside the ratings of {card.get('data', {}).get('dataset')}: item ids only)")
     for rank, (item, score) in enumerate(zip(item_ids[0], scores[0]), 1):
@@ -391,7 +491,8 @@ def command_export(args):
     from keras_ae.exporting import export
 
     _family(args.source, "export")
-    print(f"wrote {export(cards.load(args.source), args.directory)}")
+    signatures = args.signatures.split(",") if args.signatures else None
+    print(f"wrote {export(cards.load(args.source), args.directory, format=args.format, signatures=signatures)}")
 
 
 def command_download(args):
@@ -454,7 +555,7 @@ def parser():
     train.add_argument("--latent-dim", type=_integer(1, 65_536), default=32, help="with --data: size (or channels) of the code")
     train.add_argument("--label-column", type=_label_column, help="with --data: a table's label column (name or index)")
     train.add_argument("--normal-label", help="with --data: train only on this label and record an anomaly threshold")
-    train.add_argument("--threshold-percentile", type=_percentile, default=99.0, help="with --normal-label: percentile of training scores")
+    train.add_argument("--threshold-percentile", type=_percentile, help="with --normal-label: percentile of training scores (default 99)")
     train.add_argument("--image-size", type=_image_size, help="with --data: resize images to HEIGHTxWIDTH")
     train.add_argument("--color-mode", help="with --data: grayscale or rgb")
     train.add_argument("--epochs", type=_integer(1))
@@ -462,7 +563,8 @@ def parser():
     train.add_argument("--strategy", default="auto", help="auto, one_device, mirrored, multi_worker or tpu")
     train.add_argument("--precision", choices=schema.PRECISIONS,
                        help="default: the recipe's, else auto (bfloat16 where the hardware computes it natively)")
-    train.add_argument("--output", help="folder for the preset: weights, card and curves (default trained/NAME)")
+    train.add_argument("--output", help="folder for the preset: weights, card and curves (default trained/NAME); a new or empty one")
+    train.add_argument("--overwrite", action="store_true", help="replace the preset already in --output (never a folder of other files)")
     train.add_argument("--logdir", help="TensorBoard log folder")
     train.add_argument("--data-dir", help="folder holding <dataset>/ IDX files")
     train.add_argument("--backup-dir", help="BackupAndRestore folder, so a killed run resumes")
@@ -475,10 +577,12 @@ def parser():
     reconstruct.add_argument("--out", default="reconstruction.png",
                              help=f"the grid PNG (up to {MAX_GRID_IMAGES:,} inputs), a .npy file, or for a folder INPUT the output folder")
     reconstruct.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) or a .npy file")
+    reconstruct.add_argument("--overwrite", action="store_true", help="replace output files that exist already (never the input)")
     denoise = add("denoise", command_denoise, "Denoise a folder of images with a denoising model; one PNG per input.")
     denoise.add_argument("source", help=source_help)
     denoise.add_argument("input", help="a folder of images")
-    denoise.add_argument("--out", default="denoised", help="folder for the denoised PNG files")
+    denoise.add_argument("--out", default="denoised", help="folder for the denoised PNG files (outside INPUT)")
+    denoise.add_argument("--overwrite", action="store_true", help="replace output files that exist already (never the input's)")
     score = add("score", command_score, "Anomaly scores of each input (file or row) as CSV, flagged where the card has a threshold.")
     score.add_argument("source", help=source_help)
     score.add_argument("input", help="a folder of images, a .npy/.npz array or a .csv/.tsv table")
@@ -496,9 +600,13 @@ def parser():
     sample.add_argument("-n", type=_integer(1), default=40, help=f"how many (a PNG grid takes {MAX_GRID_IMAGES:,}, a .npy file {MAX_ARRAY_IMAGES:,})")
     sample.add_argument("--seed", type=_integer(0), default=0)
     sample.add_argument("--out", default="samples.png", help="a PNG grid, or a .npy file of float32 images")
-    export = add("export", command_export, "Export a model as a SavedModel with its family's signatures.")
+    export = add("export", command_export, "Export a model with its family's signatures: a SavedModel, LiteRT or ONNX.")
     export.add_argument("source", help=source_help)
     export.add_argument("directory")
+    export.add_argument("--format", choices=("savedmodel", "litert", "onnx"), default="savedmodel",
+                        help="savedmodel (every signature), or litert / onnx: one file per deterministic signature "
+                             "(serve, encode, decode, anomaly_score); the last two need pip install \"keras-ae[export]\"")
+    export.add_argument("--signatures", help="comma-separated signatures to write (default: all the format takes), e.g. serve,encode")
     download = add("download", command_download, "Fill (or --verify) the weight cache for offline use.")
     download.add_argument("names", nargs="*")
     download.add_argument("--all", action="store_true")
@@ -518,13 +626,37 @@ def _one_line(error):
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+# The library's arguments as each command's options. An error from the library names its arguments (`image_size`); the
+# command shows the option its user passes instead (`--image-size`), and drops advice to use an option it does not have.
+COMMAND_OPTIONS = {
+    "train": {"image_size": "--image-size", "color_mode": "--color-mode", "label_column": "--label-column",
+              "normal_label": "--normal-label", "only_label": "--normal-label", "threshold_percentile": "--threshold-percentile"},
+    "score": {"label_column": "--label-column"},
+}
+
+
+def _in_command_terms(text, command):
+    """An error's message in the terms of `command`: the library's argument names as its options (not a card's field
+    such as `data.label_column`, nor part of a file name), and no advice to pass an argument it does not offer."""
+    options = COMMAND_OPTIONS.get(command, {})
+    text = text.replace(", or pass on_error='skip' to leave them out", "")
+    if "image_size" in options:
+        text = re.sub(r"image_size=\((\d+), (\d+)\)", r"image_size \1x\2", text).replace("image_size=(height, width)", "image_size HEIGHTxWIDTH")
+    else:
+        text = text.replace("pass image_size=(height, width) to resize them all to one size",
+                            "give images of one size, the size the model takes")
+    for name, option in options.items():
+        text = re.sub(rf"(?<![\w./-]){name}(?![\w/-]|\.\w)", option, text)
+    return text
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
     with quiet_tensorflow(args.verbose) if args.tensorflow else contextlib.nullcontext():
         try:
             return args.function(args) or 0
         except (InputError, MissingExtraError, OSError) as error:  # the user's input or environment; other errors are bugs
-            print(f"keras-ae {args.command}: error: {_one_line(error)}", file=sys.stderr)
+            print(f"keras-ae {args.command}: error: {_in_command_terms(_one_line(error), args.command)}", file=sys.stderr)
             return 2
 
 

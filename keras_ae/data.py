@@ -168,8 +168,9 @@ def read_path(path, image_size=None, color_mode="grayscale", on_error="raise", l
     if path.is_dir():
         images, labels, _, paths = files.read_images(path, image_size=image_size, color_mode=color_mode, on_error=on_error)
         return images, labels, [str(Path(name).relative_to(path)) for name in paths]
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():  # a broken link or a loop is read, and fails as an unreadable file
         raise FileNotFoundError(f"No such file or folder: {path}")
+    files.refuse_special_file(path)  # a FIFO would block forever, a device never end
     if suffix in ARRAY_SUFFIXES:
         examples, labels = files.read_array(path)
     elif suffix in TABLE_SUFFIXES:

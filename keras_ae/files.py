@@ -21,6 +21,9 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None}
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 NAMES_SHOWN = 3
+FALLBACK_MEMORY = 8 * 2**30  # bytes assumed available where neither /proc/meminfo nor sysconf says
+SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                 (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
 
 
 def _check_choice(argument, value, choices):
@@ -38,6 +41,90 @@ def class_folders_of(folder):
     return sorted(path for path in folder.iterdir() if path.is_dir() and _visible(path, folder))
 
 
+def special_file(path):
+    """What `path` is when it is neither a regular file nor missing (e.g. "a FIFO (named pipe)"), else None.
+
+    Reading a FIFO blocks until someone writes to it, and a device may never end, so readers refuse them first. A
+    missing file, a broken symbolic link or a loop of links gives None: opening it fails as the unreadable file it is.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in SPECIAL_FILES if test(mode)), "not a regular file")
+
+
+def refuse_special_file(path):
+    """A one-line error for a path that is a FIFO, socket, device or folder where a regular file is read."""
+    kind = special_file(path)
+    if kind is not None:
+        raise InputError(f"{path} is {kind}, not a regular file; expected a file of data (or a folder of images): "
+                         "copy the data into a regular file first.")
+
+
+def available_memory():
+    """Bytes of memory this process can still take: Linux's MemAvailable, bounded by a cgroup's limit where one is set."""
+    try:
+        available = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                         if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            available = FALLBACK_MEMORY
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            available = min(available, int(Path(limit).read_text()) - int(Path(usage).read_text()))
+        except (OSError, ValueError):  # no such cgroup, or "max" (no limit)
+            continue
+    return max(available, 0)
+
+
+def _gigabytes(count):
+    return f"{count / 1e9:,.1f} GB" if count >= 1e8 else f"{count / 1e6:,.1f} MB"
+
+
+def _check_fits_in_memory(folder, files, image_size, color_mode, argument, example):
+    """Refuse, before any image is read, images whose float32 tensor (count x height x width x channels x 4 bytes, twice
+    while they are stacked) would not fit in the memory available; without `image_size`, the first image's header
+    gives the size they must all share."""
+    if image_size is not None:
+        height, width = image_size
+        where = f"of {height}x{width} pixels ({argument})"
+    elif special_file(files[0][0]) is not None:  # refused when the images are read, without opening it
+        return
+    else:
+        try:
+            with Image.open(files[0][0]) as image:
+                width, height = image.size
+        except Exception:  # an unreadable first file is reported when the images are read
+            return
+        where = f"of {height}x{width} pixels (the size of {files[0][0]})"
+    channels = CHANNELS[color_mode]
+    needed = 2 * len(files) * height * width * channels * 4
+    available = available_memory()
+    if needed > available:
+        raise InputError(
+            f"{len(files)} images in {folder} {where} with {channels} channel{'s' * (channels > 1)} need about "
+            f"{_gigabytes(needed)} of memory as float32 (two copies while they are stacked), and {_gigabytes(available)} is "
+            f"available; pass a smaller {argument} (e.g. {example}), or fewer images."
+        )
+
+
+def check_images_fit(folder, image_size=None, color_mode="grayscale", argument="image_size", example="image_size=(64, 64)"):
+    """Refuse, before reading any image, a folder of images that would not fit in memory at `image_size` (see
+    `read_images`); `argument` and `example` name the size as the caller's user gives it (the command's `--image-size`)."""
+    _check_choice("color_mode", color_mode, CHANNELS)
+    folder = Path(folder)
+    if folder.is_dir():
+        files = _image_files(folder)[1]
+        if files:
+            _check_fits_in_memory(folder, files, image_size, color_mode, argument, example)
+
+
 def _image_files(folder):
     """(class folders, [(path, class index or None)]) as keras.utils.image_dataset_from_directory finds them."""
     class_folders = class_folders_of(folder)
@@ -45,7 +132,7 @@ def _image_files(folder):
     groups = groups or [(folder, folder.iterdir(), None)]
     return class_folders, [
         (path, index) for root, found, index in groups
-        for path in sorted(found) if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file() and _visible(path, root)
+        for path in sorted(found) if path.suffix.lower() in IMAGE_EXTENSIONS and not path.is_dir() and _visible(path, root)
     ]
 
 
@@ -70,6 +157,7 @@ def read_image(path, image_size=None, color_mode="grayscale"):
     """One image file as float32 (height, width, channels) in [0, 1], scaled by its own bit depth; else a one-line
     ValueError naming the file."""
     _check_choice("color_mode", color_mode, CHANNELS)
+    refuse_special_file(path)
     try:
         with Image.open(path) as image:
             image.load()
@@ -102,8 +190,13 @@ def read_images(folder, image_size=None, color_mode="grayscale", on_error="raise
         inside = f"its class subfolders {[path.name for path in class_folders]}" if class_folders else "it"
         raise InputError(f"{folder} holds no image files: looked in {inside} for {' '.join(IMAGE_EXTENSIONS)} (any case); "
                          "put images in it, or in one subfolder per class (images beside class subfolders are ignored).")
+    _check_fits_in_memory(folder, files, image_size, color_mode, "image_size", "image_size=(64, 64)")
     images, kept, failures = [], [], []
     for path, label in files:
+        kind = special_file(path)
+        if kind is not None:
+            failures.append((path, f"{kind}, not a regular file"))
+            continue
         try:
             with Image.open(path) as image:
                 image.load()
@@ -180,6 +273,7 @@ def read_array(path):
     path = Path(path)
     if path.suffix.lower() not in (".npy", ".npz"):
         raise InputError(f"Cannot read {path} as an array: expected a .npy or .npz file, got {path.suffix or 'no extension'!r}.")
+    refuse_special_file(path)
     loaded = _load_numpy(path, lambda: np.load(path, allow_pickle=False))
     if isinstance(loaded, np.ndarray):
         return _examples_as_float32(loaded, str(path)), None
@@ -196,6 +290,7 @@ def read_array(path):
 def _table_rows(path):
     """(1-based line number, cells) of each non-blank row, split by the delimiter the extension names."""
     delimiter = TABLE_DELIMITERS[path.suffix.lower()]
+    refuse_special_file(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             if delimiter is None:
@@ -205,7 +300,27 @@ def _table_rows(path):
                 rows = [(reader.line_num, row) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(f"Cannot read table {path} ({type(error).__name__}: {error}); expected a readable UTF-8 text file.") from None
-    return [(number, cells) for number, cells in rows if len(cells) > 1 or "".join(cells).strip()]
+    rows = [(number, cells) for number, cells in rows if len(cells) > 1 or "".join(cells).strip()]
+    _check_delimiter(path, delimiter, rows)
+    return rows
+
+
+DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
+
+def _check_delimiter(path, delimiter, rows):
+    """Refuse a table whose every row is one cell holding another delimiter (a semicolon CSV, a comma-separated .tsv):
+    read by its extension's delimiter it would be one column of text, or a headerless table of it."""
+    if delimiter is None or not rows or any(len(cells) != 1 for _, cells in rows):
+        return
+    number, (cell,) = rows[0]
+    second = rows[1][1][0] if len(rows) > 1 else cell  # in a data row too: a one-column header may hold any character
+    found = next((mark for mark in DELIMITER_NAMES if mark != delimiter and mark in cell and mark in second), None)
+    if found is not None:
+        suffix = path.suffix.lower()
+        fix = "rename it to .csv" if found == "," else f"save it with {DELIMITER_NAMES[delimiter]} instead"
+        raise InputError(f"{path} line {number}: {cell[:40]!r} is one cell; its values are separated by {DELIMITER_NAMES[found]}, "
+                         f"but a {suffix} table is read as separated by {DELIMITER_NAMES[delimiter]}: {fix}.")
 
 
 def _is_number(cell):

@@ -2,7 +2,9 @@
 
 import datetime
 import hashlib
+import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -360,6 +362,8 @@ def finish(model, card, history, stats, folder, data_dir=None):
     The card's old metrics are dropped (they measured other weights). A card with an `anomaly` section gets its
     threshold from the training split only (see `anomaly_threshold`), scored by the preset as users load it (float32,
     whatever precision trained it). Returns the card as written; `keras_ae.load(folder)` loads the model back.
+    Every file is written into a folder beside `folder` that then replaces it whole (`cards.writing_preset`): a
+    concurrent writer of the same folder is refused, and a reader never sees a card without its threshold.
     """
     from keras_ae import plot
 
@@ -367,12 +371,13 @@ def finish(model, card, history, stats, folder, data_dir=None):
     if not any(logs.values()):
         raise InputError(f"The training run logged no epochs, so there is nothing to write to {folder}")
     fresh = {key: value for key, value in card.items() if key != "metrics"}
-    card = cards.save_preset(model, folder, {**fresh, "training": stats})
-    if card.get("anomaly"):
-        reloaded = cards.load(folder, dtype="float32")
-        card["anomaly"] = {**card["anomaly"], **anomaly_threshold(reloaded, card, data_dir)}
-        cards.write_card(card, Path(folder) / cards.CARD_FILE)
-    plot.training_curves(history, Path(folder) / "training_curves.png")
+    with cards.writing_preset(folder) as staging:
+        card = cards.write_preset(model, staging, {**fresh, "training": stats})
+        if card.get("anomaly"):
+            reloaded = cards.load(staging, dtype="float32")
+            card["anomaly"] = {**card["anomaly"], **anomaly_threshold(reloaded, card, data_dir)}
+            cards.write_card(card, staging / cards.CARD_FILE)
+        plot.training_curves(history, staging / "training_curves.png")
     return card
 
 
@@ -413,9 +418,56 @@ def anomaly_threshold(model, card, data_dir=None):
     return {"threshold": float(threshold), "threshold_source": source}
 
 
+READ_OPTIONS_FOR = {"image_size": "a folder of images", "color_mode": "a folder of images", "label_column": "a table",
+                    "columns": "a table", "header": "a table"}  # what each of `card_for_data`'s read options reads
+
+
+def _source_kind(source):
+    """What a path given to `card_for_data` is: "a folder of images", "a table", "an array", or None (not known here)."""
+    path = Path(source).expanduser()
+    suffix = path.suffix.lower()
+    return ("a folder of images" if path.is_dir() else "a table" if suffix in data.TABLE_SUFFIXES
+            else "an array" if suffix in data.ARRAY_SUFFIXES else None)
+
+
+def minimum_examples(validation_split):
+    """The fewest examples of which a seeded `validation_split` holds out at least one and leaves at least one to train on."""
+    start = max(2, int(0.5 / validation_split) - 1)  # below it, round(size * validation_split) is 0
+    return next(size for size in itertools.count(start) if 1 <= int(round(size * validation_split)) < size)
+
+
+def threshold_examples(percentile):
+    """The fewest scores whose `percentile` lies below the highest one, so at least one training score exceeds it: below
+    that, a percentile threshold is just the highest score (or the only one)."""
+    return 2 if percentile >= 100 else max(2, math.ceil(round(100 / (100 - percentile), 6)))
+
+
+def _check_enough_examples(source, labels, size, validation_split, normal_label, percentile):
+    """Refuse data too small for the held-out part `card_for_data` measures the preset on, or, with `normal_label`, for a
+    percentile threshold from the normal training examples; the message gives the numbers."""
+    held_out = len(data.local_split_indices(size, "validation", None, None, validation_split, 0))
+    training = data.local_split_indices(size, "train", None, None, validation_split, 0)
+    if not held_out or not len(training):
+        raise InputError(f"{source} holds {size} example{'s' * (size != 1)}; {validation_split:.0%} of them (at least 1) are "
+                         f"held out to measure the preset and the rest trained on, so it needs at least "
+                         f"{minimum_examples(validation_split)} examples.")
+    if normal_label is None:
+        return
+    if labels is None:
+        raise InputError(f"{source} has no labels (no class subfolders, label_column or labels array) for normal_label.")
+    labels = labels.astype(np.int64) if labels.dtype.kind in "iu" else labels
+    normal = len(data.kept_indices(labels, training, normal_label, source))
+    needed = threshold_examples(percentile)
+    if normal < needed:
+        lower = (f", or a threshold_percentile of at most {math.floor(1000 * (1 - 1 / normal)) / 10:g}" if normal >= 2 else "")
+        raise InputError(f"{source}: label {normal_label!r} marks {normal} of the {len(training)} training examples; a threshold "
+                         f"at the {percentile:g}th percentile of their scores needs at least {needed} (with fewer it is their "
+                         f"highest score): give more examples of that label{lower}.")
+
+
 def card_for_data(
     source, family="ae", network="dense", latent_dim=32, epochs=20, batch_size=128, validation_split=0.1,
-    normal_label=None, threshold_percentile=99.0, name=None, **read_options,
+    normal_label=None, threshold_percentile=None, name=None, **read_options,
 ):
     """A card that trains a family on the user's own data (a folder of images, an array or a table).
 
@@ -423,7 +475,12 @@ def card_for_data(
     model; a seeded `validation_split` is held out. A table's header (False without one) is recorded beside its
     label column, so the preset reads tables of that layout by itself and refuses others. With `normal_label` (for
     a folder, a class folder's name or index), training uses only that label's examples and the card's `anomaly`
-    section asks `finish` for a threshold at `threshold_percentile`.
+    section asks `finish` for a threshold at `threshold_percentile` (default 99).
+
+    Refused before anything trains: read options the source does not use (`image_size` or `color_mode` off a folder of
+    images, `label_column`, `columns` or `header` off a table), `threshold_percentile` without `normal_label`, a 1-D
+    array, and data too small for a held-out example and a training one (see `minimum_examples`) or, with
+    `normal_label`, for its threshold (see `threshold_examples`).
     """
     from keras_ae import files
     from keras_ae.models import by_short_name
@@ -434,10 +491,31 @@ def card_for_data(
     task = tasks[family]
     family_class = task.family
     read_options = {key: value for key, value in read_options.items() if value is not None}
-    first = next(iter(data.load(source, batch_size=1, shuffle=False, validation_split=validation_split, **read_options)))
+    kind = _source_kind(source)
+    idle = [key for key in read_options if kind is not None and READ_OPTIONS_FOR.get(key, kind) != kind]
+    if idle:
+        raise InputError(f"{idle[0]} is for {READ_OPTIONS_FOR[idle[0]]}; {source} is {kind}, so it would do nothing: drop it.")
+    if threshold_percentile is not None and normal_label is None:
+        raise InputError("threshold_percentile sets the anomaly threshold of a detector of normal_label's examples; without "
+                         "normal_label nothing is thresholded: drop threshold_percentile, or give normal_label.")
+    threshold_percentile = 99.0 if threshold_percentile is None else float(threshold_percentile)
+    if not 0.0 <= threshold_percentile <= 100.0:
+        raise InputError(f"threshold_percentile must be a percentile from 0 to 100; got {threshold_percentile!r}.")
+    if normal_label is not None and kind == "a folder of images":  # a class folder's name stands for its index
+        names = [folder.name for folder in files.class_folders_of(source)]
+        normal_label = names.index(normal_label) if normal_label in names else normal_label
+    if data.is_path(source):
+        examples, labels = data.source_arrays(source, "train", **read_options)  # read once, for its shape and its counts
+        if examples.ndim == 1:
+            raise InputError(f"{source} is a 1-D array of {len(examples)} values; expected an array of 2 or more dimensions, "
+                             "one example per row (e.g. array.reshape(-1, 1) for one value per example).")
+        _check_enough_examples(source, labels, len(examples), validation_split, normal_label, threshold_percentile)
+        input_shape = list(examples.shape[1:])
+    else:
+        first = next(iter(data.load(source, batch_size=1, shuffle=False, validation_split=validation_split, **read_options)))
+        input_shape = list(first.shape[1:])
     if Path(source).suffix.lower() in data.TABLE_SUFFIXES:
         read_options["header"] = files.table_header(source, read_options.get("header", "infer"))
-    input_shape = list(first.shape[1:])
     images = len(input_shape) == 3
     architecture = {"kind": network, "input_shape": input_shape, "latent_dim": latent_dim, **task.network_options.get("*", {}),
                     **task.network_options.get(network, {})}
@@ -456,9 +534,6 @@ def card_for_data(
         "recipe": {"epochs": epochs, "batch_size": batch_size, "optimizer": {"class_name": "Adam", "config": {"learning_rate": 1e-3}}, "seed": 0},
         "weights": {"file": cards.WEIGHTS_FILE},
     }
-    if normal_label is not None and Path(source).is_dir():  # a class folder's name stands for its index
-        names = [folder.name for folder in files.class_folders_of(source)]
-        normal_label = names.index(normal_label) if normal_label in names else normal_label
     if normal_label is not None:
         card["data"]["only_label"] = normal_label
         card["anomaly"] = {"normal_label": normal_label, "threshold_rule": "percentile", "percentile": threshold_percentile}
