@@ -151,13 +151,16 @@ def build_model(card, seed=None, dtype=None):
     """A fresh, untrained model with the card's architecture and objective.
 
     Args:
-        seed: seed of the network's initial weights (None: Keras' generator); no global random state is touched.
+        seed: seed of the network's initial weights, and of the model's own draws where its config names none (None:
+            Keras' generator); no global random state is reseeded.
         dtype: the layers' dtype policy (None: Keras' global policy, left as it is).
     """
     from keras_ae import networks
 
     family = model_class(card)
     config = dict(card["model"].get("config", {}))
+    if seed is not None:  # the model's own draws too, unless its config names a seed of its own
+        config.setdefault("seed", seed)
     if "network" in card:
         return family(*networks.build(**card["network"], seed=seed, dtype=dtype), **{**config, **({"dtype": dtype} if dtype else {})})
     return family.from_config(config)

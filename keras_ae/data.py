@@ -14,6 +14,7 @@ each batch is converted to float32 in [0, 1] inside the pipeline.
 
 import gzip
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 from keras_ae import files, ratings
 from keras_ae.errors import InputError
-from keras_ae.schema import BINARIZE_MODES, SPLIT_PATTERN, positive_count
+from keras_ae.schema import BINARIZE_MODES, DATASET_NAME, SPLIT_PATTERN, positive_count
 
 DEBIAN_DATASETS = Path("/usr/share/datasets")
 IDX_FILES = {
@@ -150,14 +151,23 @@ def load_arrays(name, split="train", data_dir=None):
     return images, labels
 
 
-def is_path(source):
-    """True for a path (a `Path`, or text with a folder separator, a leading . or ~, or a file suffix we read), not a dataset name."""
+def is_path(source, data_dir=None):
+    """Whether `source` is read as a path rather than a dataset name: a `Path`; text with a folder separator, a leading
+    . or ~, or a file suffix we read; or a bare name of an existing file or folder (`"photos"`). A bare name that is also
+    a local dataset is read as the path, with a warning that says so."""
     if isinstance(source, os.PathLike):
         return True
-    return isinstance(source, str) and (
-        "/" in source or os.sep in source or source.startswith((".", "~"))
-        or Path(source).suffix.lower() in TABLE_SUFFIXES + ARRAY_SUFFIXES
-    )
+    if not isinstance(source, str):
+        return False
+    if "/" in source or os.sep in source or source.startswith((".", "~")) or Path(source).suffix.lower() in TABLE_SUFFIXES + ARRAY_SUFFIXES:
+        return True
+    if not Path(source).exists():
+        return False
+    if DATASET_NAME.fullmatch(source) and local_directory(source, data_dir) is not None:
+        warnings.warn(f"{source!r} is both a file or folder here and a dataset in {local_directory(source, data_dir)}: "
+                      f"reading the path {Path(source).resolve()}; pass ./{source} or the dataset's folder to be explicit.",
+                      stacklevel=3)
+    return True
 
 
 def read_path(path, image_size=None, color_mode="grayscale", on_error="raise", label_column=None, columns=None, header="infer"):
@@ -184,7 +194,7 @@ def read_path(path, image_size=None, color_mode="grayscale", on_error="raise", l
 
 def source_arrays(source, base, data_dir=None, **read_options):
     """Examples and labels behind a named local dataset's split or a path, or None for a TFDS source."""
-    if is_path(source):
+    if is_path(source, data_dir):
         if base == "test":
             raise InputError(f"{source} is one set: use split 'train' (all of it), or 'validation' with validation_split.")
         return read_path(source, **read_options)[:2]
@@ -228,8 +238,8 @@ def _tfds_builder(name, data_dir, download, local_error):
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as error:  # TFDS raises its own DatasetNotFoundError, and others for malformed names
         raise DatasetNotFoundError(
-            f"{name!r} is neither a local dataset nor one TensorFlow Datasets knows ({type(error).__name__}). {local_error} "
-            f"{local_fixes(name)}"
+            f"{name!r} is neither a file or folder here ({Path.cwd()}), nor a local dataset, nor one TensorFlow Datasets "
+            f"knows ({type(error).__name__}). {local_error} {local_fixes(name)}"
         ) from None
     if not builder.is_prepared():
         if not download:
@@ -315,7 +325,8 @@ def load(
             `"fixed"` (one seeded draw per example, the same every epoch); see `binarize_images`.
         with_labels: yield `(image, label)` instead of images (label -1 for a path without labels).
         flatten: flatten each image to a vector, for dense models.
-        shuffle: shuffle every epoch (seeded); default True for the train split.
+        shuffle: shuffle every epoch (seeded); default True for a named dataset's train split, False for a path (a
+            user's folder or table keeps its order, the order of `names`) and for every other split.
         seed: seed of shuffling, validation carving and dynamic binarization.
         validation_split: fraction of train held out (reproducibly) as `validation`.
         drop_remainder: drop the last partial batch; default True under a TPU strategy (static shapes).
@@ -331,7 +342,7 @@ def load(
         raise InputError(f"Unknown binarize {binarize!r}; expected one of {list(BINARIZE_MODES)}.")
     positive_count(batch_size, "batch_size")
     base, start, stop = parse_split(split)
-    shuffle = base == "train" if shuffle is None else shuffle
+    shuffle = base == "train" and not is_path(source, data_dir) if shuffle is None else shuffle
     if drop_remainder is None:
         drop_remainder = isinstance(tf.distribute.get_strategy(), (tf.distribute.TPUStrategy,))
 
@@ -384,6 +395,23 @@ def load(
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def names(source, split="train", validation_split=None, seed=0, data_dir=None, only_label=None, **read_options):
+    """The name of each example of a path's split, in the order `load(..., shuffle=False)` gives them: file paths
+    relative to a folder, row numbers of a table or array. So codes and scores map back to their files.
+
+    Takes `load`'s arguments as they are (those that do not change which examples are read are ignored).
+    """
+    if not is_path(source, data_dir):
+        raise InputError(f"names are for a path (a folder, table or array); {source!r} is a dataset name.")
+    base, start, stop = parse_split(split)
+    read_options = {key: value for key, value in read_options.items() if key in ("image_size", "color_mode", "on_error",
+                                                                              "label_column", "columns", "header")}
+    examples, labels, found = read_path(source, **read_options)
+    labels = np.full(len(examples), -1, np.int64) if labels is None else labels
+    indices = kept_indices(labels, local_split_indices(len(examples), base, start, stop, validation_split, seed), only_label, source)
+    return [found[index] for index in indices]
+
+
 def count(
     source, split="train", validation_split=None, seed=0, data_dir=None, only_label=None, binarize=None, flatten=False,
     with_labels=False, download=True, **read_options
@@ -393,13 +421,13 @@ def count(
     Takes `load`'s arguments as they are; `binarize`, `flatten` and `with_labels` do not change the count.
     """
     base, start, stop = parse_split(split)
-    folder = None if is_path(source) else local_directory(source, data_dir)
+    folder = None if is_path(source, data_dir) else local_directory(source, data_dir)
     if folder is not None and source not in TABLE_DATASETS:
         file_split = "train" if base == "validation" else base
         if file_split not in IDX_FILES:
             raise InputError(f"Unknown split {split!r} for local files; expected one of {sorted(IDX_FILES)}.")
         labels = read_idx(folder / IDX_FILES[file_split][1])
-    elif folder is not None or is_path(source):
+    elif folder is not None or is_path(source, data_dir):
         examples, labels = source_arrays(source, base, data_dir, **read_options)
         if labels is None:  # an unlabelled array or table: every example counts (only_label has nothing to keep)
             if only_label is not None:

@@ -8,9 +8,7 @@ import hashlib
 import http.client
 import math
 import os
-import secrets
 import shutil
-import stat
 import tempfile
 import time
 import urllib.error

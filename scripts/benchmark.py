@@ -34,7 +34,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 import keras_ae
-from keras_ae import cards, data, evaluate, networks
+from keras_ae import cards, data, networks
 from keras_ae.exporting import export
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """Retrain a zoo entry from its card on the real data, then write weights, hash, cost and metrics back into zoo/NAME/.
 
     KERAS_AE_DATA=../shared/data python scripts/train_zoo.py vae_mnist
-    KERAS_AE_DATA=../shared/data python scripts/train_zoo.py vae_mnist iwae_mnist iwae50_mnist --repin   # a chain
+    KERAS_AE_DATA=../shared/data python scripts/train_zoo.py vae_mnist iwae_mnist --repin   # a chain
 
 Each entry is also measured on the first VALIDATION_EXAMPLES examples of its validation split (`data.monitor_split`,
 carved from the training data), recorded as `training.validation_metrics`: the numbers its recipe choices rest on.

@@ -140,7 +140,7 @@ def test_offline_an_unknown_or_undownloadable_dataset_fails_at_once(monkeypatch,
     message = str(error.value)
     assert "no network" in message and "127.0.0.1 unreachable" in message and "cifar10/" in message and "\n" not in message
     assert "Fashion" not in message and "apt-get" not in message
-    with pytest.raises(data.DatasetNotFoundError, match="neither a local dataset nor one TensorFlow Datasets knows"):
+    with pytest.raises(data.DatasetNotFoundError, match="nor a local dataset, nor one TensorFlow Datasets knows"):
         data.count("no_such_dataset_anywhere")
     with pytest.raises(data.DatasetNotFoundError, match="no network"):
         data.count("cifar10", split="test")

@@ -56,19 +56,16 @@ def test_initial_weights_need_a_preset_and_a_sha256():
         keras_ae.cards.validate(card)
 
 
-@pytest.mark.parametrize("name, start", [("iwae_mnist", "vae_mnist"), ("iwae50_mnist", "iwae_mnist")])
+@pytest.mark.parametrize("name, start", [("iwae_mnist", "vae_mnist")])
 def test_each_iwae_stage_fine_tunes_its_start_as_it_is_to_a_better_likelihood(name, start):
     """Each stage's recipe starts from its start's current weights (retraining the start breaks the pin, and this test
-    says so), and its card's bounds, each re-measured by tests/test_zoo.py, are below its start's."""
+    says so); it was kept because its validation bound is below its start's, and its card's test bounds, each re-measured
+    by tests/test_zoo.py, are below its start's too."""
     tuned, base = keras_ae.model_card(name), keras_ae.model_card(start)
+    validation = [card["training"]["validation_metrics"]["iwae_nll_nats"] for card in (tuned, base)]
+    assert validation[0] < validation[1], validation
     assert tuned["recipe"]["initial_weights"] == {"preset": start, "sha256": base["weights"]["sha256"]}
     assert tuned["network"] == base["network"] and tuned["model"]["config"]["objective"] == "iwae"
     assert tuned["metrics"]["iwae_samples"] == base["metrics"]["iwae_samples"] == 1000
     for section in ("metrics", "subset_metrics"):
         assert tuned[section]["iwae_nll_nats"] < base[section]["iwae_nll_nats"] - 0.15, section
-
-
-def test_iwae50_mnist_holds_the_likelihood_goal_readme_claims():
-    """README: at most 84 nats (k=1000, the full test set binarized once); tests/test_zoo.py re-measures its subset."""
-    metrics = keras_ae.model_card("iwae50_mnist")["metrics"]
-    assert metrics["iwae_samples"] == 1000 and metrics["test_examples"] == 10_000 and metrics["iwae_nll_nats"] <= 84.0

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 import keras
 import keras_ae
-from keras_ae import evaluate, losses, networks
+from keras_ae import losses, networks
 from conftest import max_abs_difference
 
 SHAPE = (28, 28, 1)

@@ -230,3 +230,34 @@ def test_bad_folders_and_labels_are_one_line_errors(tmp_path, digit_folder, ecg_
     code, _, err = run(capsys, "score", "ae_ecg5000", ecg_csv, "--out", tmp_path / "scores.csv")  # the label column left in
     assert code == 2 and "holds 4998 examples of shape (141,); ae_ecg5000 expects (140,)" in err
     assert not (tmp_path / "scores.csv").exists()
+
+
+def test_a_bare_folder_name_is_a_path_and_a_name_that_is_neither_says_both_were_tried(digit_folder, data_root, tmp_path,
+                                                                                         monkeypatch, capsys):
+    data_root = Path(data_root).resolve()  # before the working folder moves
+    monkeypatch.setenv("KERAS_AE_DATA", str(data_root))
+    monkeypatch.chdir(digit_folder.parent)
+    images = next(iter(data.load(digit_folder.name, batch_size=90, shuffle=False)))
+    assert images.shape == (90, 28, 28, 1)
+    code, _, err = run(capsys, "train", "--data", digit_folder.name, "--epochs", "1", "--output", tmp_path / "preset")
+    assert code == 0, err
+    assert json.loads((tmp_path / "preset" / "card.json").read_text())["data"]["dataset"] == str(digit_folder.resolve())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "mnist" / "blank.png")
+    with pytest.warns(UserWarning, match="both a file or folder here and a dataset"):
+        assert next(iter(data.load("mnist", batch_size=4, data_dir=data_root))).shape == (1, 28, 28, 1)
+    with pytest.raises(data.DatasetNotFoundError, match="neither a file or folder here .* nor a local dataset"):
+        data.count("photos_that_do_not_exist", download=False)
+
+
+def test_a_folder_is_read_in_file_order_and_its_names_map_codes_back_to_files(digit_folder):
+    batches = data.load(str(digit_folder), batch_size=32, with_labels=True)  # no shuffle: a path keeps its order
+    labels = np.concatenate([batch_labels.numpy() for _, batch_labels in batches])
+    names = data.names(str(digit_folder))
+    assert len(names) == len(labels) == 90 and names == sorted(names) and names[0].startswith("class_0/")
+    assert [int(name.split("/")[0][-1]) for name in names] == labels.tolist()
+    assert np.array_equal(np.concatenate([batch.numpy() for batch, _ in batches]),
+                          np.concatenate([batch.numpy() for batch, _ in batches]))  # the same order every pass
+    validation = data.names(str(digit_folder), "validation", validation_split=0.1)
+    assert len(validation) == 9 and not set(validation) & set(data.names(str(digit_folder), "train", validation_split=0.1))

@@ -14,13 +14,12 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from keras_ae import losses, metrics
 from keras_ae.errors import InputError
 from keras_ae.models.base import BaseAutoencoder, per_batch, ramp, reparameterize
-from keras_ae.models.task import RecommenderTask, history_rows, metric_text
+from keras_ae.models.task import RecommenderTask, history_rows, items_to_recommend, metric_text, top_unseen
 
 RANKING_METRICS = (("recall@20", metrics.recall_at_k, 20), ("recall@50", metrics.recall_at_k, 50), ("ndcg@100", metrics.ndcg_at_k, 100))
 
@@ -93,16 +92,19 @@ class MultDAE(BaseAutoencoder):
         """The `k` best items for each history (see `keras_ae.models.task.history_rows`), best first: (item ids in the dataset's
         own ids, scores), both (users, k).
 
-        An empty history has nothing to go on: it gets the items most popular with the training users (their counts as
-        scores), with a warning naming its rows.
+        Histories are implicit: an item is in one or not (a rating other than 1, or a non-finite one, is refused). An
+        empty history has nothing to go on: it gets the items most popular with the training users (their counts as
+        scores), with a warning naming its rows. Where a history leaves fewer than `k` items unseen, fewer are returned,
+        with a `FewerItemsWarning` (see `keras_ae.models.task.items_to_recommend`).
         """
-        rows = history_rows(histories, self.item_ids.numpy())
+        rows = history_rows(histories, self.item_ids.numpy(), rating_range=(1.0, 1.0))
+        k = items_to_recommend(rows, k, exclude_seen)
         scores = np.array(per_batch(lambda batch: self(batch), rows))
         empty = np.flatnonzero(~rows.any(axis=1))
         if empty.size:
             warnings.warn(f"Histories {empty[:10].tolist()} are empty: recommending the most popular items instead.", stacklevel=2)
             scores[empty] = self.item_popularity.numpy()
-        best, best_scores = metrics.top_k(scores, k, exclude=rows if exclude_seen else None)
+        best, best_scores = top_unseen(scores, rows, k, exclude_seen)
         return self.item_ids.numpy()[best], best_scores
 
     def get_config(self):
