@@ -1,6 +1,7 @@
 """Anomaly detection with any autoencoder: scores, a threshold fitted on normal data, and AUROC."""
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from keras_ae.errors import InputError
 from keras_ae.metrics import auroc
@@ -84,3 +85,99 @@ def detect(model, x, threshold):
 def evaluate_detection(model, x, is_anomaly):
     """AUROC of the model's scores for separating anomalies (True) from normal examples."""
     return auroc(anomaly_scores(model, x), is_anomaly)
+
+
+class Detector(BaseEstimator):
+    """An autoencoder anomaly detector with scikit-learn's and PyOD's interface: `fit`, `decision_function`, `predict`,
+    `score_samples`; it works inside a scikit-learn `Pipeline`.
+
+        detector = keras_ae.anomaly.Detector(family="ae", contamination=0.05).fit(normal_rows)
+        is_outlier = detector.predict(new_rows)          # 1 for an outlier, 0 for an inlier, as PyOD's detectors
+        scores = detector.decision_function(new_rows)    # higher: more anomalous (PyOD); score_samples is its negative
+
+    Args:
+        family: a short name of `keras-ae train --family` (`"ae"`, `"dae"`, `"sae"`, `"vae"`, `"vqvae"`).
+        network: `"dense"` for rows of features, `"conv1d"` for signals; rows are min-max scaled inside the model.
+        latent_dim: the code's size.
+        hidden_units: the dense network's hidden layers.
+        epochs, batch_size, learning_rate: training, on all of `X` (no validation part: `fit` holds nothing out).
+        contamination: the expected share of anomalies in `X`, in (0, 0.5]; the threshold is that upper quantile of the
+            training scores (`threshold_`), as PyOD sets it.
+        score: `"reconstruction"` or `"reconstruction+code"` (see `fit_scorer`).
+        seed: seed of the weights and of the model's draws.
+    """
+
+    def __init__(self, family="ae", network="dense", latent_dim=8, hidden_units=(64, 32), epochs=50, batch_size=64,
+                 learning_rate=1e-3, contamination=0.1, score="reconstruction", seed=0):
+        self.family, self.network, self.latent_dim, self.hidden_units = family, network, latent_dim, hidden_units
+        self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
+        self.contamination, self.score, self.seed = contamination, score, seed
+
+    def _rows(self, X):
+        rows = np.asarray(X, dtype="float32")
+        if rows.ndim != 2 or not len(rows):
+            raise InputError(f"Detector expects a 2-D array of rows (examples, features); got shape {rows.shape}.")
+        if not np.all(np.isfinite(rows)):
+            raise InputError("Detector got NaN or infinite values; clean the data (e.g. impute) first.")
+        return rows
+
+    def fit(self, X, y=None):
+        """Train the autoencoder on the rows of `X` (`y` is ignored, as in unsupervised scikit-learn estimators)."""
+        import keras
+
+        from keras_ae import networks
+        from keras_ae.models import by_short_name
+
+        if not 0.0 < float(self.contamination) <= 0.5:
+            raise InputError(f"contamination must lie in (0, 0.5]; got {self.contamination!r}.")
+        tasks = by_short_name()
+        if self.family not in tasks:
+            raise InputError(f"Unknown family {self.family!r}; expected one of {sorted(tasks)}.")
+        rows = self._rows(X)
+        task = tasks[self.family]
+        options = {**task.network_options.get("*", {}), **task.network_options.get(self.network, {})}
+        if self.network == "dense":
+            options["hidden_units"] = tuple(self.hidden_units)
+        encoder, decoder = networks.build(self.network, input_shape=(rows.shape[1],), latent_dim=self.latent_dim, scaling="minmax",
+                                          seed=self.seed, **options)
+        networks.adapt_scaling(encoder, decoder, rows)
+        self.model_ = task.family(encoder, decoder, seed=self.seed, **task.options_off_images)
+        self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate))
+        batches = _row_batches(rows, self.batch_size, self.seed)
+        self.model_.fit(batches, epochs=self.epochs, verbose=0)
+        self.scorer_ = fit_scorer(self.model_, rows, self.score)
+        self.decision_scores_ = np.asarray(self.scorer_(rows), "float64")
+        self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - float(self.contamination)))
+        self.n_features_in_ = rows.shape[1]
+        return self
+
+    def _check_fitted(self, X):
+        if not hasattr(self, "model_"):
+            raise InputError("This Detector is not fitted yet: call fit(X) first.")
+        rows = self._rows(X)
+        if rows.shape[1] != self.n_features_in_:
+            raise InputError(f"Detector was fitted on {self.n_features_in_} features; got rows of {rows.shape[1]}.")
+        return rows
+
+    def decision_function(self, X):
+        """Each row's anomaly score: higher is more anomalous (PyOD's convention)."""
+        rows = self._check_fitted(X)
+        return np.asarray(self.scorer_(rows), "float64")
+
+    def score_samples(self, X):
+        """Each row's normality: higher is more normal (scikit-learn's convention), the negative of `decision_function`."""
+        return -self.decision_function(X)
+
+    def predict(self, X):
+        """1 for a row scoring above `threshold_` (an outlier), 0 otherwise (PyOD's convention)."""
+        return (self.decision_function(X) > self.threshold_).astype("int64")
+
+    def fit_predict(self, X, y=None):
+        return self.fit(X).predict(X)
+
+
+def _row_batches(rows, batch_size, seed):
+    """Shuffled batches of rows for `fit` (a seeded tf.data pipeline)."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(rows).shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(batch_size)

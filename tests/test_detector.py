@@ -1,0 +1,52 @@
+"""keras_ae.anomaly.Detector: the scikit-learn / PyOD interface on a real table, alone and inside a Pipeline."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from keras_ae.anomaly import Detector
+from keras_ae.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    """scikit-learn's breast cancer table: benign (label 1) rows are normal, malignant ones the anomalies."""
+    rows, labels = load_breast_cancer(return_X_y=True)
+    normal, anomalies = rows[labels == 1], rows[labels == 0]
+    return normal[:300], np.concatenate([normal[300:], anomalies]), np.r_[np.zeros(len(normal) - 300), np.ones(len(anomalies))]
+
+
+def test_it_fits_on_normal_rows_and_scores_anomalies_higher(cancer):
+    train, test, is_anomaly = cancer
+    detector = Detector(epochs=30, contamination=0.05).fit(train)
+    scores = detector.decision_function(test)
+    assert roc_auc_score(is_anomaly, scores) > 0.9
+    np.testing.assert_array_equal(detector.score_samples(test), -scores)
+    assert detector.predict(train).mean() == pytest.approx(0.05, abs=0.02)  # contamination sets the training share
+    assert set(np.unique(detector.predict(test))) <= {0, 1}
+
+
+def test_it_works_inside_a_pipeline_and_keeps_its_parameters(cancer):
+    train, test, is_anomaly = cancer
+    pipeline = make_pipeline(StandardScaler(), Detector(family="dae", epochs=20, contamination=0.1))
+    pipeline.fit(train)
+    assert roc_auc_score(is_anomaly, pipeline.decision_function(test)) > 0.85
+    assert pipeline.get_params()["detector__family"] == "dae"
+    pipeline.set_params(detector__epochs=5)
+    assert pipeline.named_steps["detector"].epochs == 5
+
+
+def test_bad_input_is_one_line():
+    with pytest.raises(InputError, match="not fitted yet"):
+        Detector().predict(np.zeros((2, 3)))
+    with pytest.raises(InputError, match="contamination must lie in"):
+        Detector(contamination=0.9).fit(np.random.default_rng(0).random((20, 3)))
+    with pytest.raises(InputError, match="2-D array of rows"):
+        Detector().fit(np.zeros(5))
+    with pytest.raises(InputError, match="NaN"):
+        Detector().fit(np.full((4, 2), np.nan))
+    with pytest.raises(InputError, match="Unknown family 'gan'"):
+        Detector(family="gan").fit(np.zeros((4, 2)))
