@@ -35,6 +35,9 @@ TABLE_DATASETS = {
     # TensorFlow's "Intro to autoencoders" ECG example: ecg.csv, 140 values then the label (1.0 normal),
     # split by sklearn's train_test_split(test_size=0.2, random_state=21).
     "ecg5000": {"file": "ecg.csv", "label_column": -1, "test_size": 0.2, "random_state": 21},
+    # The UCR archive's own split of the same beats (500 train, 4,500 test; label first, 1 normal, 2-5 abnormal). ecg.csv
+    # holds these beats too: 3,598 of UCR's 4,500 test beats fall in the tutorial's training split.
+    "ecg5000_ucr": {"folder": "ecg5000", "file": "ECG5000_TRAIN.tsv", "test_file": "ECG5000_TEST.tsv", "label_column": 0},
 }
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -71,7 +74,8 @@ def read_idx(path):
 
 
 def candidate_directories(name, data_dir=None):
-    """The local folders searched for `name`'s IDX files, in order."""
+    """The local folders searched for `name`'s IDX files (or its table's), in order."""
+    name = TABLE_DATASETS.get(name, {}).get("folder", name)
     folders = [Path(data_dir) / name] if data_dir else []
     if os.environ.get("KERAS_AE_DATA"):
         folders.append(Path(os.environ["KERAS_AE_DATA"]) / name)
@@ -126,6 +130,9 @@ def table_split(name, split, folder):
     from sklearn.model_selection import train_test_split
 
     spec = TABLE_DATASETS[name]
+    if "test_file" in spec:  # a table with its own split in two files
+        examples, labels, _ = files.read_table(folder / spec["file" if split == "train" else "test_file"], label_column=spec["label_column"])
+        return examples, labels, np.arange(len(examples))
     examples, labels, _ = files.read_table(folder / spec["file"], label_column=spec["label_column"])
     rows = np.arange(len(examples))
     train_rows, test_rows = train_test_split(rows, test_size=spec["test_size"], random_state=spec["random_state"])

@@ -261,3 +261,13 @@ def test_a_folder_is_read_in_file_order_and_its_names_map_codes_back_to_files(di
                           np.concatenate([batch.numpy() for batch, _ in batches]))  # the same order every pass
     validation = data.names(str(digit_folder), "validation", validation_split=0.1)
     assert len(validation) == 9 and not set(validation) & set(data.names(str(digit_folder), "train", validation_split=0.1))
+
+
+def test_ucr_s_own_ecg5000_split_is_a_named_table_and_overlaps_the_tutorial_s_training_rows(data_root):
+    train, train_labels = data.load_arrays("ecg5000_ucr", "train", data_root)
+    test, _ = data.load_arrays("ecg5000_ucr", "test", data_root)
+    assert train.shape == (500, 140) and test.shape == (4500, 140) and np.bincount(train_labels.astype(int)).tolist() == [0, 292, 177, 10, 19, 2]
+    assert data.count("ecg5000_ucr", "test", data_dir=data_root) == 4500
+    tutorial_train = {row.tobytes() for row in np.round(data.load_arrays("ecg5000", "train", data_root)[0], 4)}
+    assert sum(row.tobytes() in tutorial_train for row in np.round(test, 4)) == 3598  # ae_ecg5000's card says so
+    assert "3,598" in keras_ae.model_card("ae_ecg5000")["description"]
