@@ -181,7 +181,8 @@ def command_evaluate(args):
 def _read_images(path, shape, source, image_size=None):
     """A .png image (scaled by its bit depth; resized only to a card's recorded `image_size`, as its folders are) or a
     .npy array of examples (floats, or uint8 0-255 pixels; other integers refused, as `keras_ae.files.read_array` does),
-    as floats. Only examples of the model's own `shape` are taken, never reshaped from a count of values."""
+    as floats. Only examples of the model's own `shape` are taken (grayscale images may leave out their channel axis),
+    never reshaped from a count of values."""
     from keras_ae import files
 
     path, shape = Path(path), tuple(shape)
@@ -194,6 +195,8 @@ def _read_images(path, shape, source, image_size=None):
         array = files.read_image(path, image_size=image_size, color_mode="rgb" if shape[-1] == 3 else "grayscale")[None]
     else:
         raise InputError(f"INPUT must be a .png or .npy file; got {path.name}")
+    if array.shape[1:] == shape[:-1] and shape[-1:] == (1,) and len(shape) == 3:  # grayscale images without their channel axis
+        array = array[..., None]
     if array.shape[1:] != shape:
         raise InputError(_shape_fault(path, array, shape, source))
     return np.asarray(array, "float32")
@@ -398,7 +401,8 @@ def command_score(args):
     progress = keras.utils.Progbar(len(examples), unit_name="example") if len(examples) > 10_000 else None
     scores = _in_batches(model.anomaly_score, examples, labels, progress=progress).astype("float64").tolist()
     header = ["input", "score"] + ["is_anomaly"] * (threshold is not None)
-    rows = [[_as_text_cell(name), f"{score:.9g}"] + [int(score > threshold)] * (threshold is not None) for name, score in zip(names, scores)]
+    rows = [[_as_text_cell(name), f"{score:.9g}", *([int(score > threshold)] if threshold is not None else [])]
+            for name, score in zip(names, scores)]
 
     def write(temporary):  # the csv module quotes names holding commas, quotes or line breaks
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
@@ -422,6 +426,9 @@ def _item_history(text):
         return list(history)
     if any(rating is None for rating in history.values()):
         raise InputError(f"--items gives ratings for some items but not all; rate every one or none: {text!r}")
+    item, rating = next(((item, rating) for item, rating in history.items() if not np.isfinite(rating)), (None, None))
+    if item is not None:  # refused before the model loads; the range is the model's to check
+        raise InputError(f"--items: item {item} has the rating {rating:g}, which is not a finite number.")
     return history
 
 
@@ -639,9 +646,12 @@ def _in_command_terms(text, command):
     """An error's message in the terms of `command`: the library's argument names as its options (not a card's field
     such as `data.label_column`, nor part of a file name), and no advice to pass an argument it does not offer."""
     options = COMMAND_OPTIONS.get(command, {})
+    if command == "recommend":  # the command's one history is its --items
+        text = re.sub(r"^History 0: ", "--items: ", text)
     text = text.replace(", or pass on_error='skip' to leave them out", "")
     if "image_size" in options:
-        text = re.sub(r"image_size=\((\d+), (\d+)\)", r"image_size \1x\2", text).replace("image_size=(height, width)", "image_size HEIGHTxWIDTH")
+        text = re.sub(r"image_size=\((\d+), (\d+)\)", r"image_size \1x\2", text)
+        text = text.replace("image_size=(height, width)", "image_size HEIGHTxWIDTH")
     else:
         text = text.replace("pass image_size=(height, width) to resize them all to one size",
                             "give images of one size, the size the model takes")

@@ -4,7 +4,6 @@ import datetime
 import hashlib
 import itertools
 import json
-import math
 import os
 import platform
 import re
@@ -436,10 +435,7 @@ def minimum_examples(validation_split):
     return next(size for size in itertools.count(start) if 1 <= int(round(size * validation_split)) < size)
 
 
-def threshold_examples(percentile):
-    """The fewest scores whose `percentile` lies below the highest one, so at least one training score exceeds it: below
-    that, a percentile threshold is just the highest score (or the only one)."""
-    return 2 if percentile >= 100 else max(2, math.ceil(round(100 / (100 - percentile), 6)))
+MIN_THRESHOLD_EXAMPLES = 10  # normal training examples `card_for_data` asks for to set a threshold from their scores
 
 
 def _check_enough_examples(source, labels, size, validation_split, normal_label, percentile):
@@ -457,12 +453,10 @@ def _check_enough_examples(source, labels, size, validation_split, normal_label,
         raise InputError(f"{source} has no labels (no class subfolders, label_column or labels array) for normal_label.")
     labels = labels.astype(np.int64) if labels.dtype.kind in "iu" else labels
     normal = len(data.kept_indices(labels, training, normal_label, source))
-    needed = threshold_examples(percentile)
-    if normal < needed:
-        lower = (f", or a threshold_percentile of at most {math.floor(1000 * (1 - 1 / normal)) / 10:g}" if normal >= 2 else "")
-        raise InputError(f"{source}: label {normal_label!r} marks {normal} of the {len(training)} training examples; a threshold "
-                         f"at the {percentile:g}th percentile of their scores needs at least {needed} (with fewer it is their "
-                         f"highest score): give more examples of that label{lower}.")
+    if normal < MIN_THRESHOLD_EXAMPLES:
+        raise InputError(f"{source}: label {normal_label!r} marks {normal} of the {len(training)} training examples; the anomaly "
+                         f"threshold (the {percentile:g}th percentile of their scores) needs at least {MIN_THRESHOLD_EXAMPLES} "
+                         "(with one, it is that one score): give more examples of that label.")
 
 
 def card_for_data(
@@ -480,7 +474,7 @@ def card_for_data(
     Refused before anything trains: read options the source does not use (`image_size` or `color_mode` off a folder of
     images, `label_column`, `columns` or `header` off a table), `threshold_percentile` without `normal_label`, a 1-D
     array, and data too small for a held-out example and a training one (see `minimum_examples`) or, with
-    `normal_label`, for its threshold (see `threshold_examples`).
+    `normal_label`, with fewer than `MIN_THRESHOLD_EXAMPLES` of that label to set its threshold.
     """
     from keras_ae import files
     from keras_ae.models import by_short_name

@@ -28,7 +28,7 @@ from keras import ops
 from keras_ae import metrics
 from keras_ae.errors import InputError
 from keras_ae.models.base import BaseAutoencoder, per_batch
-from keras_ae.models.task import RecommenderTask, history_rows, metric_text
+from keras_ae.models.task import RecommenderTask, history_rows, items_to_recommend, metric_text, top_unseen
 
 
 def masked_squared_error(x, reconstruction):
@@ -124,15 +124,18 @@ class AutoRec(BaseAutoencoder):
         """The `k` items with the highest fold-in predicted ratings for each history, best first: (item ids, scores).
 
         Histories as `keras_ae.models.task.history_rows` reads them: dicts {item id: rating}, lists of item ids (each rated
-        the top of `rating_range`), or rows over this model's items.
+        the top of `rating_range`), or rows over this model's items. A rating outside `rating_range`, or not finite, is
+        refused. Where a history leaves fewer than `k` items unseen, fewer are returned, with a `FewerItemsWarning`.
         """
         if not self.items:
             raise InputError(f"This {type(self).__name__} keeps no item codes (items=0); build it with items= and call adapt_to.")
-        rows = history_rows(histories, self.item_ids.numpy(), default_rating=self.rating_range[1] if self.rating_range else 1.0)
+        rows = history_rows(histories, self.item_ids.numpy(), default_rating=self.rating_range[1] if self.rating_range else 1.0,
+                            rating_range=self.rating_range)
         if not rows.any(axis=1).all():
             raise InputError(f"Histories {np.flatnonzero(~rows.any(axis=1))[:10].tolist()} are empty: AutoRec needs at least one rating.")
+        k = items_to_recommend(rows, k, exclude_seen)
         scores = np.asarray(per_batch(self.fold_in_scores, rows, batch_size=64))
-        best, best_scores = metrics.top_k(scores, k, exclude=rows if exclude_seen else None)
+        best, best_scores = top_unseen(scores, rows, k, exclude_seen)
         return self.item_ids.numpy()[best], best_scores
 
     def anomaly_score(self, x):

@@ -7,6 +7,8 @@ what it measures, how its numbers read, which pictures it draws, which SavedMode
 them inspects a class or a card's data section.
 """
 
+import numbers
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -118,25 +120,91 @@ class Task:
         return {"Reconstructions": plot.reconstructions(self.model, examples, Path(folder) / f"{name}_reconstructions.png")}
 
 
-def history_rows(histories, item_ids, default_rating=1.0):
+def _rating_fault(rating, rating_range):
+    """Why `rating` is not a rating this model takes (`rating_range` (lowest, highest); equal bounds: an implicit
+    history, where an item is in it or not), or None."""
+    if not np.isfinite(rating):
+        return "is not a finite number"
+    if rating_range is None:
+        return None if rating != 0 else "is 0, which marks an item as unrated"
+    low, high = rating_range
+    if low == high and rating != low:
+        return (f"is not {low:g}: this model's histories are implicit (an item is in one or not), so give item ids without "
+                "ratings")
+    if not low <= rating <= high:
+        return f"lies outside this model's rating range, {low:g} to {high:g}"
+    return None
+
+
+def history_rows(histories, item_ids, default_rating=1.0, rating_range=None):
     """Dense float32 (users, items) rows over the catalogue `item_ids` from a batch of histories: a (sparse) matrix
-    over those items, or per user a list of item ids (each rated `default_rating`) or a dict {item id: rating}."""
+    over those items (0: not in the history), or per user a list of item ids (each rated `default_rating`) or a dict
+    {item id: rating}.
+
+    Every rating must be finite and, given `rating_range` (lowest, highest), inside it; equal bounds make an implicit
+    history (Mult-VAE's), where a rating only says an item is there. Anything else is an InputError naming the history,
+    the item and the rating."""
     if hasattr(histories, "toarray"):
         histories = histories.toarray()
     if isinstance(histories, np.ndarray) and histories.ndim == 2:
         if histories.shape[1] != len(item_ids):
             raise InputError(f"History rows must have one column per item ({len(item_ids)}); got shape {histories.shape}.")
-        return histories.astype("float32")
-    columns = {int(item): column for column, item in enumerate(item_ids)}
-    rows = np.zeros((len(histories), len(item_ids)), "float32")
-    for row, history in enumerate(histories):
-        history = history if isinstance(history, dict) else dict.fromkeys(history, default_rating)
-        unknown = [item for item in history if int(item) not in columns]
-        if unknown:
-            raise InputError(f"Unknown item ids {unknown[:10]}: not in this model's {len(item_ids)} items.")
-        for item, rating in history.items():
-            rows[row, columns[int(item)]] = float(rating)
+        rows = histories.astype("float32")
+        given = rows != 0  # NaN included
+        bad = given & ~np.isfinite(rows)
+        if rating_range is not None:
+            bad |= given & ((rows < rating_range[0]) | (rows > rating_range[1]))
+        faults = [(row, column, _rating_fault(float(rows[row, column]), rating_range)) for row, column in np.argwhere(bad)[:1]]
+    else:
+        columns = {int(item): column for column, item in enumerate(item_ids)}
+        rows = np.zeros((len(histories), len(item_ids)), "float32")
+        faults = []
+        for row, history in enumerate(histories):
+            history = history if isinstance(history, dict) else dict.fromkeys(history, default_rating)
+            unknown = [item for item in history if int(item) not in columns]
+            if unknown:
+                raise InputError(f"Unknown item ids {unknown[:10]}: not in this model's {len(item_ids)} items.")
+            for item, rating in history.items():
+                rows[row, columns[int(item)]] = float(rating)
+                faults.append((row, columns[int(item)], _rating_fault(float(rating), rating_range)))
+    for row, column, fault in faults:
+        if fault:
+            raise InputError(f"History {row}: item {int(item_ids[column])} has the rating {float(rows[row, column]):g}, which "
+                             f"{fault}.")
     return rows
+
+
+class FewerItemsWarning(UserWarning):
+    """A history leaves fewer unseen items than were asked for, so fewer are recommended."""
+
+
+def items_to_recommend(rows, k, exclude_seen=True):
+    """How many items `recommend` returns for each of the history `rows`: `k` (from 1 to the catalogue's size), or, where
+    seen items are left out and a history leaves fewer than `k` unseen, that fewest (0 for a whole catalogue), with a
+    `FewerItemsWarning`: a seen item is never recommended to fill the list."""
+    items = rows.shape[1]
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= items:
+        raise InputError(f"k must be between 1 and the number of items ({items}); got k={k}.")
+    unseen = np.count_nonzero(rows == 0, axis=1)
+    if not exclude_seen or not len(rows) or unseen.min() >= k:
+        return int(k)
+    fewest, short = int(unseen.min()), np.flatnonzero(unseen < k)
+    left = f"only {fewest}" if fewest else "none"
+    if len(rows) == 1:
+        told = f"The history leaves {left} of the {items} items unseen: recommending {fewest}, not {k}."
+    else:
+        told = (f"Histories {short[:10].tolist()} leave fewer than {k} of the {items} items unseen (history "
+                f"{int(np.argmin(unseen))}: {left}): recommending {fewest} for each, not {k}.")
+    warnings.warn(told, FewerItemsWarning, stacklevel=3)
+    return fewest
+
+
+def top_unseen(scores, rows, k, exclude_seen=True):
+    """The `k` best-scored items of each history row, best first, as (indices, scores), both (users, k); where
+    `exclude_seen`, every item in a history is left out (`k` as `items_to_recommend` gives it)."""
+    if k == 0:
+        return np.zeros((len(rows), 0), "int64"), np.zeros((len(rows), 0), np.asarray(scores).dtype)
+    return metrics.top_k(scores, k, exclude=(rows != 0) if exclude_seen else None)
 
 
 class RecommenderTask(Task):
