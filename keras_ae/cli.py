@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_ae import __version__
 from keras_ae.errors import InputError, MissingExtraError
 
 
@@ -67,16 +68,39 @@ def command_list(args):
         print(f"{name:<24} {card['model']['class_name']:<22} {card.get('data', {}).get('dataset', ''):<14} {headline}")
 
 
+def _brief(value, width=100):
+    """A card value on one line, cut short (a hand-built preset's config holds whole networks)."""
+    text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return text if len(text) <= width else f"{text[:width - 3]}..."
+
+
 def command_info(args):
     from keras_ae import cards
 
     card = cards.model_card(args.source, complete=False)
+    if args.json:
+        print(json.dumps(card, indent=2))
+        return
     print(f"{card['name']}: {card.get('description', '')}")
-    for section in ("model", "network", "data", "recipe", "training", "metrics", "weights"):
+    metrics = card.get("metrics", {})
+    if metrics.get("headline"):
+        print(f"  measured: {metrics['headline']} (on {metrics.get('test_examples', '?')} test examples)")
+    anomaly = card.get("anomaly")
+    if anomaly and anomaly.get("threshold") is not None:
+        rule = anomaly.get("threshold_rule", "percentile")
+        rule += f" {anomaly['percentile']:g}" if rule == "percentile" and "percentile" in anomaly else ""
+        print(f"  anomaly threshold: {anomaly['threshold']:.6g} ({rule}; {anomaly.get('threshold_source', 'from the training split')}); "
+              f"scores above it are called anomalous, normal label {anomaly.get('normal_label')!r}")
+    for section in ("model", "network", "data", "recipe", "training", "metrics", "anomaly", "weights"):
         if section in card:
             print(f"\n[{section}]")
             for key, value in card[section].items():
-                print(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+                if section == "model" and key == "config" and isinstance(value, dict):
+                    nested = sorted(key for key, item in value.items() if isinstance(item, dict))
+                    value = {key: item for key, item in value.items() if key not in nested}
+                    if nested:
+                        print(f"  ({', '.join(nested)}: whole networks, in card.json; keras-ae info --json shows them)")
+                print(f"  {key}: {_brief(value)}")
 
 
 BATCH_SIZE = 1000  # examples per model call when the command runs a model over many
@@ -138,7 +162,8 @@ def command_train(args):
         raise InputError("give one of: a zoo name, --card FILE or --data PATH")
     given = [option for option, value in (("--label-column", args.label_column), ("--normal-label", args.normal_label),
                                           ("--threshold-percentile", args.threshold_percentile), ("--image-size", args.image_size),
-                                          ("--color-mode", args.color_mode)) if value is not None]
+                                          ("--color-mode", args.color_mode), ("--contamination", args.contamination),
+                                          ("--from", args.start_from)) if value is not None]
     if given and not args.data:
         raise InputError(f"{given[0]} is for --data (your own data); a zoo name or --card trains as its card says: drop {given[0]}")
     if args.output:  # refused before any data is read, and again under the lock before training
@@ -151,7 +176,8 @@ def command_train(args):
             args.data, family=args.family, network=args.network, latent_dim=args.latent_dim, epochs=args.epochs or 20,
             batch_size=args.batch_size or 128, normal_label=args.normal_label, threshold_percentile=args.threshold_percentile,
             image_size=args.image_size, color_mode=args.color_mode, label_column=args.label_column,
-            name=Path(args.output).name if args.output else None,
+            name=Path(args.output).name if args.output else None, threshold_rule=args.threshold_rule.replace("-", "_"),
+            contamination=args.contamination, start_from=args.start_from,
         )
     else:
         card = cards.model_card(args.name) if args.name else cards.read_card(args.card)
@@ -382,12 +408,12 @@ def _shape_fault(path, examples, expected, source):
             f"give an array of shape (n, {', '.join(map(str, expected))}), one example per row{hint}")
 
 
-def command_score(args):
-    import keras
+def _model_inputs(args, verb):
+    """(card, model, examples, labels, names) of a command that runs a model over a file, folder or table of inputs, read
+    as the preset's card reads its data (a table's layout, images' size and colours), in file order."""
+    from keras_ae import cards, data
 
-    from keras_ae import cards, data, files
-
-    card, _ = _family(args.source, "score")
+    card, _ = _family(args.source, verb)
     model = cards.load(args.source)
     read_options = ("image_size", "color_mode", "label_column", "columns", "header")  # a table's layout as the card records it
     options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in read_options}
@@ -396,7 +422,38 @@ def command_score(args):
     examples, found, names = data.read_path(args.input, **options)
     if examples.shape[1:] != model.input_shape_per_example:
         raise InputError(_shape_fault(args.input, examples, model.input_shape_per_example, args.source))
-    labels = _input_labels(card, args.labels, len(examples), args.input, names, found)
+    return card, model, examples, _input_labels(card, args.labels, len(examples), args.input, names, found), names
+
+
+def command_embed(args):
+    from keras_ae import files
+
+    if Path(args.out).suffix.lower() not in (".csv", ".npy"):
+        raise InputError(f"--out must end in .csv (a row per input, with its name) or .npy (the codes alone); got {args.out}")
+    _, model, examples, labels, names = _model_inputs(args, "embed")
+    codes = _in_batches(model.embed, examples, labels)
+    if args.out.lower().endswith(".npy"):
+        files.atomic_copy(lambda temporary: np.save(open(temporary, "wb"), codes), args.out)
+        print(f"wrote {len(codes)} codes of shape {codes.shape[1:]} to {args.out}, in the order of the inputs' names")
+        return
+    flat = codes.reshape(len(codes), -1)
+
+    def write(temporary):
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["input", *(f"code_{index}" for index in range(flat.shape[1]))])
+            writer.writerows([_as_text_cell(name), *(f"{value:.9g}" for value in row)] for name, row in zip(names, flat))
+
+    files.atomic_copy(write, args.out)
+    print(f"wrote {len(codes)} codes of {flat.shape[1]} values to {args.out}")
+
+
+def command_score(args):
+    import keras
+
+    from keras_ae import files
+
+    card, model, examples, labels, names = _model_inputs(args, "score")
     threshold = card.get("anomaly", {}).get("threshold")
     progress = keras.utils.Progbar(len(examples), unit_name="example") if len(examples) > 10_000 else None
     scores = _in_batches(model.anomaly_score, examples, labels, progress=progress).astype("float64").tolist()
@@ -537,6 +594,7 @@ def parser():
 
     root = _Parser(prog="keras-ae", description="Pretrained Keras autoencoders: list, inspect, train, use.")
     root.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up log lines")
+    root.add_argument("--version", action="version", version=f"keras-ae {__version__}")
     commands = root.add_subparsers(dest="command", required=True)
     source_help = "a zoo name, a preset folder, an http(s):// URL of one, or hf://owner/repo[@revision]"
 
@@ -548,7 +606,9 @@ def parser():
     # list and info read cards only, so they answer without importing TensorFlow
     add("list", command_list, "List zoo entries.", tensorflow=False).add_argument(
         "pattern", nargs="?", default="*", help="fnmatch filter, e.g. '*vae*'")
-    add("info", command_info, "Show a model's card.", tensorflow=False).add_argument("source", help=source_help)
+    info = add("info", command_info, "Show a model's card: what it is, its numbers, its threshold, how it was trained.", tensorflow=False)
+    info.add_argument("source", help=source_help)
+    info.add_argument("--json", action="store_true", help="the whole card as JSON")
     demo = add("demo", command_demo, "Offline demo from the bundled weights: pictures and metrics on bundled real test images.")
     demo.add_argument("--out", default="demo_output", help="folder for the PNG files")
     gallery = add("gallery", command_gallery, "Write a browsable static page of the zoo: every entry, its numbers and pictures.")
@@ -563,6 +623,15 @@ def parser():
     train.add_argument("--label-column", type=_label_column, help="with --data: a table's label column (name or index)")
     train.add_argument("--normal-label", help="with --data: train only on this label and record an anomaly threshold")
     train.add_argument("--threshold-percentile", type=_percentile, help="with --normal-label: percentile of training scores (default 99)")
+    train.add_argument("--threshold-rule", choices=("percentile", "mean-plus-std", "best-accuracy"), default="percentile",
+                       help="with --normal-label: percentile of the normal training scores (default), their mean plus one "
+                            "standard deviation, or the threshold that classifies the labelled training data best (it needs "
+                            "anomalies in the training data)")
+    train.add_argument("--contamination", type=float,
+                       help="with --normal-label: the expected share of anomalies (as PyOD's contamination): the threshold is "
+                            "the 100 x (1 - contamination) percentile of the training scores")
+    train.add_argument("--from", dest="start_from", metavar="PRESET",
+                       help="with --data: fine-tune this zoo entry or preset (its family, network and weights) on your data")
     train.add_argument("--image-size", type=_image_size, help="with --data: resize images to HEIGHTxWIDTH")
     train.add_argument("--color-mode", help="with --data: grayscale or rgb")
     train.add_argument("--epochs", type=_integer(1))
@@ -590,6 +659,13 @@ def parser():
     denoise.add_argument("input", help="a folder of images")
     denoise.add_argument("--out", default="denoised", help="folder for the denoised PNG files (outside INPUT)")
     denoise.add_argument("--overwrite", action="store_true", help="replace output files that exist already (never the input's)")
+    embed = add("embed", command_embed, "Codes of each input (file or table row) as CSV (with its name) or .npy, in file order.")
+    embed.add_argument("source", help=source_help)
+    embed.add_argument("input", help="a folder of images, a .npy/.npz array or a .csv/.tsv table")
+    embed.add_argument("--out", default="codes.csv", help="codes.csv (a row per input, its name first) or codes.npy")
+    embed.add_argument("--label-column", type=_label_column,
+                       help="a label column in INPUT to leave out of the features (default: the one the card records)")
+    embed.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) or a .npy file")
     score = add("score", command_score, "Anomaly scores of each input (file or row) as CSV, flagged where the card has a threshold.")
     score.add_argument("source", help=source_help)
     score.add_argument("input", help="a folder of images, a .npy/.npz array or a .csv/.tsv table")

@@ -1,5 +1,6 @@
 """One training path for the zoo scripts and the command: card recipe + strategy -> fit -> a finished preset folder."""
 
+import copy
 import datetime
 import hashlib
 import itertools
@@ -461,7 +462,8 @@ def _check_enough_examples(source, labels, size, validation_split, normal_label,
 
 def card_for_data(
     source, family="ae", network="dense", latent_dim=32, epochs=20, batch_size=128, validation_split=0.1,
-    normal_label=None, threshold_percentile=None, name=None, **read_options,
+    normal_label=None, threshold_percentile=None, name=None, threshold_rule="percentile", contamination=None, start_from=None,
+    **read_options,
 ):
     """A card that trains a family on the user's own data (a folder of images, an array or a table).
 
@@ -470,6 +472,12 @@ def card_for_data(
     label column, so the preset reads tables of that layout by itself and refuses others. With `normal_label` (for
     a folder, a class folder's name or index), training uses only that label's examples and the card's `anomaly`
     section asks `finish` for a threshold at `threshold_percentile` (default 99).
+
+    `threshold_rule`: "percentile" (of the normal training scores), "mean_plus_std" (TensorFlow's tutorial's rule) or
+    "best_accuracy" (the threshold that classifies the labelled training data best; it needs anomalies in it);
+    `contamination`, the expected share of anomalies as PyOD users give it, stands for the percentile 100 x (1 - it).
+    `start_from`: fine-tune a preset (any source `keras_ae.load` takes) on this data: its family, network and weights
+    (pinned by sha256 in `recipe.initial_weights`); the data must have its input shape.
 
     Refused before anything trains: read options the source does not use (`image_size` or `color_mode` off a folder of
     images, `label_column`, `columns` or `header` off a table), `threshold_percentile` without `normal_label`, a 1-D
@@ -489,9 +497,20 @@ def card_for_data(
     idle = [key for key in read_options if kind is not None and READ_OPTIONS_FOR.get(key, kind) != kind]
     if idle:
         raise InputError(f"{idle[0]} is for {READ_OPTIONS_FOR[idle[0]]}; {source} is {kind}, so it would do nothing: drop it.")
-    if threshold_percentile is not None and normal_label is None:
-        raise InputError("threshold_percentile sets the anomaly threshold of a detector of normal_label's examples; without "
-                         "normal_label nothing is thresholded: drop threshold_percentile, or give normal_label.")
+    if threshold_rule not in THRESHOLD_RULES:
+        raise InputError(f"Unknown threshold rule {threshold_rule!r}; expected one of {sorted(THRESHOLD_RULES)}.")
+    if contamination is not None:
+        if threshold_percentile is not None or threshold_rule != "percentile":
+            raise InputError("contamination sets the percentile threshold (100 x (1 - contamination)); give it alone, without "
+                             "threshold_percentile or another threshold rule")
+        if not 0.0 < float(contamination) < 0.5:
+            raise InputError(f"contamination is the expected share of anomalies, between 0 and 0.5; got {contamination!r}.")
+        threshold_percentile = 100.0 * (1.0 - float(contamination))
+    if (threshold_percentile is not None or threshold_rule != "percentile") and normal_label is None:
+        raise InputError("a threshold (its percentile, rule or contamination) is set for a detector of normal_label's examples; "
+                         "without normal_label nothing is thresholded: drop it, or give normal_label.")
+    if threshold_percentile is not None and threshold_rule != "percentile":
+        raise InputError(f"threshold_percentile is for the percentile rule, not {threshold_rule!r}: drop one of them.")
     threshold_percentile = 99.0 if threshold_percentile is None else float(threshold_percentile)
     if not 0.0 <= threshold_percentile <= 100.0:
         raise InputError(f"threshold_percentile must be a percentile from 0 to 100; got {threshold_percentile!r}.")
@@ -528,10 +547,33 @@ def card_for_data(
         "recipe": {"epochs": epochs, "batch_size": batch_size, "optimizer": {"class_name": "Adam", "config": {"learning_rate": 1e-3}}, "seed": 0},
         "weights": {"file": cards.WEIGHTS_FILE},
     }
+    if start_from is not None:
+        card = _fine_tuning(card, start_from, input_shape)
     if normal_label is not None:
         card["data"]["only_label"] = normal_label
-        card["anomaly"] = {"normal_label": normal_label, "threshold_rule": "percentile", "percentile": threshold_percentile}
+        card["anomaly"] = {"normal_label": normal_label, "threshold_rule": threshold_rule,
+                           **({"percentile": threshold_percentile} if threshold_rule == "percentile" else {})}
     return cards.validate(card)
+
+
+def _fine_tuning(card, start_from, input_shape):
+    """`card` (for the user's data) made to fine-tune the preset `start_from`: its family, network and weights."""
+    preset = cards.find_preset(start_from)
+    network = preset.card.get("network")
+    if network is None:
+        raise InputError(f"{start_from} has no network section in its card (a hand-built model): it cannot be fine-tuned "
+                         "from the command; load it and call fit.")
+    if list(network["input_shape"]) != list(input_shape):
+        raise InputError(f"{start_from} takes examples of shape {tuple(network['input_shape'])}; the data's are {tuple(input_shape)}: "
+                         "resize the images (--image-size) or choose a preset of your data's shape.")
+    sha256 = preset.card["weights"].get("sha256")
+    if not sha256:
+        raise InputError(f"{start_from} has no trained weights (its card pins no sha256) to fine-tune from.")
+    card = {**card, "model": copy.deepcopy(preset.card["model"]), "network": copy.deepcopy(network)}
+    card["description"] = f"{preset.card['model']['class_name']} fine-tuned from {start_from} with keras-ae train --from on {card['data']['dataset']}."
+    card["recipe"] = {**card["recipe"], "optimizer": {"class_name": "Adam", "config": {"learning_rate": 3e-4}},
+                      "initial_weights": {"preset": str(start_from), "sha256": sha256}}
+    return card
 
 
 def fit_distributed(model, strategy, train_data, validation_data, steps, validation_steps, epochs, callbacks, verbose):

@@ -208,7 +208,7 @@ def test_the_export_compresses_and_decompresses_without_keras_ae(trained, mnist_
 
 def test_the_family_declares_itself_and_the_zoo_cards_build_a_7x7_code():
     task = keras_ae.models.task_for(keras_ae.VQVAE)
-    assert task.short_name == "vqvae" and task.commands() == ("info", "evaluate", "export", "reconstruct", "score")
+    assert task.short_name == "vqvae" and task.commands() == ("info", "evaluate", "export", "reconstruct", "score", "embed")
     for name in ("vqvae_mnist", "vqvae_fashion_mnist"):
         model = cards.build_model(keras_ae.model_card(name))
         assert model.code_positions == (7, 7) and model.bits_per_image == 392

@@ -70,7 +70,7 @@ class Task:
         method of its model: `sample`, `denoise`, `recommend`)."""
         found = ["info", "evaluate", "export"]
         if cls.data_kind != "ratings":
-            found += ["reconstruct", "score"]
+            found += ["reconstruct", "score", "embed"]
         return tuple(found + [name for name in ("sample", "denoise", "recommend") if callable(getattr(cls.family, name, None))])
 
     def measure(self, examples, inputs, targets=None):
