@@ -373,8 +373,7 @@ def conv1d(
             that do not divide by `strides ** len(filters)` are padded and cropped back, as in `conv`.
         latent_dim: size of the code.
         filters, kernel_size, strides, dense_units: as in `conv`.
-        activation, code_activation, output_activation, batch_norm, dropout, kernel_regularizer, variational, scaling,
-        seed, dtype: as in `dense`.
+        activation, code_activation, output_activation, batch_norm, dropout, kernel_regularizer, variational, scaling, seed, dtype: as in `dense`.
     """
     input_shape = tuple(input_shape)
     if len(input_shape) not in (1, 2):

@@ -58,8 +58,9 @@ class AutoRec(BaseAutoencoder):
         input_dropout: in training, the share of an item's observed ratings hidden from its input but kept in its loss
             (masking noise, as in Strub & Mary 2016), so the network learns to predict ratings it does not see.
         code_dropout: dropout on the code in training (as in Kuchaiev & Ginsburg 2017).
-        Other arguments as in `BaseAutoencoder`. `user_ids` (a weight, saved with the model) maps input positions to the
-        dataset's own user ids; set it with `set_user_ids`.
+        **kwargs: as in `BaseAutoencoder`.
+
+    `user_ids` (a weight, saved with the model) maps input positions to the dataset's own user ids; set it with `set_user_ids`.
     """
 
     metric_names = ("loss", "reconstruction_loss")

@@ -90,7 +90,7 @@ class ConditionalVAE(VAE):
         encoder, decoder: an ordinary VAE pair (e.g. `keras_ae.networks.conv(..., variational=True)`), widened here to
             read the one-hot label (see the module's docstring), or a pair already widened.
         num_classes: how many classes the labels name.
-        Other arguments as in `VAE`.
+        **kwargs: as in `VAE`.
     """
 
     uses_y = True

@@ -24,7 +24,7 @@ class DenoisingAutoencoder(Autoencoder):
             `noise_level` fraction of values) or `"salt_and_pepper"` (set a `noise_level` fraction
             of values to 0 or 1 at random).
         noise_level: standard deviation or fraction, by `noise`.
-        Other arguments as in `Autoencoder`.
+        **kwargs: as in `Autoencoder`.
     """
 
     def __init__(self, encoder, decoder, noise="gaussian", noise_level=0.5, **kwargs):

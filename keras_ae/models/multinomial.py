@@ -37,8 +37,9 @@ class MultDAE(BaseAutoencoder):
     Args:
         encoder, decoder: see `BaseAutoencoder`; the decoder returns one logit per item.
         input_dropout: fraction of the history dropped in training.
-        Other arguments as in `BaseAutoencoder`. `item_ids` (a weight, saved with the model) maps columns to the
-        dataset's own item ids; set it with `set_item_ids`.
+        **kwargs: as in `BaseAutoencoder`.
+
+    `item_ids` (a weight, saved with the model) maps columns to the dataset's own item ids; set it with `set_item_ids`.
     """
 
     metric_names = ("loss", "reconstruction_loss")
@@ -120,7 +121,7 @@ class MultVAE(MultDAE):
         beta_cap: the largest KL weight (0.2 in the paper).
         total_anneal_steps: training steps over which the KL weight rises linearly to 1 (capped at `beta_cap`);
             the step counter is a model variable, saved with it.
-        Other arguments as in `MultDAE`.
+        **kwargs: as in `MultDAE`.
     """
 
     metric_names = ("loss", "reconstruction_loss", "kl_loss")

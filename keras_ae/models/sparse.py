@@ -23,7 +23,7 @@ class SparseAutoencoder(Autoencoder):
             KL(target || mean activation over the batch); needs codes in [0, 1], e.g. sigmoid).
         target: the desired mean activation for `"kl"`.
         sparsity_weight: multiplier of the penalty.
-        Other arguments as in `Autoencoder`.
+        **kwargs: as in `Autoencoder`.
     """
 
     metric_names = ("loss", "reconstruction_loss", "sparsity_loss", "mean_activation")

@@ -39,7 +39,7 @@ class VAE(BaseAutoencoder):
         objective: `"elbo"`, or `"iwae"`: train on the `samples`-sample importance-weighted bound (Burda et al. 2015),
             with warm-up weighting log p(z) - log q(z|x) inside each weight by the current beta.
         samples: draws per example of the `"iwae"` objective.
-        Other arguments as in `BaseAutoencoder`.
+        **kwargs: as in `BaseAutoencoder`.
     """
 
     metric_names = ("loss", "reconstruction_loss", "kl_loss")

@@ -42,7 +42,7 @@ class VQVAE(BaseAutoencoder):
         num_embeddings: codebook size K.
         commitment_cost: weight beta of the commitment loss.
         ema_decay: decay of the codebook's moving averages.
-        Other arguments as in `BaseAutoencoder`.
+        **kwargs: as in `BaseAutoencoder`.
     """
 
     metric_names = ("loss", "reconstruction_loss", "commitment_loss", "perplexity")
