@@ -308,7 +308,7 @@ def test_too_few_examples_are_refused_with_the_numbers(tmp_path, capsys):
 # 15. Options that would do nothing are refused, and never written into a card.
 
 @pytest.mark.parametrize("options, expected", [
-    (["--data", "TABLE", "--threshold-percentile", "90"], "--threshold-percentile sets the anomaly threshold of a detector"),
+    (["--data", "TABLE", "--threshold-percentile", "90"], "is set for a detector of --normal-label's examples"),
     (["--data", "TABLE", "--image-size", "8x8"], "--image-size is for a folder of images; "),
     (["--data", "TABLE", "--color-mode", "rgb"], "--color-mode is for a folder of images; "),
     (["--data", "FOLDER", "--label-column", "0"], "--label-column is for a table; "),
@@ -333,7 +333,7 @@ def test_the_library_refuses_them_in_its_own_terms(tmp_path):
     table = write_table(tmp_path / "t.csv", np.random.default_rng(0).random((20, 8)).round(4))
     with pytest.raises(ValueError, match="^image_size is for a folder of images; .*t.csv is a table"):
         card_for_data(str(table), image_size=(8, 8))
-    with pytest.raises(ValueError, match="^threshold_percentile sets"):
+    with pytest.raises(ValueError, match="^a threshold .* is set for a detector of normal_label's examples"):
         card_for_data(str(table), threshold_percentile=95.0)
     card = card_for_data(str(table))
     assert "image_size" not in card["data"] and "anomaly" not in card
