@@ -82,3 +82,16 @@ def test_the_command_exports_each_format_and_refuses_an_unknown_one(tmp_path, ca
     with pytest.raises(InputError, match="Unknown export format 'coreml'"):
         keras_ae.export(keras_ae.load("ae_mnist"), tmp_path / "library", format="coreml")
     assert not (tmp_path / "other").exists() and not (tmp_path / "library").exists()
+
+
+def test_the_export_benchmark_times_every_format(tmp_path, monkeypatch):
+    import export_benchmark
+
+    monkeypatch.setattr(export_benchmark, "ENTRIES", {"ae_ecg5000": "ecg5000"})
+    monkeypatch.setattr(export_benchmark, "ROUNDS", 1)
+    monkeypatch.setattr(export_benchmark, "CALLS", 2)
+    monkeypatch.setattr(export_benchmark, "RESULTS", tmp_path / "export.json")
+    export_benchmark.main()
+    results = __import__("json").loads((tmp_path / "export.json").read_text())["ae_ecg5000"]
+    assert set(results) == {"savedmodel", "litert", "onnx"}
+    assert all(value["bytes"] > 10_000 and 0 < value["batch_1_ms"] and 0 < value["batch_256_ms"] for value in results.values())
