@@ -161,20 +161,14 @@ def load_arrays(name, split="train", data_dir=None):
 def is_path(source, data_dir=None):
     """Whether `source` is read as a path rather than a dataset name: a `Path`; text with a folder separator, a leading
     . or ~, or a file suffix we read; or a bare name of an existing file or folder (`"photos"`). A bare name that is also
-    a local dataset is read as the path, with a warning that says so."""
+    a local dataset is read as the path (`source_arrays` says so when it reads it)."""
     if isinstance(source, os.PathLike):
         return True
     if not isinstance(source, str):
         return False
     if "/" in source or os.sep in source or source.startswith((".", "~")) or Path(source).suffix.lower() in TABLE_SUFFIXES + ARRAY_SUFFIXES:
         return True
-    if not Path(source).exists():
-        return False
-    if DATASET_NAME.fullmatch(source) and local_directory(source, data_dir) is not None:
-        warnings.warn(f"{source!r} is both a file or folder here and a dataset in {local_directory(source, data_dir)}: "
-                      f"reading the path {Path(source).resolve()}; pass ./{source} or the dataset's folder to be explicit.",
-                      stacklevel=3)
-    return True
+    return Path(source).exists()
 
 
 def read_path(path, image_size=None, color_mode="grayscale", on_error="raise", label_column=None, columns=None, header="infer"):
@@ -204,6 +198,10 @@ def source_arrays(source, base, data_dir=None, **read_options):
     if is_path(source, data_dir):
         if base == "test":
             raise InputError(f"{source} is one set: use split 'train' (all of it), or 'validation' with validation_split.")
+        dataset = isinstance(source, str) and DATASET_NAME.fullmatch(source) and local_directory(source, data_dir)
+        if dataset:  # a bare name, both a file or folder here and a local dataset: the path is read
+            warnings.warn(f"{source!r} is both a file or folder here and a dataset in {dataset}: reading the path "
+                          f"{Path(source).resolve()}; pass ./{source} or the dataset's folder to be explicit.", stacklevel=3)
         return read_path(source, **read_options)[:2]
     if local_directory(source, data_dir) is None:
         return None

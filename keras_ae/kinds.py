@@ -60,17 +60,16 @@ class Examples:
         examples, labels = zip(*dataset.as_numpy_iterator())
         return np.concatenate(examples), np.concatenate(labels)
 
-    def measured(self, examples, labels, binarize):
-        """What `Task.measure` takes of examples and their labels: {examples, inputs, targets}."""
-        inputs = np.asarray(data.binarize_images(examples, binarize)) if binarize else examples
-        return {"examples": examples, "inputs": inputs, "targets": labels if self.with_labels else None}
+    def measured(self, examples, inputs, labels):
+        """{examples, inputs, targets, labels} as `Task.measure` and the shared measures take them."""
+        return {"examples": examples, "inputs": inputs, "targets": labels if self.with_labels else None, "labels": labels}
 
     def measure_arrays(self, card, split, limit=None, data_dir=None):
         """{examples, inputs, targets, labels} of a card's split (the first `limit` examples) for `Task.measure`."""
         examples, labels = self.arrays(card, split, limit, data_dir=data_dir)
         mode = EVALUATION_BINARIZATION[card["data"].get("binarize")]
         inputs = self.arrays(card, split, limit, binarize=mode, data_dir=data_dir)[0] if mode else examples
-        return {"examples": examples, "inputs": inputs, "targets": labels if self.with_labels else None, "labels": labels}
+        return self.measured(examples, inputs, labels)
 
     def bundled(self, card, input_shape):
         """The package's bundled sample of the card's dataset, for the demo: the same dict as `measure_arrays`, or None."""
@@ -79,7 +78,8 @@ class Examples:
             return None
         examples, labels = data.bundled_sample(name)
         examples = examples.reshape((len(examples), *input_shape))
-        return {**self.measured(examples, labels, EVALUATION_BINARIZATION[card["data"].get("binarize")]), "labels": labels}
+        mode = EVALUATION_BINARIZATION[card["data"].get("binarize")]
+        return self.measured(examples, np.asarray(data.binarize_images(examples, mode)) if mode else examples, labels)
 
     def adapt(self, model, spec, data_dir=None):
         """Fit to a trained model what it keeps of its data beyond its weights (nothing, for examples)."""

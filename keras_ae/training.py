@@ -147,7 +147,8 @@ def train(
         worker = strategy.cluster_resolver.task_id if multi_worker else 0
         backup_dir = str(backup_dir) if worker == 0 else f"{backup_dir}/worker-{worker}"
         fingerprint = backup_fingerprint(card, splits, batch_size, precision)
-        check_backup(backup_dir, fingerprint, epochs, schedule_epochs=epochs if recipe.get("learning_rate_schedule") else None)
+        schedule_epochs = epochs if recipe.get("learning_rate_schedule") else None  # a schedule binds the backup to its epochs
+        check_backup(backup_dir, fingerprint, epochs, schedule_epochs=schedule_epochs)
     seed = recipe.get("seed", 0)
     kind = kinds.of(cards.task_of(card))
     examples_per_epoch = kind.count(spec, splits["train"], seed=seed, data_dir=data_dir)
@@ -172,7 +173,7 @@ def train(
         stopping = keras.callbacks.EarlyStopping("val_loss", patience=int(recipe["early_stopping_patience"]), restore_best_weights=True)
         callbacks.append(stopping)
     if backup_dir is not None:
-        write_fingerprint(backup_dir, fingerprint, epochs if recipe.get("learning_rate_schedule") else None)
+        write_fingerprint(backup_dir, fingerprint, schedule_epochs)
         callbacks.append(BoundBackup(backup_dir))
     start = time.perf_counter()
     if multi_worker:

@@ -24,6 +24,7 @@ from keras import ops
 from keras_ae import losses, metrics
 from keras_ae.errors import InputError
 from keras_ae.models.base import MAX_EXPORTED_SAMPLES, dtype_name, per_batch
+from keras_ae.models.task import named_code
 from keras_ae.models.vae import VAE, VAETask, negative_log_mean_weight
 
 
@@ -298,7 +299,7 @@ class ConditionalVAETask(VAETask):
 
         return {
             "serve": (lambda x, labels: model(x, labels, training=False), [x, labels]),
-            "encode": (lambda x, labels: dict(zip(("z_mean", "z_log_var"), model.encode(x, labels))), [x, labels]),
+            "encode": (lambda x, labels: named_code(model.encode(x, labels)), [x, labels]),
             "decode": (lambda z, labels: model.decode(z, labels), [z, labels]),
             "anomaly_score": (lambda x, labels: model.anomaly_score(x, labels), [x, labels]),
             "sample": (sample, [labels, tf.TensorSpec([], tf.int32, name="seed")]),

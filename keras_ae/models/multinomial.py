@@ -187,11 +187,3 @@ class MultDAETask(RecommenderTask):
     @classmethod
     def card_columns(cls):
         return {"NDCG@100": lambda measured: metric_text(measured, "ndcg@100", 3)}
-
-    def export_endpoints(self):
-        """The recommender's endpoints; a Mult-VAE's `encode` returns `z_mean` and `z_log_var`."""
-        model = self.model
-        endpoints = super().export_endpoints()
-        if len(model.encoder.outputs) == 2:
-            endpoints["encode"] = (lambda x: dict(zip(("z_mean", "z_log_var"), model.encode(x))), endpoints["encode"][1])
-        return endpoints

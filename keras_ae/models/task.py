@@ -27,6 +27,11 @@ def metric_text(measured, key, digits):
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def named_code(code):
+    """A code as an exported `encode` returns it: a variational encoder's pair as `z_mean` and `z_log_var`, else as is."""
+    return dict(zip(("z_mean", "z_log_var"), code)) if isinstance(code, (tuple, list)) else code
+
+
 def task_for(family):
     """The task class of a model class (or model): its own, else that of its nearest ancestor that has one."""
     family = family if isinstance(family, type) else type(family)
@@ -108,7 +113,7 @@ class Task:
         z = tf.TensorSpec([None, *model.code_shape], tf.float32, name="z")
         return {
             "serve": (lambda x: model(x, training=False), [x]),
-            "encode": (lambda x: model.encode(x), [x]),
+            "encode": (lambda x: named_code(model.encode(x)), [x]),
             "decode": (lambda z: model.decode(z), [z]),
             "anomaly_score": (lambda x: model.anomaly_score(x), [x]),
         }

@@ -240,17 +240,15 @@ class VAETask(Task):
         }
 
     def export_endpoints(self):
-        """The common endpoints, `encode` returning `z_mean` and `z_log_var`, and `sample(count, seed)`."""
+        """The common endpoints (`encode` returning `z_mean` and `z_log_var`) and `sample(count, seed)`."""
         model = self.model
         endpoints = super().export_endpoints()
-        signature = endpoints["encode"][1]
 
         def sample(count, seed):
             tf.debugging.assert_less_equal(count, MAX_EXPORTED_SAMPLES, message=f"count must be at most {MAX_EXPORTED_SAMPLES}")
             z = tf.random.stateless_normal(tf.concat([[count], model.code_shape], axis=0), seed=tf.stack([seed, 0]))
             return tf.cond(count > 0, lambda: model.decode(z), lambda: tf.zeros((0, *model.input_shape_per_example)))
 
-        endpoints["encode"] = (lambda x: dict(zip(("z_mean", "z_log_var"), model.encode(x))), signature)
         endpoints["sample"] = (sample, [tf.TensorSpec([], tf.int32, name="count"), tf.TensorSpec([], tf.int32, name="seed")])
         return endpoints
 
