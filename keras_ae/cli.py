@@ -713,7 +713,8 @@ def _one_line(error):
 # command shows the option its user passes instead (`--image-size`), and drops advice to use an option it does not have.
 COMMAND_OPTIONS = {
     "train": {"image_size": "--image-size", "color_mode": "--color-mode", "label_column": "--label-column",
-              "normal_label": "--normal-label", "only_label": "--normal-label", "threshold_percentile": "--threshold-percentile"},
+              "normal_label": "--normal-label", "only_label": "--normal-label", "threshold_percentile": "--threshold-percentile",
+              "contamination": "--contamination"},
     "score": {"label_column": "--label-column"},
 }
 

@@ -502,8 +502,8 @@ def card_for_data(
         raise InputError(f"Unknown threshold rule {threshold_rule!r}; expected one of {sorted(THRESHOLD_RULES)}.")
     if contamination is not None:
         if threshold_percentile is not None or threshold_rule != "percentile":
-            raise InputError("contamination sets the percentile threshold (100 x (1 - contamination)); give it alone, without "
-                             "threshold_percentile or another threshold rule")
+            raise InputError("contamination sets the percentile threshold (100 x (1 - the expected share of anomalies)); give it "
+                             "alone, without threshold_percentile or another threshold rule")
         if not 0.0 < float(contamination) < 0.5:
             raise InputError(f"contamination is the expected share of anomalies, between 0 and 0.5; got {contamination!r}.")
         threshold_percentile = 100.0 * (1.0 - float(contamination))
