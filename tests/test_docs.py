@@ -1,5 +1,5 @@
 """The documentation site builds strictly, every internal link and image of every page resolves, the API reference lists
-every public class, the zoo's pages are the cards' own, and the home page renders in headless Chromium."""
+every public class, the zoo's, families' and command reference pages are generated from their sources, and the home page renders in headless Chromium."""
 
 import html.parser
 import subprocess
@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import docs_cli
+import docs_families
 import docs_zoo
 import keras_ae
 from keras_ae import cards
@@ -58,10 +60,17 @@ def test_every_internal_link_and_image_of_every_page_resolves(site):
     assert not broken, broken[:20]
 
 
-def test_the_api_reference_lists_every_public_class(site):
+def test_the_api_reference_and_family_pages_list_every_public_class(site):
     page = (site / "api" / "index.html").read_text(encoding="utf-8")
     public = [name for name in keras_ae.models.__all__ if name[:1].isupper() and name != "VariationalAutoencoder"]
-    missing = [name for name in public if f"keras_ae.models.{getattr(keras_ae.models, name).__module__.split('.')[-1]}.{name}" not in page]
+
+    def documented(name):  # a model class on its family's page, the rest on the API page
+        module = getattr(keras_ae.models, name).__module__.split(".")[-1]
+        family_page = site / "families" / module / "index.html"
+        text = family_page.read_text(encoding="utf-8") if family_page.exists() else page
+        return f"keras_ae.models.{module}.{name}" in text
+
+    missing = [name for name in public if not documented(name)]
     assert not missing, missing
     for function in ("keras_ae.cards.load", "keras_ae.training.train", "keras_ae.exporting.export", "keras_ae.anomaly.Detector"):
         assert function in page, function
@@ -72,6 +81,28 @@ def test_the_zoo_pages_are_the_cards_own():
         assert (ROOT / "docs" / "zoo" / f"{name}.md").read_text() == docs_zoo.entry_page(name), \
             f"docs/zoo/{name}.md is stale: run python scripts/docs_zoo.py"
     assert sorted(path.stem for path in (ROOT / "docs" / "zoo").glob("*.md")) == cards.list_models()
+
+
+def test_the_family_pages_are_the_modules_own():
+    found = docs_families.families()
+    for module, classes in found.items():
+        assert (ROOT / "docs" / "families" / f"{module}.md").read_text() == docs_families.family_page(module, classes)[1], \
+            f"docs/families/{module}.md is stale: run python scripts/docs_families.py"
+    navigation = (ROOT / "mkdocs.yml").read_text()
+    assert all(f"families/{module}.md" in navigation for module in found), "a family page is missing from mkdocs.yml's nav"
+
+
+def test_each_family_page_names_what_its_zoo_entries_logged():
+    for classes in docs_families.families().values():
+        for family in classes:
+            for name, _ in docs_families.entries_of(family):
+                logged = {key.removeprefix("val_") for key in cards.model_card(name)["training"]["final_losses"]}
+                assert logged <= set(family.metric_names), (name, logged)
+
+
+def test_the_command_reference_is_the_parsers_own():
+    assert (ROOT / "docs" / "cli-reference.md").read_text() == docs_cli.reference(), \
+        "docs/cli-reference.md is stale: run python scripts/docs_cli.py"
 
 
 def test_the_home_page_renders_in_headless_chromium(site, tmp_path):

@@ -1,4 +1,16 @@
-"""The plain autoencoder: minimise reconstruction error."""
+"""The plain autoencoder: minimise reconstruction error.
+
+Paper: Hinton and Salakhutdinov 2006, "Reducing the Dimensionality of Data with Neural Networks" (Science 313).
+
+Objective, per example: the reconstruction error of decode(encode(x)) against x, mean squared error (`"mse"`) or binary
+cross-entropy (`"bce"`) summed over values.
+
+    encoder, decoder = keras_ae.networks.conv((28, 28, 1), 32)
+    model = keras_ae.Autoencoder(encoder, decoder, reconstruction="bce")
+    model.compile(optimizer="adam")
+    model.fit(keras_ae.data.load("mnist"), epochs=10)
+    codes = model.encode(images)
+"""
 
 import keras
 

@@ -1,4 +1,15 @@
-"""Denoising autoencoder: corrupt the input inside the train and test steps, reconstruct the clean one."""
+"""Denoising autoencoder: corrupt the input inside the train and test steps, reconstruct the clean one.
+
+Paper: Vincent et al. 2008, "Extracting and Composing Robust Features with Denoising Autoencoders" (ICML).
+
+Objective, per example: the reconstruction error of decode(encode(corrupt(x))) against the clean x. The corruption
+(Gaussian noise, masking or salt and pepper) is drawn afresh at each step; `predict`, `call` and `encode` never corrupt.
+
+    model = keras_ae.DenoisingAutoencoder(*keras_ae.networks.conv((28, 28, 1), 32), noise="gaussian", noise_level=0.3)
+    model.compile(optimizer="adam")
+    model.fit(keras_ae.data.load("mnist"), epochs=10)
+    cleaned = model.denoise(noisy_images)
+"""
 
 from pathlib import Path
 

@@ -1,4 +1,12 @@
-"""Sparse autoencoder: reconstruction plus a sparsity penalty on the code activations."""
+"""Sparse autoencoder: reconstruction plus a sparsity penalty on the code activations.
+
+Paper: Ng 2011, "Sparse autoencoder" (CS294A lecture notes), for the KL penalty; the L1 penalty is its common variant.
+
+Objective, per example: reconstruction error plus `sparsity_weight` x the penalty, either the sum of absolute code
+values (`"l1"`) or the sum over code units of KL(target || the unit's mean activation over the batch) (`"kl"`).
+
+    model = keras_ae.SparseAutoencoder(*keras_ae.networks.dense((784,), 64), sparsity="l1", sparsity_weight=1e-3)
+"""
 
 import keras
 import numpy as np

@@ -1,4 +1,18 @@
-"""Variational autoencoder: reparameterised sampling, KL term, beta and KL warm-up."""
+"""Variational autoencoder: reparameterised sampling, KL term, beta and KL warm-up; and the importance-weighted bound.
+
+Papers: Kingma and Welling 2014, "Auto-Encoding Variational Bayes" (ICLR); Burda et al. 2016, "Importance Weighted
+Autoencoders" (ICLR) for `objective="iwae"`; Higgins et al. 2017 (beta-VAE) for `beta`.
+
+Objective, per example: the negative ELBO, -E_q[log p(x|z)] + beta KL(q(z|x) || N(0, I)); or with `objective="iwae"`
+the negative k-sample bound -log (1/k) sum_i p(x, z_i) / q(z_i|x). Measured: the test NLL as the k-sample bound with a
+large k (`evaluation.iwae_samples`).
+
+    encoder, decoder = keras_ae.networks.conv((28, 28, 1), 32, variational=True)
+    model = keras_ae.VAE(encoder, decoder, likelihood="bernoulli")
+    model.compile(optimizer="adam")
+    model.fit(keras_ae.data.load("mnist", binarize="dynamic"), epochs=10)
+    digits = model.sample(16, seed=0)
+"""
 
 import math
 from pathlib import Path

@@ -1,4 +1,14 @@
-"""Vector-quantised autoencoder (VQ-VAE, van den Oord et al. 2017): a discrete code, and compression to its indices."""
+"""Vector-quantised autoencoder (VQ-VAE, van den Oord et al. 2017): a discrete code, and compression to its indices.
+
+Paper: van den Oord, Vinyals and Kavukcuoglu 2017, "Neural Discrete Representation Learning" (NeurIPS).
+
+Objective, per example: reconstruction error plus the commitment term `commitment_cost` x ||z_e - sg(e)||^2; the
+codebook follows the encoder outputs by exponential moving averages (`ema_decay`), not by gradients. Gradients pass the
+quantiser straight through. `compress` turns each image into its code indices.
+
+    encoder, decoder = keras_ae.networks.conv((28, 28, 1), 16, spatial_code=True)
+    model = keras_ae.VQVAE(encoder, decoder, num_embeddings=64)
+"""
 
 import math
 
