@@ -13,6 +13,8 @@ SAYS = {  # what each story prints when it has run to its end
     "vae_from_scratch": "reloaded",
     "fine_tune_a_zoo_entry": "codes (60, 32)",
     "recommendations_from_ratings": "recommended movie ids",
+    "denoise_scanned_digits": "picture written to",
+    "compress_images_with_vqvae": "JPEG quality",
 }
 
 
