@@ -57,8 +57,8 @@ def detector(family, network):
 
 CANDIDATES = {  # data kind -> {model: how to train it on a unit}; each model is scored by every anomaly.SCORES
     "images": {"conv ae": conv_autoencoder},
-    "signals": {"ae dense": detector("ae", "dense"), "ae conv1d": detector("ae", "conv1d")},
-    "tables": {"ae dense": detector("ae", "dense"), "dae dense": detector("dae", "dense")},
+    "signals": {"ae dense": detector("ae", "dense")},
+    "tables": {"ae dense": detector("ae", "dense")},
 }
 
 
@@ -176,13 +176,15 @@ def parse_args(argv):
     parser.add_argument("--suites", nargs="+", choices=list(SUITES), default=list(SUITES))
     parser.add_argument("--seeds", type=int, default=3, help="keras-ae and seeded peers run with seeds 0..N-1")
     parser.add_argument("--image-epochs", type=int, default=10, help="epochs of the image autoencoder")
+    parser.add_argument("--image-train-limit", type=int, help="a seeded sample of this many training images per class (default: all)")
+    parser.add_argument("--image-test-limit", type=int, help="the first this many test images (default: all 10,000)")
     parser.add_argument("--output-dir", default=str(BENCHMARKS), help="where anomaly_<suite>.json go")
     parser.add_argument("--quick", action="store_true", help="smoke run: one unit per suite, 1 image epoch, 2,000 test images")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1; got {args.seeds}")
     if args.quick:
-        args.image_epochs = 1
+        args.image_epochs, args.image_test_limit = 1, 2000
     return args
 
 
@@ -197,7 +199,7 @@ def main(argv=None):
     for name in args.suites:
         make_units, kind = SUITES[name]
         started, units = time.perf_counter(), []
-        for unit in make_units(args.quick):
+        for unit in make_units(args.quick, train_limit=args.image_train_limit, test_limit=args.image_test_limit):
             units.append(measure_unit(unit, kind, seeds, args.image_epochs))
             print(f"{name} {unit.dataset} class {unit.normal_class}: " + ", ".join(
                 f"{method} {np.mean(values):.4f}" for method, values in units[-1]["test"].items()) + f" {units[-1]['seconds']}",
@@ -209,7 +211,8 @@ def main(argv=None):
         suite["recommended"] = chosen[suite["kind"]]
         suite["wins"] = wins(suite, suite["recommended"])
         suite["markdown"] = markdown(name, suite)
-        payload = {"suite": name, **suite, "config": {"seeds": seeds, "image_epochs": args.image_epochs, "quick": args.quick,
+        payload = {"suite": name, **suite, "config": {"seeds": seeds, "image_epochs": args.image_epochs, "image_train_limit": args.image_train_limit,
+                                                       "image_test_limit": args.image_test_limit, "quick": args.quick,
                                                        "suites_in_run": args.suites},
                    "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, {len(tf.config.list_physical_devices('GPU'))} GPU",
                    "tensorflow": tf.__version__, "keras": keras.__version__, "command": command}

