@@ -1,8 +1,8 @@
 """keras-ae's anomaly detectors against PyOD's on four suites, in one run: images, heartbeats, UCR series, tables.
 
     pip install -e ".[bench]"
-    KERAS_AE_DATA=../shared/data python scripts/anomaly_benchmark.py --suites images --seeds 2 --image-epochs 10
-    KERAS_AE_DATA=../shared/data python scripts/anomaly_benchmark.py --suites ecg5000 ucr tables --seeds 3
+    KERAS_AE_DATA=../shared/data python scripts/anomaly_benchmark.py     # every suite, 3 seeds, the full image protocol
+    KERAS_AE_DATA=../shared/data python scripts/anomaly_benchmark.py --suites ecg5000 ucr --seeds 2   # the signal suites
 
 Each suite is a list of one-class units (`anomaly_suites.py`): one class is normal, every method is fitted on the same
 normal training examples and scores the whole test split, measured by AUROC (`keras_ae.metrics.auroc`). PyOD's KNN,
@@ -48,7 +48,7 @@ def conv_autoencoder(unit, seed, epochs):
 
 
 def detector(family, network):
-    """A candidate for rows: `keras_ae.anomaly.Detector` with its defaults (50 epochs, code 8), min-max scaled inside."""
+    """A candidate for rows: `keras_ae.anomaly.Detector` with its defaults (50 epochs, code 8; the image epochs do not apply)."""
     def fit(unit, seed, epochs):
         keras.utils.set_random_seed(seed)
         return anomaly.Detector(family=family, network=network, seed=seed).fit(unit.train).model_
