@@ -47,18 +47,18 @@ def conv_autoencoder(unit, seed, epochs):
     return model
 
 
-def detector(family, network):
-    """A candidate for rows: `keras_ae.anomaly.Detector` with its defaults (50 epochs, code 8; the image epochs do not apply)."""
+def detector(family, network, batch_size=64):
+    """A candidate for rows: `keras_ae.anomaly.Detector`, otherwise its defaults (50 epochs, code 8; the image epochs do not apply)."""
     def fit(unit, seed, epochs):
         keras.utils.set_random_seed(seed)
-        return anomaly.Detector(family=family, network=network, seed=seed).fit(unit.train).model_
+        return anomaly.Detector(family=family, network=network, batch_size=batch_size, seed=seed).fit(unit.train).model_
     return fit
 
 
 CANDIDATES = {  # data kind -> {model: how to train it on a unit}; each model is scored by every anomaly.SCORES
     "images": {"conv ae": conv_autoencoder},
     "signals": {"ae dense": detector("ae", "dense")},
-    "tables": {"ae dense": detector("ae", "dense")},
+    "tables": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16": detector("ae", "dense", batch_size=16)},
 }
 
 
