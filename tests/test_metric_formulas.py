@@ -32,6 +32,24 @@ def test_auroc_by_hand(scores, is_anomaly, expected):
     assert evaluate.auroc(scores, is_anomaly) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("levels", [None, 5, 2])  # continuous scores, then heavy ties
+def test_auroc_matches_scikit_learn_with_ties(levels):
+    from sklearn.metrics import roc_auc_score
+
+    generator = np.random.default_rng(levels or 0)
+    for size in (7, 60, 1001):
+        is_anomaly = generator.random(size) < 0.3
+        is_anomaly[:2] = (True, False)
+        scores = generator.normal(size=size) + is_anomaly
+        scores = np.round(scores * levels) / levels if levels else scores
+        assert evaluate.auroc(scores, is_anomaly) == pytest.approx(roc_auc_score(is_anomaly, scores), abs=1e-12)
+
+
+def test_auroc_refuses_a_single_class():
+    with pytest.raises(keras_ae.errors.InputError, match="needs anomalies and normal examples"):
+        evaluate.auroc([0.1, 0.2], [False, False])
+
+
 def test_the_kl_term_is_the_integral_of_the_scipy_densities():
     mean, log_var = np.array([[0.0, 1.5, -0.7]]), np.array([[0.0, -1.2, 0.9]])
     by_integral = 0.0
