@@ -98,6 +98,17 @@ def test_config_and_preset_round_trips_keep_the_model_and_its_prior(histories, t
     np.testing.assert_array_equal(loaded.recommend(histories[:3], k=4)[0], model.recommend(histories[:3], k=4)[0])
 
 
+def test_mixed_precision_trains_with_float32_losses(histories):
+    """As Mult-VAE: the layers compute in float16, the loss scale optimizer steps each half, the terms are float32."""
+    pair = networks.summed_dense((ITEMS,), 4, hidden_units=(16, 16), variational=True, output_activation="linear", seed=0,
+                                 dtype="mixed_float16")
+    model = keras_ae.RecVAE(*pair, seed=0, dtype="mixed_float16")
+    model.compile(optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(3e-3)))
+    history = model.fit(histories, batch_size=16, epochs=4, verbose=0)
+    assert all(np.isfinite(history.history["loss"])) and history.history["loss"][-1] < history.history["loss"][0]
+    assert all(value.dtype == "float32" for value in model.loss_terms(tf.constant(histories[:4]), training=False).values())
+
+
 @pytest.mark.parametrize("options, message", [
     ({"beta_cap": 0.2}, "takes no beta_cap"),
     ({"gamma": -1.0}, "gamma must be a number >= 0"),
