@@ -88,10 +88,10 @@ class RecVAE(MultVAE):
     def loss_terms(self, x, training, y=None):
         return self.objective(x, y, training=training, denoise=training)
 
-    def update(self, x, sample_weight, variables, denoise):
+    def update(self, x, y, sample_weight, variables, denoise):
         """One optimizer step on `variables` (the encoder's or the decoder's) of the batch's mean loss; its terms."""
         with tf.GradientTape() as tape:
-            terms = self.objective(x, None, training=True, denoise=denoise)
+            terms = self.objective(x, y, training=True, denoise=denoise)
             terms = {name: weighted_batch_mean(value, sample_weight) for name, value in terms.items()}
             loss = self.optimizer.scale_loss(scale_for_replicas(terms["loss"]))
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
@@ -99,14 +99,15 @@ class RecVAE(MultVAE):
 
     def train_step(self, data):
         """`encoder_updates` encoder steps on the history with input dropout, then one decoder step on the whole
-        history; the trackers take the decoder step's terms."""
-        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        history (each fitting the batch's held-out items where it has them, as `MultDAE`); the trackers take the decoder
+        step's terms."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = self.check_input(x)
         if not self.optimizer.built:  # on all weights at once: each update then steps a part of them
             self.optimizer.build(self.trainable_weights)
         for _ in range(self.encoder_updates):
-            self.update(x, sample_weight, self.encoder.trainable_weights, denoise=True)
-        terms = self.update(x, sample_weight, self.decoder.trainable_weights, denoise=False)
+            self.update(x, y, sample_weight, self.encoder.trainable_weights, denoise=True)
+        terms = self.update(x, y, sample_weight, self.decoder.trainable_weights, denoise=False)
         self.training_steps.assign_add(1)
         return self.update_trackers(terms, ops.shape(x)[0])
 
