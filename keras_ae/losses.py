@@ -65,6 +65,19 @@ def gaussian_log_density(z, mean, log_var):
     )
 
 
+def gaussian_mixture_log_density(z, components, weights):
+    """log sum_k weights[k] N(z_d; mean_k, exp(log_var_k)) per latent dimension d, summed over dimensions: a mixture
+    taken dimension by dimension, as RecVAE's composite prior is. `components` is [(mean, log_var)], each of z's shape
+    (or broadcasting to it)."""
+    z = ops.cast(z, "float32")
+    per_component = [
+        math.log(weight) - 0.5 * (math.log(2 * math.pi) + clamp_log_variance(log_var)
+                                  + ops.square(z - ops.cast(mean, "float32")) * ops.exp(-clamp_log_variance(log_var)))
+        for (mean, log_var), weight in zip(components, weights)
+    ]
+    return ops.sum(ops.logsumexp(ops.stack(per_component, axis=-1), axis=-1), axis=-1)
+
+
 def bernoulli_kl_divergence(target, mean_activation, epsilon=1e-7):
     """Sum over units of KL(Bernoulli(target) || Bernoulli(mean_activation))."""
     rho_hat = ops.clip(ops.cast(mean_activation, "float32"), epsilon, 1.0 - epsilon)

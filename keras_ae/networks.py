@@ -386,7 +386,54 @@ def conv1d(
     )
 
 
-BUILDERS = {"dense": dense, "conv": conv, "conv1d": conv1d}
+def summed_dense(
+    input_shape,
+    latent_dim,
+    hidden_units=(600, 600, 600, 600, 600),
+    activation="swish",
+    layer_norm_epsilon=0.1,
+    output_activation=None,
+    variational=False,
+    seed=None,
+    dtype=None,
+):
+    """RecVAE's encoder (Shenbin et al. 2020): dense layers of one width, each adding the sum of every earlier hidden
+    output to its own before the activation, then layer norm; and a decoder of one dense layer.
+
+    Args:
+        input_shape: shape of one example; flattened inside the encoder.
+        latent_dim: size of the code.
+        hidden_units: the encoder's hidden layer sizes, all equal (their outputs are summed).
+        activation: hidden activation (swish in the paper).
+        layer_norm_epsilon: the layer norms' epsilon (0.1 in the paper's code).
+        output_activation: decoder output activation (default: sigmoid, or linear if variational).
+        variational: encoder returns `[z_mean, z_log_var]`.
+        seed, dtype: as in `dense`.
+    """
+    input_shape, hidden_units = tuple(input_shape), tuple(hidden_units)
+    if not hidden_units or len(set(hidden_units)) != 1:
+        raise InputError(f"summed_dense needs hidden_units of one width (their outputs are summed); got {list(hidden_units)}.")
+    seeds = _LayerSettings(seed, dtype)
+    inputs = keras.Input(input_shape, name="x")
+    x = layers.Flatten(name="flatten", **seeds.plain())(inputs) if len(input_shape) > 1 else inputs
+    earlier = []
+    for index, units in enumerate(hidden_units):
+        x = layers.Dense(units, name=f"encoder_dense_{index}", **seeds.kernel())(x)
+        if earlier:
+            x = layers.Add(name=f"encoder_sum_{index}", **seeds.plain())([x, *earlier])
+        x = layers.Activation(activation, name=f"encoder_activation_{index}", **seeds.plain())(x)
+        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name=f"encoder_layer_norm_{index}", **seeds.plain())(x)
+        earlier.append(x)
+    encoder = keras.Model(inputs, _latent_heads(x, latent_dim, variational, activation, None, seeds), name="encoder")
+
+    code = keras.Input((latent_dim,), name="z")
+    steps = [("decoder_output", functools.partial(layers.Dense, math.prod(input_shape)))]
+    if len(input_shape) > 1:
+        steps.append(("decoder_output_reshape", functools.partial(layers.Reshape, input_shape)))
+    return encoder, keras.Model(code, _output_layers(code, steps, _output_activation(output_activation, variational), seeds), name="decoder")
+
+
+BUILDERS = {"dense": dense, "conv": conv, "conv1d": conv1d, "summed_dense": summed_dense}
 
 
 def build(kind, **kwargs):

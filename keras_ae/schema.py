@@ -20,7 +20,7 @@ from keras_ae.errors import InputError
 SPLIT_PATTERN = re.compile(r"^(?P<base>[a-z]+)(\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
 BINARIZE_MODES = (None, "static", "dynamic", "fixed")
 RATINGS_KINDS = ("implicit", "explicit")  # data.ratings: Liang et al.'s positives, or explicit ratings for AutoRec
-NETWORK_KINDS = ("conv", "conv1d", "dense")  # the builders of keras_ae.networks
+NETWORK_KINDS = ("conv", "conv1d", "dense", "summed_dense")  # the builders of keras_ae.networks
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")  # recipe.precision: Keras dtype policies, or auto
 
 MAX_INPUT_VALUES = 2**24  # values in one example: 16,777,216, e.g. 2048 x 2048 x 4
@@ -145,6 +145,9 @@ def parameter_estimate(network):
     if network["kind"] == "dense":
         widths = [math.prod(shape), *options["hidden_units"]]
         return 2 * sum(a * b for a, b in zip(widths, widths[1:])) + (heads + 1) * widths[-1] * latent
+    if network["kind"] == "summed_dense":
+        widths = [math.prod(shape), *options["hidden_units"]]
+        return sum(a * b for a, b in zip(widths, widths[1:])) + heads * widths[-1] * latent + latent * widths[0]
     *spatial, channels = shape if len(shape) > 1 else (*shape, 1)
     filters, kernel = list(options["filters"]), options["kernel_size"]
     taps = math.prod(kernel) if isinstance(kernel, list) else kernel ** len(spatial)
