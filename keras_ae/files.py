@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 from keras_ae.errors import InputError
@@ -129,15 +128,25 @@ def check_images_fit(folder, image_size=None, color_mode="grayscale", argument="
             _check_fits_in_memory(folder, files, image_size, color_mode, argument, example, held)
 
 
+def _files_under(root, recursive):
+    """Visible image files under `root` (searched recursively or not; symbolic links to folders not followed), sorted
+    by path as pathlib sorts paths (by their parts)."""
+    if recursive:
+        found = []
+        for directory, folders, names in os.walk(root):
+            folders[:] = [name for name in folders if not name.startswith(".")]
+            found.extend(os.path.join(directory, name) for name in names if not name.startswith("."))
+    else:
+        found = [entry.path for entry in os.scandir(root) if not entry.name.startswith(".") and not os.path.isdir(entry.path)]
+    found = [path for path in found if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS]
+    return [Path(path) for path in sorted(found, key=lambda path: path.split(os.sep))]
+
+
 def _image_files(folder):
     """(class folders, [(path, class index or None)]) as keras.utils.image_dataset_from_directory finds them."""
     class_folders = class_folders_of(folder)
-    groups = [(directory, directory.rglob("*"), index) for index, directory in enumerate(class_folders)]
-    groups = groups or [(folder, folder.iterdir(), None)]
-    return class_folders, [
-        (path, index) for root, found, index in groups
-        for path in sorted(found) if path.suffix.lower() in IMAGE_EXTENSIONS and not path.is_dir() and _visible(path, root)
-    ]
+    groups = [(directory, True, index) for index, directory in enumerate(class_folders)] or [(folder, False, None)]
+    return class_folders, [(path, index) for root, recursive, index in groups for path in _files_under(str(root), recursive)]
 
 
 END_MARKERS = {"PNG": (b"IEND\xaeB`\x82", 8), "JPEG": (b"\xff\xd9", 1024)}  # a whole file's last chunk, in its last bytes
@@ -154,11 +163,23 @@ class ImageFolder(NamedTuple):
     color_mode: str
 
 
+def _png_size(path):
+    """(height, width) from a PNG's IHDR chunk, if it has a PNG signature and is whole (ends with its IEND chunk), else
+    None (Pillow then reads the header, and names the fault)."""
+    with open(path, "rb") as handle:
+        head = handle.read(24)
+        handle.seek(max(0, os.fstat(handle.fileno()).st_size - 8))
+        tail = handle.read()
+    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or tail != END_MARKERS["PNG"][0]:
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
 def _probe(path):
     """(height, width) from an image's header, without decoding it; a PNG or JPEG without its end marker is truncated."""
-    kind = special_file(path)
-    if kind is not None:
-        raise OSError(f"{kind}, not a regular file")
+    size = _png_size(path)  # most images, read here in a few microseconds
+    if size is not None:
+        return size
     with Image.open(path) as image:
         width, height = image.size
         marker, tail = END_MARKERS.get(image.format, (None, 0))
@@ -203,6 +224,10 @@ def list_images(folder, image_size=None, color_mode="grayscale", on_error="raise
     _check_fits_in_memory(folder, files, image_size, color_mode, "image_size", "image_size=(64, 64)", held)
     kept, failures, first_of_size = [], [], {}
     for path, label in files:
+        kind = special_file(path)
+        if kind is not None:
+            failures.append((path, f"{kind}, not a regular file"))
+            continue
         try:
             size = _probe(path)
         except Exception as error:  # Pillow's format plugins raise many types (OSError, SyntaxError, struct.error...).
@@ -232,6 +257,8 @@ def decode_image(path, image_size, color_mode):
     """One image file as float32 (height, width, channels) in [0, 1], decoded in the TensorFlow graph (so a tf.data map
     runs it in parallel): scaled by its own bit depth (16-bit PNGs by 65535), alpha dropped, grey repeated for "rgb" and
     colour turned to ITU-R 601-2 luma for "grayscale", resized (bilinear, antialiased as Pillow does) to `image_size`."""
+    import tensorflow as tf  # here, so that reading cards and tables never imports TensorFlow
+
     contents = tf.io.read_file(path)
 
     def sixteen_bit_png():
