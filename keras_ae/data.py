@@ -181,7 +181,8 @@ class ImageFolderSource:
     def __init__(self, path, image_size=None, color_mode="grayscale", on_error="raise", held=None):
         self.found = files.list_images(path, image_size=image_size, color_mode=color_mode, on_error=on_error, held=held)
         self.count, self.labels = len(self.found.paths), self.found.labels
-        self.names = [str(Path(name).relative_to(path)) for name in self.found.paths]
+        root = len(str(path).rstrip(os.sep)) + 1
+        self.names = [name[root:] for name in self.found.paths]
         self.example_shape = (*self.found.image_size, files.CHANNELS[color_mode])
 
     def examples(self, indices, shuffle_seed=None):

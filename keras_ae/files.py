@@ -164,22 +164,40 @@ class ImageFolder(NamedTuple):
 
 
 def _png_size(path):
-    """(height, width) from a PNG's IHDR chunk, if it has a PNG signature and is whole (ends with its IEND chunk), else
-    None (Pillow then reads the header, and names the fault)."""
-    with open(path, "rb") as handle:
-        head = handle.read(24)
-        handle.seek(max(0, os.fstat(handle.fileno()).st_size - 8))
-        tail = handle.read()
-    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or tail != END_MARKERS["PNG"][0]:
+    """(height, width) from a PNG's IHDR chunk, if it is a regular file with a PNG signature, whole (ending with its IEND
+    chunk), else None (Pillow then reads the header, and names the fault). One open and two reads; never blocks on a FIFO."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        status = os.fstat(handle)
+        if not stat.S_ISREG(status.st_mode) or status.st_size < 33:
+            return None
+        head, tail = os.pread(handle, 24, 0), os.pread(handle, 8, status.st_size - 8)
+    finally:
+        os.close(handle)
+    if head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or tail != END_MARKERS["PNG"][0]:
         return None
     return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
 
 
-def _probe(path):
-    """(height, width) from an image's header, without decoding it; a PNG or JPEG without its end marker is truncated."""
+def _probe_or_fault(path):
+    """(height, width) of an image file, or (None, its fault in words)."""
     size = _png_size(path)  # most images, read here in a few microseconds
     if size is not None:
-        return size
+        return size, None
+    kind = special_file(path)
+    if kind is not None:
+        return None, f"{kind}, not a regular file"
+    try:
+        return _probe(path), None
+    except Exception as error:  # Pillow's format plugins raise many types (OSError, SyntaxError, struct.error...).
+        return None, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
+def _probe(path):
+    """(height, width) from an image's header, without decoding it; a PNG or JPEG without its end marker is truncated."""
     with Image.open(path) as image:
         width, height = image.size
         marker, tail = END_MARKERS.get(image.format, (None, 0))
@@ -224,14 +242,9 @@ def list_images(folder, image_size=None, color_mode="grayscale", on_error="raise
     _check_fits_in_memory(folder, files, image_size, color_mode, "image_size", "image_size=(64, 64)", held)
     kept, failures, first_of_size = [], [], {}
     for path, label in files:
-        kind = special_file(path)
-        if kind is not None:
-            failures.append((path, f"{kind}, not a regular file"))
-            continue
-        try:
-            size = _probe(path)
-        except Exception as error:  # Pillow's format plugins raise many types (OSError, SyntaxError, struct.error...).
-            failures.append((path, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))
+        size, fault = _probe_or_fault(path)
+        if fault is not None:
+            failures.append((path, fault))
             continue
         kept.append((path, label))
         first_of_size.setdefault(size, path)
