@@ -171,9 +171,10 @@ def command_train(args):
     if args.output:  # refused before any data is read, and again under the lock before training
         cards.check_preset_target(args.output, args.overwrite, "--output ")
     if args.data:
-        from keras_ae import files
+        from keras_ae import data, files
 
-        files.check_images_fit(args.data, args.image_size, args.color_mode or "grayscale", "--image-size", "64x64")
+        held = data.HELD_BATCHES * (args.batch_size or 128)  # the images a training stream holds at once
+        files.check_images_fit(args.data, args.image_size, args.color_mode or "grayscale", "--image-size", "64x64", held)
         card = card_for_data(
             args.data, family=args.family, network=args.network, latent_dim=args.latent_dim, epochs=args.epochs or 20,
             batch_size=args.batch_size or 128, normal_label=args.normal_label, threshold_percentile=args.threshold_percentile,
