@@ -257,7 +257,7 @@ class TableSource:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(indices)))
         if shuffle_seed is None:
             return dataset
-        return dataset.shuffle(min(len(indices), SHUFFLE_EXAMPLES), seed=shuffle_seed, reshuffle_each_iteration=True)
+        return dataset.shuffle(max(1, min(len(indices), SHUFFLE_EXAMPLES)), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def batches(self, batch_size):
         for features, _ in files.table_chunks(self.table, rows=batch_size):
