@@ -13,6 +13,8 @@ import logging
 import os
 import re
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -169,9 +171,10 @@ def command_train(args):
     if args.output:  # refused before any data is read, and again under the lock before training
         cards.check_preset_target(args.output, args.overwrite, "--output ")
     if args.data:
-        from keras_ae import files
+        from keras_ae import data, files
 
-        files.check_images_fit(args.data, args.image_size, args.color_mode or "grayscale", "--image-size", "64x64")
+        held = data.HELD_BATCHES * (args.batch_size or 128)  # the images a training stream holds at once
+        files.check_images_fit(args.data, args.image_size, args.color_mode or "grayscale", "--image-size", "64x64", held)
         card = card_for_data(
             args.data, family=args.family, network=args.network, latent_dim=args.latent_dim, epochs=args.epochs or 20,
             batch_size=args.batch_size or 128, normal_label=args.normal_label, threshold_percentile=args.threshold_percentile,
@@ -205,41 +208,57 @@ def command_evaluate(args):
 
 
 def _read_images(path, shape, source, image_size=None):
-    """A .png image (scaled by its bit depth; resized only to a card's recorded `image_size`, as its folders are) or a
-    .npy array of examples (floats, or uint8 0-255 pixels; other integers refused, as `keras_ae.files.read_array` does),
-    as floats. Only examples of the model's own `shape` are taken (grayscale images may leave out their channel axis),
-    never reshaped from a count of values."""
-    from keras_ae import files
+    """(count, batches of float examples) of a .png image (scaled by its bit depth; resized only to a card's recorded
+    `image_size`, as its folders are) or a .npy array of examples (memory-mapped; floats, or uint8 0-255 pixels; other
+    integers refused, as `keras_ae.files.open_array` does). Only examples of the model's own `shape` are taken (grayscale
+    images may leave out their channel axis), never reshaped from a count of values."""
+    from keras_ae import data, files
 
     path, shape = Path(path), tuple(shape)
     if path.suffix == ".npy":
-        array, _ = files.read_array(path)
+        found = data.open_path(path)
+        full_shape, batches = (found.count, *found.example_shape), found.batches(BATCH_SIZE)
     elif path.suffix.lower() == ".png":
         if len(shape) != 3 or shape[-1] not in (1, 3):
             raise InputError(f"{path} is an image; {source} takes examples of {_shape_text(shape)}, not images: give a .npy "
                              f"array of shape (n, {', '.join(map(str, shape))})")
-        array = files.read_image(path, image_size=image_size, color_mode="rgb" if shape[-1] == 3 else "grayscale")[None]
+        image = files.read_image(path, image_size=image_size, color_mode="rgb" if shape[-1] == 3 else "grayscale")[None]
+        full_shape, batches = image.shape, iter([image])
     else:
         raise InputError(f"INPUT must be a .png or .npy file; got {path.name}")
-    if array.shape[1:] == shape[:-1] and shape[-1:] == (1,) and len(shape) == 3:  # grayscale images without their channel axis
-        array = array[..., None]
-    if array.shape[1:] != shape:
-        raise InputError(_shape_fault(path, array, shape, source))
-    return np.asarray(array, "float32")
+    if full_shape[1:] == shape[:-1] and shape[-1:] == (1,) and len(shape) == 3:  # grayscale images without their channel axis
+        full_shape, batches = (*full_shape, 1), (batch[..., None] for batch in batches)
+    if full_shape[1:] != shape:
+        raise InputError(_shape_fault(path, full_shape, shape, source))
+    return full_shape[0], batches
 
 
-def _write_images(images, names, folder):
-    """One PNG per image (8-bit, grayscale or RGB) under `folder`, named after its input; return the folder."""
+def _write_images(batches, names, folder):
+    """One PNG per image (8-bit, grayscale or RGB) of `batches` under `folder`, named after its input, written as they come
+    into a staging folder beside `folder` and moved into place when all are written (none on an error); return the folder."""
+    import shutil
+
     from PIL import Image
 
-    from keras_ae import weights
-
     folder = Path(folder)
-    for image, name in zip(np.asarray(images), names):
-        pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype("uint8")
-        pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels
-        target = folder / Path(name).with_suffix(".png")
-        weights.atomic_copy(lambda temporary: Image.fromarray(pixels).save(temporary, format="PNG"), target)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".partial-{folder.name}-", dir=folder.parent))
+    try:
+        done = 0
+        for batch in batches:
+            for image in batch:
+                pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype("uint8")
+                pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels
+                target = staging / Path(names[done]).with_suffix(".png")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(target, format="PNG")
+                done += 1
+        for name in names:
+            relative = Path(name).with_suffix(".png")
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / relative, folder / relative)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
@@ -277,19 +296,36 @@ def _input_labels(card, text, count, input_path, names, found=None):
     return labels.astype("int32")
 
 
-def _each_batch(function, examples, labels, progress=None):
-    """`function(batch)` or, with labels, `function(batch, labels=...)` over `examples`, BATCH_SIZE at a time: a generator
-    of the outputs, as numpy arrays."""
-    for start in range(0, len(examples), BATCH_SIZE):
-        given = {} if labels is None else {"labels": labels[start:start + BATCH_SIZE]}
-        yield np.asarray(function(examples[start:start + BATCH_SIZE], **given))
+PROGRESS_EXAMPLES = 10_000  # inputs longer than this (or of a length unknown until read) show their progress
+PROGRESS_SECONDS = 1.0
+
+
+class _Progress:
+    """Examples done (of how many, where known) on standard error, at most once a second, for long inputs."""
+
+    def __init__(self, verb, total):
+        self.verb, self.total, self.shown = verb, total, time.monotonic()
+        self.on = total is None or total > PROGRESS_EXAMPLES
+
+    def update(self, done, last=False):
+        if self.on and (last or time.monotonic() - self.shown >= PROGRESS_SECONDS):
+            of = "" if self.total is None else f" of {self.total:,}"
+            print(f"\r{self.verb}: {done:,}{of} examples", end="\n" if last else "", file=sys.stderr, flush=True)
+            self.shown = time.monotonic()
+
+
+def _each_batch(function, batches, labels, progress=None):
+    """`function(batch)` or, with labels, `function(batch, labels=...)` over `batches` (numpy arrays, in input order): a
+    generator of the outputs, as numpy arrays; memory held is one batch."""
+    done = 0
+    for batch in batches:
+        given = {} if labels is None else {"labels": labels[done:done + len(batch)]}
+        yield np.asarray(function(batch, **given))
+        done += len(batch)
         if progress:
-            progress.update(min(start + BATCH_SIZE, len(examples)))
-
-
-def _in_batches(function, examples, labels, progress=None):
-    """`_each_batch`'s outputs concatenated."""
-    return np.concatenate(list(_each_batch(function, examples, labels, progress)))
+            progress.update(done)
+    if progress:
+        progress.update(done, last=True)
 
 
 def _refuse_existing(targets, overwrite):
@@ -327,18 +363,19 @@ def _check_file_output(input_path, out, overwrite):
 
 
 def _apply_to_folder(source, verb, folder, out, transform, labels_text=None, overwrite=False):
-    """Run `transform(model)` (a function of a batch) over a folder of images, as the model's card reads images, and
-    write one PNG per input; never into the input folder, nor over existing files unless `overwrite`."""
+    """Run `transform(model)` (a function of a batch) over a folder of images, as the model's card reads images, a batch
+    at a time, and write one PNG per input; never into the input folder, nor over existing files unless `overwrite`."""
     from keras_ae import cards, data
 
     card, _ = _family(source, verb)
     _check_folder_output(folder, out, [], overwrite)  # before reading anything
     options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in ("image_size", "color_mode")}
-    images, _, names = data.read_path(folder, **options)
-    _check_folder_output(folder, out, names, overwrite)
+    found = data.open_path(folder, **options)
+    _check_folder_output(folder, out, found.names, overwrite)
     model = cards.load(source)
-    outputs = _in_batches(transform(model), images, _input_labels(card, labels_text, len(images), folder, names))
-    print(f"wrote {len(names)} images to {_write_images(outputs, names, out)}")
+    labels = _input_labels(card, labels_text, found.count, folder, found.names)
+    outputs = _each_batch(transform(model), found.batches(BATCH_SIZE), labels, _Progress(verb, found.count))
+    print(f"wrote {found.count} images to {_write_images(outputs, found.names, out)}")
 
 
 def command_reconstruct(args):
@@ -348,16 +385,18 @@ def command_reconstruct(args):
         return _apply_to_folder(args.source, "reconstruct", args.input, args.out, lambda model: model, args.labels, args.overwrite)
     card, _ = _family(args.source, "reconstruct")
     model = cards.load(args.source)
-    images = _read_images(args.input, model.input_shape_per_example, args.source, card.get("data", {}).get("image_size"))
-    labels = _input_labels(card, args.labels, len(images), args.input, [])
+    count, batches = _read_images(args.input, model.input_shape_per_example, args.source, card.get("data", {}).get("image_size"))
+    labels = _input_labels(card, args.labels, count, args.input, [])
     _check_file_output(args.input, args.out, args.overwrite)
     if Path(args.out).suffix == ".npy":
-        written = _write_array_in_batches(args.out, images.shape, _each_batch(model, images, labels))
-        print(f"wrote {len(images)} reconstructions to {written}")
+        outputs = _each_batch(model, batches, labels, _Progress("reconstruct", count))
+        written = _write_array_in_batches(args.out, count, outputs)
+        print(f"wrote {count} reconstructions to {written}")
         return
-    if len(images) > MAX_GRID_IMAGES:
-        raise InputError(f"{args.input} holds {len(images):,} images, too many for one PNG grid (at most {MAX_GRID_IMAGES:,}); "
+    if count > MAX_GRID_IMAGES:
+        raise InputError(f"{args.input} holds {count:,} images, too many for one PNG grid (at most {MAX_GRID_IMAGES:,}); "
                          "write the reconstructions to a .npy file: --out reconstructions.npy")
+    images = np.concatenate(list(batches))
     print(f"wrote {plot.reconstructions(model, images, args.out, count=len(images), labels=labels)}")
 
 
@@ -381,13 +420,13 @@ def _shape_text(shape):
     return f"shape {tuple(shape)}"
 
 
-def _shape_fault(path, examples, expected, source):
+def _shape_fault(path, shape, expected, source):
     """Why the examples read from `path` do not fit a model whose examples have the shape `expected`, in words for what
     `path` is (a folder of images, a table, an array) and with the fix this command offers."""
     from keras_ae.data import TABLE_SUFFIXES
     from keras_ae.files import IMAGE_EXTENSIONS
 
-    got, expected, path = tuple(examples.shape[1:]), tuple(expected), Path(path)
+    got, expected, path = tuple(shape[1:]), tuple(expected), Path(path)
     if path.is_dir():
         return (f"{path} holds images of {_shape_text(got)}; {source} takes images of {_shape_text(expected)}: give images of "
                 "that size")
@@ -400,18 +439,19 @@ def _shape_fault(path, examples, expected, source):
         label = "; one column too many: if one is a label, pass --label-column (its name or index)" * (got[0] == expected[0] + 1)
         return f"{path} has {got[0]} feature columns; {source} takes {expected[0]}{label}"
     hint = ""
-    if tuple(examples.shape) == expected:
+    if tuple(shape) == expected:
         hint = "; for one example, give array[None]"
     elif got == expected[:-1] and expected[-1] == 1:
         hint = "; add the channel axis: array[..., None]"
-    return (f"{path} holds an array of shape {tuple(examples.shape)}; {source} takes examples of {_shape_text(expected)}: "
+    return (f"{path} holds an array of shape {tuple(shape)}; {source} takes examples of {_shape_text(expected)}: "
             f"give an array of shape (n, {', '.join(map(str, expected))}), one example per row{hint}")
 
 
-def _model_inputs(args, verb):
-    """(card, model, examples, labels, names) of a command that runs a model over a file, folder or table of inputs, read
-    as the preset's card reads its data (a table's layout, images' size and colours), in file order."""
-    from keras_ae import cards, data
+def _model_inputs(args, verb, counted=False):
+    """(card, model, found, labels) of a command that runs a model over a file, folder or table of inputs, read as the
+    preset's card reads its data (a table's layout, images' size and colours), streamed in file order: `found` is the
+    input's source (`keras_ae.data.open_path`). A table is counted first only if asked or the model takes labels."""
+    from keras_ae import cards, data, kinds
 
     card, _ = _family(args.source, verb)
     model = cards.load(args.source)
@@ -419,10 +459,17 @@ def _model_inputs(args, verb):
     options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in read_options}
     if args.label_column is not None:
         options["label_column"] = args.label_column
-    examples, found, names = data.read_path(args.input, **options)
-    if examples.shape[1:] != model.input_shape_per_example:
-        raise InputError(_shape_fault(args.input, examples, model.input_shape_per_example, args.source))
-    return card, model, examples, _input_labels(card, args.labels, len(examples), args.input, names, found), names
+    conditional = kinds.of(cards.task_of(card)).with_labels
+    found = data.open_path(args.input, counted=counted or conditional, **options)
+    if found.example_shape != model.input_shape_per_example:
+        raise InputError(_shape_fault(args.input, (found.count, *found.example_shape), model.input_shape_per_example, args.source))
+    labels = _input_labels(card, args.labels, found.count, args.input, found.names, found.labels) if conditional or args.labels else None
+    return card, model, found, labels
+
+
+def _name(found, index):
+    """An input's name: its file path relative to the folder, else its row number."""
+    return index if found.names is None else found.names[index]
 
 
 def command_embed(args):
@@ -430,44 +477,54 @@ def command_embed(args):
 
     if Path(args.out).suffix.lower() not in (".csv", ".npy"):
         raise InputError(f"--out must end in .csv (a row per input, with its name) or .npy (the codes alone); got {args.out}")
-    _, model, examples, labels, names = _model_inputs(args, "embed")
-    codes = _in_batches(model.embed, examples, labels)
+    _, model, found, labels = _model_inputs(args, "embed", counted=args.out.lower().endswith(".npy"))
+    codes = _each_batch(model.embed, found.batches(BATCH_SIZE), labels, _Progress("embed", found.count))
     if args.out.lower().endswith(".npy"):
-        files.atomic_copy(lambda temporary: np.save(open(temporary, "wb"), codes), args.out)
-        print(f"wrote {len(codes)} codes of shape {codes.shape[1:]} to {args.out}, in the order of the inputs' names")
+        _write_array_in_batches(args.out, found.count, codes)
+        shape = np.load(args.out, mmap_mode="r").shape[1:]
+        print(f"wrote {found.count} codes of shape {shape} to {args.out}, in the order of the inputs' names")
         return
-    flat = codes.reshape(len(codes), -1)
+    written = {"rows": 0, "width": 0}
 
     def write(temporary):
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["input", *(f"code_{index}" for index in range(flat.shape[1]))])
-            writer.writerows([_as_text_cell(name), *(f"{value:.9g}" for value in row)] for name, row in zip(names, flat))
+            for batch in codes:
+                flat = batch.reshape(len(batch), -1)
+                if not written["rows"]:
+                    written["width"] = flat.shape[1]
+                    writer.writerow(["input", *(f"code_{index}" for index in range(flat.shape[1]))])
+                writer.writerows([_as_text_cell(_name(found, written["rows"] + offset)), *(f"{value:.9g}" for value in row)]
+                                 for offset, row in enumerate(flat))
+                written["rows"] += len(flat)
 
     files.atomic_copy(write, args.out)
-    print(f"wrote {len(codes)} codes of {flat.shape[1]} values to {args.out}")
+    print(f"wrote {written['rows']} codes of {written['width']} values to {args.out}")
 
 
 def command_score(args):
-    import keras
-
     from keras_ae import files
 
-    card, model, examples, labels, names = _model_inputs(args, "score")
+    card, model, found, labels = _model_inputs(args, "score")
     threshold = card.get("anomaly", {}).get("threshold")
-    progress = keras.utils.Progbar(len(examples), unit_name="example") if len(examples) > 10_000 else None
-    scores = _in_batches(model.anomaly_score, examples, labels, progress=progress).astype("float64").tolist()
     header = ["input", "score"] + ["is_anomaly"] * (threshold is not None)
-    rows = [[_as_text_cell(name), f"{score:.9g}", *([int(score > threshold)] if threshold is not None else [])]
-            for name, score in zip(names, scores)]
+    written = {"rows": 0, "flagged": 0}
 
     def write(temporary):  # the csv module quotes names holding commas, quotes or line breaks
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            csv.writer(handle).writerows([header, *rows])
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            for scores in _each_batch(model.anomaly_score, found.batches(BATCH_SIZE), labels, _Progress("score", found.count)):
+                scores = scores.astype("float64")
+                flags = [] if threshold is None else (scores > threshold).astype(int)
+                writer.writerows([_as_text_cell(_name(found, written["rows"] + offset)), f"{score:.9g}", *flags[offset:offset + 1]]
+                                 for offset, score in enumerate(scores.tolist()))
+                written["rows"] += len(scores)
+                written["flagged"] += int(np.sum(flags))
 
     files.atomic_copy(write, args.out)
-    flagged = f", {sum(score > threshold for score in scores)} above the card's threshold {threshold:.6g}" if threshold is not None else ""
-    print(f"wrote {len(scores)} scores to {args.out}{flagged}")
+    flagged = f", {written['flagged']} above the card's threshold {threshold:.6g}" if threshold is not None else ""
+    print(f"wrote {written['rows']} scores to {args.out}{flagged}")
 
 
 def _item_history(text):
@@ -513,14 +570,16 @@ def command_recommend(args):
         print(f"{rank:>3}. {int(item):>7}  {float(score):9.4f}  {titles.get(int(item), '')}".rstrip())
 
 
-def _write_array_in_batches(path, shape, batches):
-    """Stream `batches` (arrays of `shape[1:]`) into the .npy file `path`, whole or not at all; return the path."""
+def _write_array_in_batches(path, count, batches):
+    """Stream `batches` (arrays of one shape and type, `count` rows in all) into the .npy file `path`, whole or not at
+    all; return the path."""
     from keras_ae import weights
 
     def write(temporary):
-        array = np.lib.format.open_memmap(temporary, mode="w+", dtype="float32", shape=shape)
-        start = 0
+        array, start = None, 0
         for batch in batches:
+            if array is None:
+                array = np.lib.format.open_memmap(temporary, mode="w+", dtype=batch.dtype, shape=(count, *batch.shape[1:]))
             array[start:start + len(batch)] = batch
             start += len(batch)
         array.flush()
@@ -546,8 +605,9 @@ def command_sample(args):
     import keras
 
     generator = keras.random.SeedGenerator(args.seed)
-    batches = (np.asarray(model.sample(min(BATCH_SIZE, args.n - start), seed=generator)) for start in range(0, args.n, BATCH_SIZE))
-    print(f"wrote {args.n} samples to {_write_array_in_batches(args.out, (args.n, *model.input_shape_per_example), batches)}")
+    batches = (np.asarray(model.sample(min(BATCH_SIZE, args.n - start), seed=generator), "float32")
+               for start in range(0, args.n, BATCH_SIZE))
+    print(f"wrote {args.n} samples to {_write_array_in_batches(args.out, args.n, batches)}")
 
 
 def command_export(args):

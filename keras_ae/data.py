@@ -161,7 +161,7 @@ def load_arrays(name, split="train", data_dir=None):
 def is_path(source, data_dir=None):
     """Whether `source` is read as a path rather than a dataset name: a `Path`; text with a folder separator, a leading
     . or ~, or a file suffix we read; or a bare name of an existing file or folder (`"photos"`). A bare name that is also
-    a local dataset is read as the path (`source_arrays` says so when it reads it)."""
+    a local dataset is read as the path (`source_of` says so when it reads it)."""
     if isinstance(source, os.PathLike):
         return True
     if not isinstance(source, str):
@@ -171,41 +171,158 @@ def is_path(source, data_dir=None):
     return Path(source).exists()
 
 
-def read_path(path, image_size=None, color_mode="grayscale", on_error="raise", label_column=None, columns=None, header="infer"):
-    """Examples, labels (None without) and names (file paths, else row numbers) of a user's folder of images,
-    `.npy`/`.npz` array or `.csv`/`.tsv` table."""
+SHUFFLE_EXAMPLES = 10_000  # the shuffle buffer of a streamed table (parsed rows); images and arrays shuffle their indices
+HELD_BATCHES = 4  # decoded batches a stream holds at once (one being filled, prefetched ones): what must fit in memory
+
+
+class ImageFolderSource:
+    """A folder of images, streamed: listed (and every header read) once, each image decoded in the graph when used."""
+
+    def __init__(self, path, image_size=None, color_mode="grayscale", on_error="raise", held=None):
+        self.found = files.list_images(path, image_size=image_size, color_mode=color_mode, on_error=on_error, held=held)
+        self.count, self.labels = len(self.found.paths), self.found.labels
+        root = len(str(path).rstrip(os.sep)) + 1
+        self.names = [name[root:] for name in self.found.paths]
+        self.example_shape = (*self.found.image_size, files.CHANNELS[color_mode])
+
+    def examples(self, indices, shuffle_seed=None):
+        return _indexed(indices, shuffle_seed).map(
+            lambda index: (index, files.decode_image(tf.gather(self.paths, index), self.found.image_size, self.found.color_mode)),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    @property
+    def paths(self):
+        return tf.constant(self.found.paths)
+
+    def batches(self, batch_size):
+        dataset = self.examples(np.arange(self.count)).map(lambda _, image: image).batch(batch_size)
+        return dataset.prefetch(2).as_numpy_iterator()
+
+
+class ArraySource:
+    """A .npy array, memory-mapped (an .npz one read whole): examples are gathered a batch at a time when used."""
+
+    def __init__(self, path):
+        self.array, self.labels = files.open_array(path)
+        self.count, self.example_shape = len(self.array), tuple(self.array.shape[1:])
+        self.names = range(self.count)
+
+    def examples(self, indices, shuffle_seed=None):
+        def gather(chosen):  # rows read in file order from the mapped file, returned in the order asked
+            order = np.argsort(chosen)
+            rows = np.empty((len(chosen), *self.example_shape), np.float32)
+            rows[order] = files.as_float32(self.array[chosen[order]])
+            return rows
+
+        shape = (None, *self.example_shape)
+        batched = _indexed(indices, shuffle_seed).batch(READ_ROWS)
+        batched = batched.map(lambda chosen: (chosen, tf.ensure_shape(tf.numpy_function(gather, [chosen], tf.float32), shape)))
+        return batched.unbatch().apply(tf.data.experimental.assert_cardinality(len(indices)))
+
+    def batches(self, batch_size):
+        return (files.as_float32(self.array[start:start + batch_size]) for start in range(0, self.count, batch_size))
+
+
+class TableSource:
+    """A CSV/TSV table, streamed: parsed a chunk at a time when used. `counted` makes one pass at once, for the count
+    and the labels (and every fault, raised before any batch); without it they are unknown (None) until read."""
+
+    def __init__(self, path, label_column=None, columns=None, header="infer", counted=True):
+        self.table = files.open_table(path, label_column=label_column, columns=columns, header=header)
+        self.example_shape = (len(self.table.feature_indices),)
+        self.count = self.labels = None
+        if counted:
+            self.count, cells = 0, []
+            for features, labels in files.table_chunks(self.table):
+                self.count += len(features)
+                cells.extend(labels or ())
+            self.labels = files.label_values(cells) if self.table.label_index is not None else None
+        self.names = None if self.count is None else range(self.count)
+
+    def examples(self, indices, shuffle_seed=None):
+        """The rows at `indices` (sorted, as a path's splits are), read in file order; shuffled in a buffer of
+        `SHUFFLE_EXAMPLES` rows with `shuffle_seed`."""
+        kept = np.zeros(self.count, bool)
+        kept[indices] = True
+
+        def rows():
+            start = 0
+            for features, _ in files.table_chunks(self.table):
+                chosen = np.flatnonzero(kept[start:start + len(features)])
+                yield chosen + start, features[chosen]
+                start += len(features)
+
+        signature = (tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None, *self.example_shape), tf.float32))
+        dataset = tf.data.Dataset.from_generator(rows, output_signature=signature).unbatch()
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(indices)))
+        if shuffle_seed is None:
+            return dataset
+        return dataset.shuffle(max(1, min(len(indices), SHUFFLE_EXAMPLES)), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def batches(self, batch_size):
+        for features, _ in files.table_chunks(self.table, rows=batch_size):
+            yield features
+
+
+READ_ROWS = 1024  # array rows gathered from a memory-mapped file at a time
+
+
+def _indexed(indices, shuffle_seed):
+    """A dataset of example indices, wholly reshuffled each epoch with `shuffle_seed` (None: in order)."""
+    dataset = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64))
+    if shuffle_seed is None:
+        return dataset
+    return dataset.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+
+def open_path(path, image_size=None, color_mode="grayscale", on_error="raise", label_column=None, columns=None, header="infer",
+              held=None, counted=True):
+    """A user's folder of images, `.npy`/`.npz` array or `.csv`/`.tsv` table as a streamed source: its `count`, `labels`
+    (None without), `names` (file paths relative to a folder, else row numbers), `example_shape`, `examples(indices)`
+    (a tf.data.Dataset of float32 examples) and `batches(batch_size)` (numpy batches in file order)."""
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if path.is_dir():
-        images, labels, _, paths = files.read_images(path, image_size=image_size, color_mode=color_mode, on_error=on_error)
-        return images, labels, [str(Path(name).relative_to(path)) for name in paths]
+        return ImageFolderSource(path, image_size=image_size, color_mode=color_mode, on_error=on_error, held=held)
     if not path.exists() and not path.is_symlink():  # a broken link or a loop is read, and fails as an unreadable file
         raise FileNotFoundError(f"No such file or folder: {path}")
     files.refuse_special_file(path)  # a FIFO would block forever, a device never end
     if suffix in ARRAY_SUFFIXES:
-        examples, labels = files.read_array(path)
-    elif suffix in TABLE_SUFFIXES:
-        examples, labels, _ = files.read_table(path, label_column=label_column, columns=columns, header=header)
-    else:
-        raise InputError(
-            f"{path}: expected a folder of images, a {'/'.join(ARRAY_SUFFIXES)} array or a {'/'.join(TABLE_SUFFIXES)} table."
-        )
-    return examples, labels, [str(row) for row in range(len(examples))]
+        return ArraySource(path)
+    if suffix in TABLE_SUFFIXES:
+        return TableSource(path, label_column=label_column, columns=columns, header=header, counted=counted)
+    raise InputError(
+        f"{path}: expected a folder of images, a {'/'.join(ARRAY_SUFFIXES)} array or a {'/'.join(TABLE_SUFFIXES)} table."
+    )
 
 
-def source_arrays(source, base, data_dir=None, **read_options):
-    """Examples and labels behind a named local dataset's split or a path, or None for a TFDS source."""
-    if is_path(source, data_dir):
-        if base == "test":
-            raise InputError(f"{source} is one set: use split 'train' (all of it), or 'validation' with validation_split.")
-        dataset = isinstance(source, str) and DATASET_NAME.fullmatch(source) and local_directory(source, data_dir)
-        if dataset:  # a bare name, both a file or folder here and a local dataset: the path is read
-            warnings.warn(f"{source!r} is both a file or folder here and a dataset in {dataset}: reading the path "
-                          f"{Path(source).resolve()}; pass ./{source} or the dataset's folder to be explicit.", stacklevel=3)
-        return read_path(source, **read_options)[:2]
+def source_arrays(source, base, data_dir=None):
+    """Examples and labels of a named local dataset's split, or None for a TensorFlow Datasets source."""
     if local_directory(source, data_dir) is None:
         return None
     return load_arrays(source, "train" if base == "validation" else base, data_dir)
+
+
+def source_of(source, base, data_dir=None, **read_options):
+    """The streamed source of a path (after refusing a test split of it), or None for a dataset name."""
+    if not is_path(source, data_dir):
+        return None
+    if base == "test":
+        raise InputError(f"{source} is one set: use split 'train' (all of it), or 'validation' with validation_split.")
+    dataset = isinstance(source, str) and DATASET_NAME.fullmatch(source) and local_directory(source, data_dir)
+    if dataset:  # a bare name, both a file or folder here and a local dataset: the path is read
+        warnings.warn(f"{source!r} is both a file or folder here and a dataset in {dataset}: reading the path "
+                      f"{Path(source).resolve()}; pass ./{source} or the dataset's folder to be explicit.", stacklevel=3)
+    return open_path(source, **read_options)
+
+
+def path_split_indices(found, base, start, stop, validation_split, seed, only_label, source):
+    """The rows of a path's split, in file order (a split is carved by a seeded draw, then kept in the file's order)."""
+    if found.labels is None and only_label is not None:
+        raise InputError(f"{source} has no labels (no class subfolders, label_column or labels array); drop only_label.")
+    labels = np.full(found.count, -1, np.int64) if found.labels is None else found.labels
+    indices = np.sort(local_split_indices(found.count, base, start, stop, validation_split, seed))
+    return kept_indices(labels, indices, only_label, source)
 
 
 TFDS_HOST = ("storage.googleapis.com", 443)  # where TensorFlow Datasets downloads from
@@ -351,12 +468,21 @@ def load(
     if drop_remainder is None:
         drop_remainder = isinstance(tf.distribute.get_strategy(), (tf.distribute.TPUStrategy,))
 
-    arrays = source_arrays(source, base, data_dir, **read_options)
-    if arrays is not None:
+    found = source_of(source, base, data_dir, held=HELD_BATCHES * batch_size, **read_options)
+    arrays = None if found is not None else source_arrays(source, base, data_dir)
+    if found is not None:  # a user's path, streamed: examples decoded or parsed as the batches are made
+        indices = path_split_indices(found, base, start, stop, validation_split, seed, only_label, source)
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            indices = indices[input_context.input_pipeline_id::input_context.num_input_pipelines]
+        labels = tf.constant(np.full(found.count, -1, np.int64) if found.labels is None else found.labels)
+        dataset = found.examples(indices, seed if shuffle and not cache else None)
+        scale = 1.0
+
+        def gather(batch):
+            return batch[0], batch[1], tf.gather(labels, batch[0])
+
+    elif arrays is not None:
         examples, labels = arrays
-        if labels is None and only_label is not None:
-            raise InputError(f"{source} has no labels (no class subfolders, label_column or labels array); drop only_label.")
-        labels = np.full(len(examples), -1, np.int64) if labels is None else labels  # unlabelled: -1
         labels = labels.astype(np.int64) if labels.dtype.kind in "iu" else labels  # IDX labels are uint8
         indices = kept_indices(labels, local_split_indices(len(examples), base, start, stop, validation_split, seed), only_label, source)
         scale = 255.0 if examples.dtype == np.uint8 else 1.0
@@ -371,21 +497,24 @@ def load(
             raise InputError("only_label needs a local dataset or a path, not a TensorFlow Datasets source.")
         local_error = f"No local copy (looked in {searched_directories(source, data_dir)})."
         dataset = _tfds_source(source, split, data_dir, download, local_error).enumerate()
-        gather, scale = None, 255.0
 
-    if input_context is not None and input_context.num_input_pipelines > 1:
+        def gather(batch):
+            return batch[0], *batch[1]
+
+        scale = 255.0
+
+    if input_context is not None and input_context.num_input_pipelines > 1 and found is None:
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if cache:
         dataset = dataset.cache()
-    if shuffle:
-        dataset = dataset.shuffle(
-            len(indices) if gather is not None else 10_000, seed=seed, reshuffle_each_iteration=True
-        )
+    if shuffle and (found is None or cache):  # a path's source shuffles its own stream, unless it is cached
+        dataset = dataset.shuffle(10_000 if arrays is None and found is None else len(indices), seed=seed,
+                                  reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
 
     def prepare(batch, batch_seed):
-        batch_indices, batch_images, batch_labels = gather(batch) if gather is not None else (batch[0], *batch[1])
+        batch_indices, batch_images, batch_labels = gather(batch)
         batch_images = binarize_images(tf.cast(batch_images, tf.float32) / scale, binarize, seed, batch_indices, batch_seed)
         if flatten:
             batch_images = tf.reshape(batch_images, (tf.shape(batch_images)[0], -1))
@@ -411,10 +540,8 @@ def names(source, split="train", validation_split=None, seed=0, data_dir=None, o
     base, start, stop = parse_split(split)
     read_options = {key: value for key, value in read_options.items() if key in ("image_size", "color_mode", "on_error",
                                                                               "label_column", "columns", "header")}
-    examples, labels, found = read_path(source, **read_options)
-    labels = np.full(len(examples), -1, np.int64) if labels is None else labels
-    indices = kept_indices(labels, local_split_indices(len(examples), base, start, stop, validation_split, seed), only_label, source)
-    return [found[index] for index in indices]
+    found = open_path(source, **read_options)
+    return [str(found.names[index]) for index in path_split_indices(found, base, start, stop, validation_split, seed, only_label, source)]
 
 
 def count(
@@ -432,12 +559,11 @@ def count(
         if file_split not in IDX_FILES:
             raise InputError(f"Unknown split {split!r} for local files; expected one of {sorted(IDX_FILES)}.")
         labels = read_idx(folder / IDX_FILES[file_split][1])
-    elif folder is not None or is_path(source, data_dir):
-        examples, labels = source_arrays(source, base, data_dir, **read_options)
-        if labels is None:  # an unlabelled array or table: every example counts (only_label has nothing to keep)
-            if only_label is not None:
-                raise InputError(f"{source} has no labels (no class subfolders, label_column or labels array); drop only_label.")
-            return len(local_split_indices(len(examples), base, start, stop, validation_split, seed))
+    elif folder is not None:
+        labels = source_arrays(source, base, data_dir)[1]
+    elif is_path(source, data_dir):
+        found = source_of(source, base, data_dir, **read_options)
+        return len(path_split_indices(found, base, start, stop, validation_split, seed, only_label, source))
     else:
         local_error = f"No local copy (looked in {searched_directories(source, data_dir)})."
         return _tfds_builder(source, data_dir, download, local_error).info.splits[split].num_examples

@@ -8,6 +8,7 @@ import stat
 import warnings
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -17,7 +18,6 @@ from keras_ae.errors import InputError
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 CHANNELS = {"grayscale": 1, "rgb": 3}
 ON_ERROR_CHOICES = ("raise", "skip")
-SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None}
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 NAMES_SHOWN = 3
@@ -87,10 +87,10 @@ def _gigabytes(count):
     return f"{count / 1e9:,.1f} GB" if count >= 1e8 else f"{count / 1e6:,.1f} MB"
 
 
-def _check_fits_in_memory(folder, files, image_size, color_mode, argument, example):
+def _check_fits_in_memory(folder, files, image_size, color_mode, argument, example, held=None):
     """Refuse, before any image is read, images whose float32 tensor (count x height x width x channels x 4 bytes, twice
-    while they are stacked) would not fit in the memory available; without `image_size`, the first image's header
-    gives the size they must all share."""
+    while they are batched) would not fit in the memory available; `held` is how many a stream holds at once (a few
+    batches), else all of them count. Without `image_size`, the first image's header gives the size they must share."""
     if image_size is not None:
         height, width = image_size
         where = f"of {height}x{width} pixels ({argument})"
@@ -104,84 +104,133 @@ def _check_fits_in_memory(folder, files, image_size, color_mode, argument, examp
             return
         where = f"of {height}x{width} pixels (the size of {files[0][0]})"
     channels = CHANNELS[color_mode]
-    needed = 2 * len(files) * height * width * channels * 4
+    count = len(files) if held is None else min(len(files), held)
+    needed = 2 * count * height * width * channels * 4
     available = available_memory()
     if needed > available:
+        counted = f"{count} images" if count == len(files) else f"{count} images at once (a few batches) of the {len(files)}"
         raise InputError(
-            f"{len(files)} images in {folder} {where} with {channels} channel{'s' * (channels > 1)} need about "
-            f"{_gigabytes(needed)} of memory as float32 (two copies while they are stacked), and {_gigabytes(available)} is "
+            f"{counted} in {folder} {where} with {channels} channel{'s' * (channels > 1)} need about "
+            f"{_gigabytes(needed)} of memory as float32 (two copies while they are batched), and {_gigabytes(available)} is "
             f"available; pass a smaller {argument} (e.g. {example}), or fewer images."
         )
 
 
-def check_images_fit(folder, image_size=None, color_mode="grayscale", argument="image_size", example="image_size=(64, 64)"):
-    """Refuse, before reading any image, a folder of images that would not fit in memory at `image_size` (see
-    `read_images`); `argument` and `example` name the size as the caller's user gives it (the command's `--image-size`)."""
+def check_images_fit(folder, image_size=None, color_mode="grayscale", argument="image_size", example="image_size=(64, 64)",
+                     held=None):
+    """Refuse, before reading any image, a folder of images of which `held` at once (default all) would not fit in memory
+    at `image_size`; `argument` and `example` name the size as the caller's user gives it (the command's `--image-size`)."""
     _check_choice("color_mode", color_mode, CHANNELS)
     folder = Path(folder)
     if folder.is_dir():
         files = _image_files(folder)[1]
         if files:
-            _check_fits_in_memory(folder, files, image_size, color_mode, argument, example)
+            _check_fits_in_memory(folder, files, image_size, color_mode, argument, example, held)
+
+
+def _files_under(root, recursive):
+    """Visible image files under `root` (searched recursively or not; symbolic links to folders not followed), sorted
+    by path as pathlib sorts paths (by their parts)."""
+    if recursive:
+        found = []
+        for directory, folders, names in os.walk(root):
+            folders[:] = [name for name in folders if not name.startswith(".")]
+            found.extend(os.path.join(directory, name) for name in names if not name.startswith("."))
+    else:
+        found = [entry.path for entry in os.scandir(root) if not entry.name.startswith(".") and not os.path.isdir(entry.path)]
+    found = [path for path in found if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS]
+    return [Path(path) for path in sorted(found, key=lambda path: path.split(os.sep))]
 
 
 def _image_files(folder):
     """(class folders, [(path, class index or None)]) as keras.utils.image_dataset_from_directory finds them."""
     class_folders = class_folders_of(folder)
-    groups = [(directory, directory.rglob("*"), index) for index, directory in enumerate(class_folders)]
-    groups = groups or [(folder, folder.iterdir(), None)]
-    return class_folders, [
-        (path, index) for root, found, index in groups
-        for path in sorted(found) if path.suffix.lower() in IMAGE_EXTENSIONS and not path.is_dir() and _visible(path, root)
-    ]
+    groups = [(directory, True, index) for index, directory in enumerate(class_folders)] or [(folder, False, None)]
+    return class_folders, [(path, index) for root, recursive, index in groups for path in _files_under(str(root), recursive)]
 
 
-def _pixels(image, color_mode, image_size):
-    """A loaded image as float32 (height, width, channels) in [0, 1], scaled by its own bit depth, then resized."""
-    if image.mode in SIXTEEN_BIT_MODES:
-        values = np.asarray(image)
-        if values.min() < 0 or values.max() > 65535:
-            raise InputError(f"mode {image.mode} values span {values.min()}..{values.max()}, expected 0..65535")
-        channels = [values.astype(np.float32) / 65535] * CHANNELS[color_mode]
-    else:
-        values = np.asarray(image.convert("L" if color_mode == "grayscale" else "RGB"), dtype=np.float32) / 255
-        channels = [values] if values.ndim == 2 else list(np.moveaxis(values, -1, 0))
-    if image_size is not None and channels[0].shape != tuple(image_size):
-        height, width = image_size
-        resized = [Image.fromarray(channel).resize((width, height), Image.Resampling.BILINEAR) for channel in channels]
-        channels = [np.asarray(channel) for channel in resized]
-    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
+END_MARKERS = {"PNG": (b"IEND\xaeB`\x82", 8), "JPEG": (b"\xff\xd9", 1024)}  # a whole file's last chunk, in its last bytes
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def read_image(path, image_size=None, color_mode="grayscale"):
-    """One image file as float32 (height, width, channels) in [0, 1], scaled by its own bit depth; else a one-line
-    ValueError naming the file."""
-    _check_choice("color_mode", color_mode, CHANNELS)
-    refuse_special_file(path)
+class ImageFolder(NamedTuple):
+    """A folder of images as `list_images` found them: what a stream decodes, in file order."""
+
+    paths: list  # str, sorted as keras.utils.image_dataset_from_directory sorts them
+    labels: object  # int64 class indices, or None without class folders
+    class_names: list
+    image_size: tuple  # (height, width) every image is decoded to
+    color_mode: str
+
+
+def _png_size(path):
+    """(height, width) from a PNG's IHDR chunk, if it is a regular file with a PNG signature, whole (ending with its IEND
+    chunk), else None (Pillow then reads the header, and names the fault). One open and two reads; never blocks on a FIFO."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return _pixels(image, color_mode, image_size)
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path}: not a readable image ({error})") from None
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        status = os.fstat(handle)
+        if not stat.S_ISREG(status.st_mode) or status.st_size < 33:
+            return None
+        head, tail = os.pread(handle, 24, 0), os.pread(handle, 8, status.st_size - 8)
+    finally:
+        os.close(handle)
+    if head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or tail != END_MARKERS["PNG"][0]:
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
 
 
-def read_images(folder, image_size=None, color_mode="grayscale", on_error="raise"):
-    """(images float32 (n, height, width, channels) in [0, 1], labels int64 or None, class_names, paths), as Keras reads folders.
+def _probe_or_fault(path):
+    """(height, width) of an image file, or (None, its fault in words)."""
+    size = _png_size(path)  # most images, read here in a few microseconds
+    if size is not None:
+        return size, None
+    kind = special_file(path)
+    if kind is not None:
+        return None, f"{kind}, not a regular file"
+    try:
+        return _probe(path), None
+    except Exception as error:  # Pillow's format plugins raise many types (OSError, SyntaxError, struct.error...).
+        return None, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
-    Args:
-        folder: images, or class subfolders (sorted by name; a label is its folder's index) searched recursively;
-            with subfolders, images directly in `folder` are ignored. Hidden ".names" are skipped; files sorted by path.
-        image_size: (height, width) to resize to (bilinear); None requires one shared size.
-        color_mode: "grayscale" (1 channel) or "rgb" (3). 8-bit images are divided by 255, 16-bit ones by 65535.
-        on_error: "raise" (one ValueError naming the first unreadable file) or "skip" (leave them out, warn once).
-    """
-    _check_choice("color_mode", color_mode, CHANNELS)
-    _check_choice("on_error", on_error, ON_ERROR_CHOICES)
+
+def _probe(path):
+    """(height, width) from an image's header, without decoding it; a PNG or JPEG without its end marker is truncated."""
+    with Image.open(path) as image:
+        width, height = image.size
+        marker, tail = END_MARKERS.get(image.format, (None, 0))
+    if marker is not None:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - tail))
+            if marker not in handle.read():
+                raise OSError(f"image file is truncated (no {marker!r} end marker)")
+    return height, width
+
+
+def _check_image_size(image_size):
     if image_size is not None and (
         np.shape(image_size) != (2,) or not all(isinstance(side, (int, np.integer)) and side > 0 for side in image_size)
     ):
         raise InputError(f"image_size must be (height, width), two positive integers; got {image_size!r}.")
+
+
+def list_images(folder, image_size=None, color_mode="grayscale", on_error="raise", held=None):
+    """A folder of images as an `ImageFolder`, each file's header read (never its pixels) so every refusal comes first.
+
+    Args:
+        folder: images, or class subfolders (sorted by name; a label is its folder's index) searched recursively;
+            with subfolders, images directly in `folder` are ignored. Hidden ".names" are skipped; files sorted by path.
+        image_size: (height, width) to resize to (bilinear, antialiased); None requires one shared size.
+        color_mode: "grayscale" (1 channel) or "rgb" (3). 8-bit images are divided by 255, 16-bit PNGs by 65535.
+        on_error: "raise" (one error naming the first unreadable file) or "skip" (leave them out, warn once). Unreadable:
+            not a regular file, no image header Pillow knows, or a PNG or JPEG without its end marker (truncated).
+        held: how many decoded images a stream holds at once, for the memory check (default: all of them).
+    """
+    _check_choice("color_mode", color_mode, CHANNELS)
+    _check_choice("on_error", on_error, ON_ERROR_CHOICES)
+    _check_image_size(image_size)
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder; expected a folder of images or of class subfolders of images.")
@@ -190,20 +239,15 @@ def read_images(folder, image_size=None, color_mode="grayscale", on_error="raise
         inside = f"its class subfolders {[path.name for path in class_folders]}" if class_folders else "it"
         raise InputError(f"{folder} holds no image files: looked in {inside} for {' '.join(IMAGE_EXTENSIONS)} (any case); "
                          "put images in it, or in one subfolder per class (images beside class subfolders are ignored).")
-    _check_fits_in_memory(folder, files, image_size, color_mode, "image_size", "image_size=(64, 64)")
-    images, kept, failures = [], [], []
+    _check_fits_in_memory(folder, files, image_size, color_mode, "image_size", "image_size=(64, 64)", held)
+    kept, failures, first_of_size = [], [], {}
     for path, label in files:
-        kind = special_file(path)
-        if kind is not None:
-            failures.append((path, f"{kind}, not a regular file"))
+        size, fault = _probe_or_fault(path)
+        if fault is not None:
+            failures.append((path, fault))
             continue
-        try:
-            with Image.open(path) as image:
-                image.load()
-                images.append(_pixels(image, color_mode, image_size))
-            kept.append((path, label))
-        except Exception as error:  # Pillow's format plugins raise many types (OSError, SyntaxError, struct.error...).
-            failures.append((path, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))
+        kept.append((path, label))
+        first_of_size.setdefault(size, path)
     if failures and (on_error == "raise" or len(failures) == len(files)):
         path, fault = failures[0]
         hint = "" if on_error == "skip" else ", or pass on_error='skip' to leave them out"
@@ -213,15 +257,57 @@ def read_images(folder, image_size=None, color_mode="grayscale", on_error="raise
         names = ", ".join(str(path.relative_to(folder)) for path, _ in failures[:NAMES_SHOWN])
         more = ", ..." if len(failures) > NAMES_SHOWN else ""
         warnings.warn(f"Skipped {len(failures)} unreadable image files of {len(files)} in {folder}: {names}{more}", stacklevel=2)
-    first_of_size = {}
-    for (path, _), pixels in zip(kept, images):
-        first_of_size.setdefault(pixels.shape[:2], path)
-    if len(first_of_size) > 1:
+    if len(first_of_size) > 1 and image_size is None:
         (size_a, path_a), (size_b, path_b) = list(first_of_size.items())[:2]
         raise InputError(f"Images differ in size: {path_a} is {size_a[0]}x{size_a[1]} and {path_b} is {size_b[0]}x{size_b[1]} "
                          "(height x width); pass image_size=(height, width) to resize them all to one size.")
     labels = np.array([label for _, label in kept], dtype=np.int64) if class_folders else None
-    return np.stack(images), labels, [path.name for path in class_folders], [str(path) for path, _ in kept]
+    size = tuple(int(side) for side in image_size) if image_size is not None else next(iter(first_of_size))
+    return ImageFolder([str(path) for path, _ in kept], labels, [path.name for path in class_folders], size, color_mode)
+
+
+def decode_image(path, image_size, color_mode):
+    """One image file as float32 (height, width, channels) in [0, 1], decoded in the TensorFlow graph (so a tf.data map
+    runs it in parallel): scaled by its own bit depth (16-bit PNGs by 65535), alpha dropped, grey repeated for "rgb" and
+    colour turned to ITU-R 601-2 luma for "grayscale", resized (bilinear, antialiased as Pillow does) to `image_size`."""
+    import tensorflow as tf  # here, so that reading cards and tables never imports TensorFlow
+
+    contents = tf.io.read_file(path)
+
+    def sixteen_bit_png():
+        return tf.cast(tf.io.decode_png(contents, dtype=tf.uint16), tf.float32) / 65535.0
+
+    def eight_bit():
+        return tf.cast(tf.io.decode_image(contents, expand_animations=False), tf.float32) / 255.0
+
+    image = tf.cond(tf.strings.substr(contents, 0, 8) == PNG_SIGNATURE, sixteen_bit_png, eight_bit)
+    grey = tf.shape(image)[-1] < 3  # grey, or grey and alpha
+    if color_mode == "rgb":
+        image = tf.cond(grey, lambda: tf.tile(image[..., :1], [1, 1, 3]), lambda: image[..., :3])
+    else:
+        def luma():
+            red, green, blue = image[..., 0:1], image[..., 1:2], image[..., 2:3]
+            same = tf.logical_and(tf.equal(red, green), tf.equal(green, blue))  # grey kept exact
+            return tf.where(same, red, 0.299 * red + 0.587 * green + 0.114 * blue)
+
+        image = tf.cond(grey, lambda: image[..., :1], luma)
+    height, width = image_size
+    resized = tf.logical_or(tf.shape(image)[0] != height, tf.shape(image)[1] != width)
+    image = tf.cond(resized, lambda: tf.image.resize(image, (height, width), antialias=True), lambda: image)
+    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), (height, width, CHANNELS[color_mode]))
+
+
+def read_image(path, image_size=None, color_mode="grayscale"):
+    """One image file as float32 (height, width, channels) in [0, 1], as `decode_image` reads it; else a one-line error
+    naming the file."""
+    _check_choice("color_mode", color_mode, CHANNELS)
+    _check_image_size(image_size)
+    refuse_special_file(path)
+    try:
+        size = _probe(path)
+    except Exception as error:
+        raise InputError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
+    return decode_image(str(path), tuple(image_size or size), color_mode).numpy()
 
 
 def _load_numpy(path, read):
@@ -229,7 +315,7 @@ def _load_numpy(path, read):
     try:
         return read()
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        if "pickle" in str(error):
+        if "pickle" in str(error) or "Python objects" in str(error):
             raise InputError(f"{path} holds pickled Python objects, which this reader never loads (unpickling can run code); "
                              "save a numeric array instead, e.g. np.save(path, array.astype('float32')).") from None
         raise InputError(f"Cannot read {path} as a NumPy .npy/.npz file ({type(error).__name__}: {error}).") from None
@@ -246,8 +332,18 @@ def _archive_keys(path, keys):
     return examples_key, labels_key
 
 
-def _examples_as_float32(array, source):
-    """float32 examples from a float or uint8 (0-255 pixels, divided by 255) array; other types refused."""
+CHECK_ROWS = 65_536  # examples checked (and converted) at a time: memory bounded whatever the array's length
+
+
+def as_float32(array):
+    """float32 examples from a checked float or uint8 (0-255 pixels, divided by 255) array."""
+    with np.errstate(over="ignore"):
+        return np.asarray(array, np.float32) / 255 if array.dtype == np.uint8 else np.asarray(array, np.float32)
+
+
+def _check_examples(array, source):
+    """Refuse what `as_float32` may not take: integers other than uint8, other types, empty arrays, and (checked a chunk
+    at a time, so a memory-mapped array is never read whole) NaN, Inf or values beyond float32's range."""
     if array.dtype.kind in "iu" and array.dtype != np.uint8:
         raise InputError(f"{source} holds {array.dtype} values; expected float (or uint8 for 0-255 pixels): convert with "
                          "array.astype('float32') scaled to [0, 1], or array.astype('uint8') for 0-255 pixels.")
@@ -255,17 +351,21 @@ def _examples_as_float32(array, source):
         raise InputError(f"{source} holds {array.dtype} values; expected floats (or uint8 0-255 pixels): convert with array.astype('float32').")
     if array.ndim == 0 or array.size == 0:
         raise InputError(f"{source} is empty or a scalar (shape {array.shape}); expected at least one example along the first axis.")
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused below
-        examples = array.astype(np.float32) / 255 if array.dtype == np.uint8 else array.astype(np.float32)
-    if not np.isfinite(examples).all():
-        index = tuple(int(i) for i in np.argwhere(~np.isfinite(examples))[0])
-        raise InputError(f"{source} holds {examples[index]} at index {index}; expected finite numbers (no NaN or Inf, "
-                         "within float32's range): drop or fill those examples.")
-    return examples
+    if array.dtype == np.uint8:
+        return
+    for start in range(0, len(array), CHECK_ROWS):
+        examples = as_float32(array[start:start + CHECK_ROWS])
+        if not np.isfinite(examples).all():
+            index = tuple(int(i) for i in np.argwhere(~np.isfinite(examples))[0])
+            index = (index[0] + start, *index[1:])
+            raise InputError(f"{source} holds {examples[(index[0] - start, *index[1:])]} at index {index}; expected finite numbers "
+                             "(no NaN or Inf, within float32's range): drop or fill those examples.")
 
 
-def read_array(path):
-    """(examples float32 (n, ...), labels as stored or None) from a .npy or .npz file, never unpickling.
+def open_array(path):
+    """(examples as stored, checked; labels as stored or None) of a .npy or .npz file, never unpickling: a .npy is
+    memory-mapped (read as it is used), an .npz member read whole (a zip member cannot be mapped). `as_float32` turns
+    any slice of the examples into float32.
 
     uint8 arrays are 0-255 pixels, divided by 255; float16/32/64 become float32; other integers, booleans, NaN/Inf and
     empty arrays are refused. An .npz keeps examples under "x", "images" or its only array; labels under "y" or "labels".
@@ -274,12 +374,18 @@ def read_array(path):
     if path.suffix.lower() not in (".npy", ".npz"):
         raise InputError(f"Cannot read {path} as an array: expected a .npy or .npz file, got {path.suffix or 'no extension'!r}.")
     refuse_special_file(path)
+    if path.suffix.lower() == ".npy":
+        examples = _load_numpy(path, lambda: np.load(path, mmap_mode="r", allow_pickle=False))
+        _check_examples(examples, str(path))
+        return examples, None
     loaded = _load_numpy(path, lambda: np.load(path, allow_pickle=False))
-    if isinstance(loaded, np.ndarray):
-        return _examples_as_float32(loaded, str(path)), None
+    if isinstance(loaded, np.ndarray):  # an .npz name holding a plain .npy
+        _check_examples(loaded, str(path))
+        return loaded, None
     with loaded:
         examples_key, labels_key = _archive_keys(path, list(loaded.files))
-        examples = _examples_as_float32(_load_numpy(path, lambda: loaded[examples_key]), f"{path}['{examples_key}']")
+        examples = _load_numpy(path, lambda: loaded[examples_key])
+        _check_examples(examples, f"{path}['{examples_key}']")
         labels = None if labels_key is None else _load_numpy(path, lambda: loaded[labels_key])
     if labels is not None and (labels.ndim == 0 or len(labels) != len(examples)):
         raise InputError(f"{path} has {len(examples)} examples under '{examples_key}' but labels of shape {labels.shape} "
@@ -287,21 +393,35 @@ def read_array(path):
     return examples, labels
 
 
+TABLE_ROWS = 8192  # table rows parsed at a time
+HEAD_ROWS = 2  # rows read to find a header and the delimiter
+
+
 def _table_rows(path):
-    """(1-based line number, cells) of each non-blank row, split by the delimiter the extension names."""
+    """(1-based line number, cells) of each non-blank row, split by the delimiter the extension names, read as they
+    are consumed."""
     delimiter = TABLE_DELIMITERS[path.suffix.lower()]
     refuse_special_file(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             if delimiter is None:
-                rows = [(number, line.split()) for number, line in enumerate(handle, 1)]
+                rows = ((number, line.split()) for number, line in enumerate(handle, 1))
             else:
                 reader = csv.reader(handle, delimiter=delimiter)
-                rows = [(reader.line_num, row) for row in reader]
+                rows = ((reader.line_num, row) for row in reader)
+            yield from ((number, cells) for number, cells in rows if len(cells) > 1 or "".join(cells).strip())
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(f"Cannot read table {path} ({type(error).__name__}: {error}); expected a readable UTF-8 text file.") from None
-    rows = [(number, cells) for number, cells in rows if len(cells) > 1 or "".join(cells).strip()]
-    _check_delimiter(path, delimiter, rows)
+
+
+def _head(path, count=HEAD_ROWS):
+    """The first `count` non-blank rows of a table, the delimiter checked on them."""
+    rows = []
+    for row in _table_rows(path):
+        rows.append(row)
+        if len(rows) == count:
+            break
+    _check_delimiter(path, TABLE_DELIMITERS[path.suffix.lower()], rows)
     return rows
 
 
@@ -360,15 +480,16 @@ def _column_index(path, key, names, has_header, argument):
     raise InputError(f"{path} has no column {key!r} ({argument}): {available} 0..{width - 1} (or -{width}..-1 from the end).")
 
 
-def _labels(path, rows, index, name):
-    """A label column as int64 (all integral numbers), float64 (numbers) or str; empty and non-finite labels refused."""
-    cells = [row[index].strip() for _, row in rows]
-    for (number, _), cell in zip(rows, cells):
-        if not cell or (_is_number(cell) and not math.isfinite(float(cell))):
-            raise InputError(f'{path} line {number}, column "{name}": label {cell!r} is missing or not finite; '
-                             "expected a label in every row (drop unlabelled rows).")
+def _label_fault(cell):
+    """Whether a label cell is missing or not a finite number where it is a number."""
+    return cell == "" or (_is_number(cell) and not math.isfinite(float(cell)))
+
+
+def label_values(cells):
+    """Label cells (stripped, each checked) as int64 (all integral numbers), float64 (numbers) or str."""
+    cells = np.asarray(cells, dtype=str)
     if not all(_is_number(cell) for cell in cells):
-        return np.array(cells, dtype=str)
+        return cells
     numbers = np.array([float(cell) for cell in cells])
     integral = np.all(numbers == np.round(numbers)) and np.abs(numbers).max() <= 2**53
     return numbers.astype(np.int64) if integral else numbers
@@ -397,14 +518,137 @@ def _first_row_is_header(path, rows, header):
 def table_header(path, header="infer"):
     """The header row of a table as a list of column names, or False when it has none (`header` as `read_table` takes
     it): what a card records, so that a table of the same layout is read again and another one refused."""
-    rows = _table_rows(Path(path))
+    rows = _head(Path(path))
     if not rows:
         return False
     return [cell.strip() for cell in rows[0][1]] if _first_row_is_header(path, rows, header) else False
 
 
+class Table(NamedTuple):
+    """A table's layout as `open_table` read it from its first rows: what `table_chunks` parses."""
+
+    path: Path
+    first_line: int  # the line number of the first row (the header, or the first data row)
+    header_line: int  # the header's line number, or 0 without one
+    width: int  # cells per row
+    feature_indices: list
+    feature_names: list
+    label_index: object  # int, or None
+    label_name: object
+
+
+def open_table(path, label_column=None, columns=None, header="infer"):
+    """A .csv, .tsv/.tab or .txt (whitespace) table's layout, from its first two rows (see `read_table`'s arguments)."""
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_DELIMITERS:
+        raise InputError(f"Cannot read {path} as a table: expected .csv (comma), .tsv or .tab (tab) or .txt (whitespace), "
+                         f"got {path.suffix or 'no extension'!r}; rename the file after its delimiter.")
+    rows = _head(path)
+    if not rows:
+        raise InputError(f"{path} holds no rows; expected a table of numbers, one example per line.")
+    first_line, first_cells = rows[0]
+    has_header = _first_row_is_header(path, rows, header)
+    names = [cell.strip() for cell in first_cells] if has_header else [str(index) for index in range(len(first_cells))]
+    if has_header and len(rows) == 1:
+        raise InputError(f"{path} has a header (line {first_line}) but no data rows; expected one example per line after it.")
+    label_index = None if label_column is None else _column_index(path, label_column, names, has_header, "label_column")
+    if columns is None:
+        feature_indices = [index for index in range(len(names)) if index != label_index]
+    else:
+        keys = [columns] if isinstance(columns, (str, int, np.integer)) else columns
+        feature_indices = [_column_index(path, key, names, has_header, "columns") for key in keys]
+    if label_index is not None and label_index in feature_indices:
+        raise InputError(f"{path}: column {names[label_index]!r} is both label_column and in columns; leave the label out of columns.")
+    if not feature_indices:
+        raise InputError(f"{path} has no feature columns left; expected at least one column besides the label.")
+    return Table(path, first_line, first_line if has_header else 0, len(names), feature_indices, [names[index] for index in feature_indices],
+                 label_index, None if label_index is None else names[label_index])
+
+
+def _checked_rows(table, rows):
+    """(features float32, label cells or None) of parsed rows, or the first fault as one error naming file, line, column."""
+    names = {index: name for index, name in zip(table.feature_indices, table.feature_names)}
+    for number, cells in rows:
+        if len(cells) != table.width:
+            raise InputError(f"{table.path} line {number}: expected {table.width} cells (as in line {table.first_line}), got {len(cells)}; "
+                             "give every row the same columns.")
+    try:
+        values = np.array([[float(cells[index]) for index in table.feature_indices] for _, cells in rows], dtype=np.float64)
+        usable = bool(np.isfinite(values).all() and (not values.size or np.abs(values).max() <= FLOAT32_MAX))
+    except ValueError:
+        usable = False
+    if not usable:
+        number, index, fault = next((number, index, _cell_fault(cells[index]))
+                                    for number, cells in rows for index in table.feature_indices if _cell_fault(cells[index]))
+        raise InputError(f'{table.path} line {number}, column "{names[index]}": {fault}.')
+    if table.label_index is None:
+        return values.astype(np.float32), None
+    labels = [cells[table.label_index].strip() for _, cells in rows]
+    for (number, _), cell in zip(rows, labels):
+        if _label_fault(cell):
+            raise InputError(f'{table.path} line {number}, column "{table.label_name}": label {cell!r} is missing or not finite; '
+                             "expected a label in every row (drop unlabelled rows).")
+    return values.astype(np.float32), labels
+
+
+def _fast_chunks(table, rows):
+    """pandas' C parser over the table, `rows` at a time, for as long as every chunk is clean: whole rows of finite
+    float32 numbers and a label in each. Stops at the first chunk that is not (the exact reader then names the fault)."""
+    import pandas
+
+    delimiter = TABLE_DELIMITERS[table.path.suffix.lower()]
+    used = sorted({*table.feature_indices, *([table.label_index] if table.label_index is not None else [])})
+    types = {index: np.float64 for index in table.feature_indices}
+    if table.label_index is not None:
+        types[table.label_index] = str
+    try:
+        reader = pandas.read_csv(
+            table.path, sep=r"\s+" if delimiter is None else delimiter, header=None, skiprows=table.header_line,
+            usecols=used, dtype=types, chunksize=rows, encoding="utf-8-sig", skip_blank_lines=True, engine="c",
+            quoting=csv.QUOTE_NONE if delimiter is None else csv.QUOTE_MINIMAL, keep_default_na=False, na_values=[""],
+            names=range(table.width),
+        )
+        for chunk in reader:
+            values = chunk[table.feature_indices].to_numpy(np.float64)
+            if not np.isfinite(values).all() or np.abs(values).max() > FLOAT32_MAX:
+                return
+            labels = None
+            if table.label_index is not None:
+                column = chunk[table.label_index]
+                if column.isna().any():
+                    return
+                labels = [cell.strip() for cell in column.tolist()]
+                if any(_label_fault(cell) for cell in labels):
+                    return
+            yield values.astype(np.float32), labels
+    except (ValueError, pandas.errors.ParserError, UnicodeDecodeError):
+        return
+
+
+def table_chunks(table, rows=TABLE_ROWS):
+    """(features float32 (m, features), label cells or None) of a table's data rows, `rows` at a time, in file order: the
+    memory held is one chunk, whatever the table's length. A fault (a text or empty cell, a ragged row, a missing label)
+    is one error naming the file, line and column, raised when its chunk is reached."""
+    done = 0
+    for chunk in _fast_chunks(table, rows):
+        done += len(chunk[0])
+        yield chunk
+    data = (row for row in _table_rows(table.path) if row[0] > table.header_line)
+    pending = []
+    for position, row in enumerate(data):
+        if position < done:  # already given by the fast reader
+            continue
+        pending.append(row)
+        if len(pending) == rows:
+            yield _checked_rows(table, pending)
+            pending = []
+    if pending:
+        yield _checked_rows(table, pending)
+
+
 def read_table(path, label_column=None, columns=None, header="infer"):
-    """(features float32 (n, features), labels or None, feature_names) from a .csv, .tsv/.tab or .txt (whitespace) table.
+    """(features float32 (n, features), labels or None, feature_names) from a .csv, .tsv/.tab or .txt (whitespace) table,
+    whole in memory (`open_table` and `table_chunks` stream it).
 
     Args:
         label_column: the label's column name or index (negative counts from the end), left out of the features;
@@ -414,44 +658,11 @@ def read_table(path, label_column=None, columns=None, header="infer"):
             text label column alone is data); without a header, columns are named "0", "1", ... Or the list of names
             the header must hold, in order (as `table_header` reads it and a card records it); another is a ValueError.
     """
-    path = Path(path)
-    if path.suffix.lower() not in TABLE_DELIMITERS:
-        raise InputError(f"Cannot read {path} as a table: expected .csv (comma), .tsv or .tab (tab) or .txt (whitespace), "
-                         f"got {path.suffix or 'no extension'!r}; rename the file after its delimiter.")
-    rows = _table_rows(path)
-    if not rows:
-        raise InputError(f"{path} holds no rows; expected a table of numbers, one example per line.")
-    first_line, first_cells = rows[0]
-    header = _first_row_is_header(path, rows, header)
-    names = [cell.strip() for cell in first_cells] if header else [str(index) for index in range(len(first_cells))]
-    data = rows[1:] if header else rows
-    if not data:
-        raise InputError(f"{path} has a header (line {first_line}) but no data rows; expected one example per line after it.")
-    for number, cells in data:
-        if len(cells) != len(names):
-            raise InputError(f"{path} line {number}: expected {len(names)} cells (as in line {first_line}), got {len(cells)}; "
-                             "give every row the same columns.")
-    label_index = None if label_column is None else _column_index(path, label_column, names, header, "label_column")
-    if columns is None:
-        feature_indices = [index for index in range(len(names)) if index != label_index]
-    else:
-        keys = [columns] if isinstance(columns, (str, int, np.integer)) else columns
-        feature_indices = [_column_index(path, key, names, header, "columns") for key in keys]
-    if label_index is not None and label_index in feature_indices:
-        raise InputError(f"{path}: column {names[label_index]!r} is both label_column and in columns; leave the label out of columns.")
-    if not feature_indices:
-        raise InputError(f"{path} has no feature columns left; expected at least one column besides the label.")
-    try:
-        values = np.array([[float(cells[index]) for index in feature_indices] for _, cells in data], dtype=np.float64)
-        usable = bool(np.isfinite(values).all() and np.abs(values).max() <= FLOAT32_MAX)
-    except ValueError:
-        usable = False
-    if not usable:
-        number, index, fault = next((number, index, _cell_fault(cells[index]))
-                                    for number, cells in data for index in feature_indices if _cell_fault(cells[index]))
-        raise InputError(f'{path} line {number}, column "{names[index]}": {fault}.')
-    labels = None if label_index is None else _labels(path, data, label_index, names[label_index])
-    return values.astype(np.float32), labels, [names[index] for index in feature_indices]
+    table = open_table(path, label_column, columns, header)
+    chunks = list(table_chunks(table))
+    features = np.concatenate([features for features, _ in chunks])
+    labels = None if table.label_index is None else label_values([cell for _, cells in chunks for cell in cells])
+    return features, labels, table.feature_names
 
 
 def atomic_copy(write, destination):

@@ -34,6 +34,45 @@ CONVOLUTION_LAYERS = {  # rank -> (convolution, transposed convolution, padding,
 }
 
 
+class FeatureStatistics:
+    """Per-feature count, min, max, mean and sum of squared deviations of batches seen one at a time (Chan et al.'s
+    merge of means and squared deviations, in float64): the statistics of a whole training split in one streamed pass."""
+
+    def __init__(self):
+        self.count, self.minimum, self.maximum, self.mean, self.squares = 0, None, None, None, None
+
+    @classmethod
+    def of(cls, examples, feature_shape):
+        """The statistics of a batch-first array, or of an iterable of such batches, each checked for shape and finiteness."""
+        statistics = cls()
+        for batch in [examples] if isinstance(examples, np.ndarray) else examples:
+            batch = np.asarray(batch)
+            if batch.ndim != len(feature_shape) + 1 or batch.shape[1:] != feature_shape:
+                expected = ", ".join(map(str, feature_shape))
+                raise InputError(f"Scaling expects examples of shape (batch >= 1, {expected}); got {batch.shape}.")
+            if not np.all(np.isfinite(batch)):
+                raise InputError("Scaling got NaN or Inf in its examples; clean the data (e.g. np.nan_to_num) first.")
+            statistics.update(batch)
+        if not statistics.count:
+            raise InputError(f"Scaling expects examples of shape (batch >= 1, {', '.join(map(str, feature_shape))}); got none.")
+        return statistics
+
+    def update(self, batch):
+        batch = np.asarray(batch, np.float64)
+        if not len(batch):
+            return
+        mean, squares = batch.mean(axis=0), ((batch - batch.mean(axis=0)) ** 2).sum(axis=0)
+        if not self.count:
+            self.count, self.minimum, self.maximum, self.mean, self.squares = len(batch), batch.min(0), batch.max(0), mean, squares
+            return
+        total = self.count + len(batch)
+        delta = mean - self.mean
+        self.squares = self.squares + squares + delta**2 * self.count * len(batch) / total
+        self.mean = self.mean + delta * len(batch) / total
+        self.minimum, self.maximum = np.minimum(self.minimum, batch.min(0)), np.maximum(self.maximum, batch.max(0))
+        self.count = total
+
+
 @keras.saving.register_keras_serializable(package="keras_ae")
 class Scaling(layers.Layer):
     """Per-feature `(x - offset) / scale` or its inverse, with the statistics as non-trainable weights that save and export.
@@ -63,18 +102,16 @@ class Scaling(layers.Layer):
         return (x - self.offset) / self.scale
 
     def adapt(self, examples):
-        """Set `offset` and `scale` per feature from a batch-first array of training examples."""
-        examples = np.asarray(examples)
-        feature_shape = tuple(self.offset.shape)
-        if examples.ndim != len(feature_shape) + 1 or examples.shape[1:] != feature_shape or not len(examples):
-            expected = ", ".join(map(str, feature_shape))
-            raise InputError(f"Scaling expects examples of shape (batch >= 1, {expected}); got {examples.shape}.")
-        if not np.all(np.isfinite(examples)):
-            raise InputError("Scaling got NaN or Inf in its examples; clean the data (e.g. np.nan_to_num) first.")
+        """Set `offset` and `scale` per feature from training examples: a batch-first array, or an iterable of such
+        batches read in one pass (see `FeatureStatistics`)."""
+        self.set_statistics(FeatureStatistics.of(examples, tuple(self.offset.shape)))
+
+    def set_statistics(self, statistics):
+        """Set `offset` and `scale` from the `FeatureStatistics` of the training examples."""
         if self.kind == "minmax":
-            offset, spread = examples.min(axis=0), np.ptp(examples, axis=0)
+            offset, spread = statistics.minimum, statistics.maximum - statistics.minimum
         else:
-            offset, spread = examples.mean(axis=0, dtype="float64"), examples.std(axis=0, dtype="float64")
+            offset, spread = statistics.mean, np.sqrt(statistics.squares / statistics.count)
         self.offset.assign(np.asarray(offset, "float32"))
         self.scale.assign(np.where(spread > 0, spread, 1.0).astype("float32"))
 
@@ -87,12 +124,13 @@ def adapt_scaling(encoder, decoder, examples):
 
     Args:
         encoder, decoder: the pair, e.g. `model.encoder, model.decoder`.
-        examples: training examples as a float array, batch first, in raw units.
+        examples: training examples in raw units: a float array, batch first, or an iterable of such batches.
     """
-    for network in (encoder, decoder):
-        for layer in network.layers:
-            if isinstance(layer, Scaling):
-                layer.adapt(examples)
+    scalings = [layer for network in (encoder, decoder) for layer in network.layers if isinstance(layer, Scaling)]
+    if scalings:  # one pass over the examples, whatever their number
+        statistics = FeatureStatistics.of(examples, tuple(scalings[0].offset.shape))
+        for layer in scalings:
+            layer.set_statistics(statistics)
 
 
 class _LayerSettings:

@@ -163,8 +163,9 @@ def train(
         elif card.get("network", {}).get("scaling"):  # statistics of the training split, kept in the model's own weights
             from keras_ae import networks
 
-            training_examples = kind.arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
-            networks.adapt_scaling(model.encoder, model.decoder, training_examples)
+            batches = kind.training_data(spec, splits["train"], kinds.READ_BATCH, False, seed, data_dir,
+                                         with_labels=False, binarize=None)
+            networks.adapt_scaling(model.encoder, model.decoder, batches.as_numpy_iterator())  # one streamed pass
         model.compile(optimizer=build_optimizer(recipe, steps_per_epoch, epochs), steps_per_execution=steps_per_execution)
         model.optimizer.build(model.trainable_weights)
     callbacks = list(callbacks)
@@ -519,12 +520,12 @@ def card_for_data(
         names = [folder.name for folder in files.class_folders_of(source)]
         normal_label = names.index(normal_label) if normal_label in names else normal_label
     if data.is_path(source):
-        examples, labels = data.source_arrays(source, "train", **read_options)  # read once, for its shape and its counts
-        if examples.ndim == 1:
-            raise InputError(f"{source} is a 1-D array of {len(examples)} values; expected an array of 2 or more dimensions, "
+        found = data.source_of(source, "train", **read_options)  # one streamed pass, for its shape and its counts
+        if not found.example_shape:
+            raise InputError(f"{source} is a 1-D array of {found.count} values; expected an array of 2 or more dimensions, "
                              "one example per row (e.g. array.reshape(-1, 1) for one value per example).")
-        _check_enough_examples(source, labels, len(examples), validation_split, normal_label, threshold_percentile)
-        input_shape = list(examples.shape[1:])
+        _check_enough_examples(source, found.labels, found.count, validation_split, normal_label, threshold_percentile)
+        input_shape = list(found.example_shape)
     else:
         first = next(iter(data.load(source, batch_size=1, shuffle=False, validation_split=validation_split, **read_options)))
         input_shape = list(first.shape[1:])

@@ -53,6 +53,19 @@ def class_tree(root, digits, extension):
     return written
 
 
+def read_images(folder, **options):
+    """A folder whole, as the stream lists and decodes it: (images, labels, class names, paths)."""
+    found = files.list_images(folder, **options)
+    images = [files.decode_image(path, found.image_size, found.color_mode).numpy() for path in found.paths]
+    return np.stack(images), found.labels, found.class_names, found.paths
+
+
+def read_array(path):
+    """An array file whole, as the stream converts it: (float32 examples, labels)."""
+    examples, labels = files.open_array(path)
+    return files.as_float32(examples), labels
+
+
 def one_line_error(call, *fragments):
     with pytest.raises(ValueError) as caught:
         call()
@@ -66,7 +79,7 @@ def one_line_error(call, *fragments):
 @pytest.mark.parametrize("extension", ["png", "jpg", "bmp", "gif", "JPEG"])
 def test_class_folders_give_sorted_classes_labels_and_exact_pixels(tmp_path, digits, extension):
     written = class_tree(tmp_path, digits, extension)
-    images, labels, class_names, paths = files.read_images(tmp_path)
+    images, labels, class_names, paths = read_images(tmp_path)
     assert class_names == ["four", "one", "seven"]
     assert images.shape == (3 * PER_CLASS, 28, 28, 1) and images.dtype == np.float32 and labels.dtype == np.int64
     assert sorted(paths) == sorted(written) and np.bincount(labels).tolist() == [PER_CLASS] * 3
@@ -82,7 +95,7 @@ def test_class_folders_give_sorted_classes_labels_and_exact_pixels(tmp_path, dig
 
 def test_a_flat_folder_has_no_labels_and_rgb_mode_repeats_gray(tmp_path, digits):
     written = write_images(tmp_path, digits[0][:12], "png")
-    images, labels, class_names, paths = files.read_images(tmp_path, color_mode="rgb")
+    images, labels, class_names, paths = read_images(tmp_path, color_mode="rgb")
     assert labels is None and class_names == [] and paths == sorted(written)
     assert images.shape == (12, 28, 28, 3)
     for channel in range(3):
@@ -93,9 +106,9 @@ def test_a_flat_folder_has_no_labels_and_rgb_mode_repeats_gray(tmp_path, digits)
 def test_colour_images_keep_three_channels_and_grayscale_mode_converts(tmp_path, fashion, extension):
     colour = np.stack([fashion, fashion // 2, (fashion * 0.25).astype(np.uint8)], axis=-1)
     write_images(tmp_path, colour, extension)
-    images, _, _, _ = files.read_images(tmp_path, color_mode="rgb")
+    images, _, _, _ = read_images(tmp_path, color_mode="rgb")
     np.testing.assert_array_equal(images, colour / np.float32(255))
-    gray, _, _, _ = files.read_images(tmp_path)
+    gray, _, _, _ = read_images(tmp_path)
     luma = colour @ np.array([0.299, 0.587, 0.114])  # ITU-R 601-2, as Pillow's "L" conversion
     assert gray.shape == (PER_CLASS, 28, 28, 1) and np.abs(gray[..., 0] - luma / 255).max() <= 1.01 / 255
 
@@ -103,13 +116,13 @@ def test_colour_images_keep_three_channels_and_grayscale_mode_converts(tmp_path,
 def test_non_square_images_with_and_without_image_size(tmp_path, digits):
     tall = [np.asarray(Image.fromarray(image).resize((24, 40), Image.Resampling.BILINEAR)) for image in digits[0][:10]]
     write_images(tmp_path, tall, "png")
-    images, _, _, _ = files.read_images(tmp_path)
+    images, _, _, _ = read_images(tmp_path)
     assert images.shape == (10, 40, 24, 1)
     np.testing.assert_array_equal(images[..., 0], np.stack(tall) / np.float32(255))
-    small, _, _, _ = files.read_images(tmp_path, image_size=(20, 12))
+    small, _, _, _ = read_images(tmp_path, image_size=(20, 12))
     reference = [np.asarray(Image.fromarray(image).resize((12, 20), Image.Resampling.BILINEAR)) / 255 for image in tall]
     assert small.shape == (10, 20, 12, 1) and np.abs(small[..., 0] - np.stack(reference)).max() <= 1.01 / 255
-    same, _, _, _ = files.read_images(tmp_path, image_size=[40, 24])
+    same, _, _, _ = read_images(tmp_path, image_size=[40, 24])
     np.testing.assert_array_equal(same, images)
 
 
@@ -118,11 +131,11 @@ def test_sixteen_bit_png_is_scaled_by_its_own_depth(tmp_path, digits):
     faint = digits[0][5:10].astype(np.uint16) * 4  # 0..1020: saturates if read as 8-bit
     written = write_images(tmp_path, np.concatenate([full, faint]), "png")
     assert Image.open(next(iter(written))).mode == "I;16"
-    images, _, _, _ = files.read_images(tmp_path)
+    images, _, _, _ = read_images(tmp_path)
     np.testing.assert_allclose(images[:5, ..., 0], digits[0][:5] / 255, atol=1e-6)
     np.testing.assert_allclose(images[5:, ..., 0], faint / 65535, atol=1e-7)
     assert images[:5].max() == 1.0 and 0.0 < images[5:].max() <= 1020 / 65535 + 1e-7
-    rgb, _, _, _ = files.read_images(tmp_path, color_mode="rgb", image_size=(14, 14))
+    rgb, _, _, _ = read_images(tmp_path, color_mode="rgb", image_size=(14, 14))
     assert rgb.shape == (10, 14, 14, 3) and np.array_equal(rgb[..., 0], rgb[..., 2]) and rgb[5:].max() < 0.02
 
 
@@ -136,42 +149,42 @@ def test_broken_images_are_named_or_skipped_with_one_warning(tmp_path, digits):
     (tmp_path / "notes.png").write_text("a text file named like an image\n")
     (tmp_path / "jpeg" / "000.jpg").unlink()
     (tmp_path / "jpeg").rmdir()
-    message = one_line_error(lambda: files.read_images(tmp_path), "cut.jpg", "3 of 9", "on_error='skip'")
+    message = one_line_error(lambda: read_images(tmp_path), "cut.jpg", "3 of 9", "on_error='skip'")
     assert "truncated" in message.lower()
     with pytest.warns(UserWarning, match=r"Skipped 3 unreadable image files of 9 .*cut.jpg, cut.png, notes.png"):
-        images, labels, _, paths = files.read_images(tmp_path, on_error="skip")
+        images, labels, _, paths = read_images(tmp_path, on_error="skip")
     assert images.shape == (6, 28, 28, 1) and labels is None and [os.path.basename(path) for path in paths][0] == "000.png"
     np.testing.assert_array_equal(images[..., 0], digits[0][:6] / np.float32(255))
     for bad, fault in [("cut.png", "truncated"), ("notes.png", "cannot identify image")]:
         alone = tmp_path / bad.replace(".", "_")
         write_images(alone, digits[0][:2], "png")
         (alone / bad).write_bytes((tmp_path / bad).read_bytes())
-        assert fault in one_line_error(lambda: files.read_images(alone), bad, "1 of 3").lower()
+        assert fault in one_line_error(lambda: read_images(alone), bad, "1 of 3").lower()
 
 
 def test_every_file_broken_empty_folders_mixed_sizes_and_bad_choices(tmp_path, digits):
     (tmp_path / "empty").mkdir()
-    one_line_error(lambda: files.read_images(tmp_path / "empty"), "empty", ".png", ".jpeg", ".gif")
+    one_line_error(lambda: read_images(tmp_path / "empty"), "empty", ".png", ".jpeg", ".gif")
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "readme.txt").write_text("no images here")
-    one_line_error(lambda: files.read_images(tmp_path / "text"), "text", "no image files", ".bmp")
+    one_line_error(lambda: read_images(tmp_path / "text"), "text", "no image files", ".bmp")
     (tmp_path / "classes" / "a").mkdir(parents=True)
     write_images(tmp_path / "classes", digits[0][:2], "png")
-    one_line_error(lambda: files.read_images(tmp_path / "classes"), "['a']", "ignored")
+    one_line_error(lambda: read_images(tmp_path / "classes"), "['a']", "ignored")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "x.png").write_text("not a png")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        one_line_error(lambda: files.read_images(tmp_path / "junk", on_error="skip"), "x.png", "1 of 1")
+        one_line_error(lambda: read_images(tmp_path / "junk", on_error="skip"), "x.png", "1 of 1")
     mixed = tmp_path / "mixed"
     write_images(mixed, digits[0][:2], "png")
     Image.fromarray(digits[0][2]).resize((24, 40)).save(mixed / "tall.png")
-    one_line_error(lambda: files.read_images(mixed), "000.png is 28x28", "tall.png is 40x24", "image_size=(height, width)")
-    assert files.read_images(mixed, image_size=(28, 28))[0].shape == (3, 28, 28, 1)
-    one_line_error(lambda: files.read_images(mixed, color_mode="rgba"), "'grayscale', 'rgb'")
-    one_line_error(lambda: files.read_images(mixed, on_error="ignore"), "'raise', 'skip'")
-    one_line_error(lambda: files.read_images(mixed, image_size=28), "(height, width)")
-    one_line_error(lambda: files.read_images(tmp_path / "nowhere"), "nowhere", "not a folder")
+    one_line_error(lambda: read_images(mixed), "000.png is 28x28", "tall.png is 40x24", "image_size=(height, width)")
+    assert read_images(mixed, image_size=(28, 28))[0].shape == (3, 28, 28, 1)
+    one_line_error(lambda: read_images(mixed, color_mode="rgba"), "'grayscale', 'rgb'")
+    one_line_error(lambda: read_images(mixed, on_error="ignore"), "'raise', 'skip'")
+    one_line_error(lambda: read_images(mixed, image_size=28), "(height, width)")
+    one_line_error(lambda: read_images(tmp_path / "nowhere"), "nowhere", "not a folder")
 
 
 @pytest.fixture(scope="module")
@@ -255,22 +268,22 @@ def test_bad_tables_name_file_line_and_column(tmp_path, name, content, arguments
 def test_arrays_from_npy_and_npz(tmp_path, digits):
     images, labels = digits[0][:500, ..., np.newaxis], digits[1][:500]
     np.save(tmp_path / "digits.npy", images)
-    examples, none = files.read_array(tmp_path / "digits.npy")
+    examples, none = read_array(tmp_path / "digits.npy")
     assert none is None and examples.dtype == np.float32 and examples.shape == (500, 28, 28, 1)
     np.testing.assert_array_equal(examples, images / np.float32(255))
     floats = images.astype(np.float64) / 255
     np.save(tmp_path / "floats.npy", floats)
-    np.testing.assert_array_equal(files.read_array(tmp_path / "floats.npy")[0], floats.astype(np.float32))
+    np.testing.assert_array_equal(read_array(tmp_path / "floats.npy")[0], floats.astype(np.float32))
     np.save(tmp_path / "half.npy", floats.astype(np.float16))
-    assert files.read_array(tmp_path / "half.npy")[0].dtype == np.float32
+    assert read_array(tmp_path / "half.npy")[0].dtype == np.float32
     np.savez(tmp_path / "xy.npz", x=images, y=labels)
-    examples, read_labels = files.read_array(tmp_path / "xy.npz")
+    examples, read_labels = read_array(tmp_path / "xy.npz")
     np.testing.assert_array_equal(examples, images / np.float32(255))
     np.testing.assert_array_equal(read_labels, labels)
     np.savez_compressed(tmp_path / "named.npz", images=floats, labels=labels)
-    np.testing.assert_array_equal(files.read_array(tmp_path / "named.npz")[1], labels)
+    np.testing.assert_array_equal(read_array(tmp_path / "named.npz")[1], labels)
     np.savez(tmp_path / "only.npz", beats=floats[:, :, :, 0])
-    assert files.read_array(tmp_path / "only.npz")[0].shape == (500, 28, 28)
+    assert read_array(tmp_path / "only.npz")[0].shape == (500, 28, 28)
 
 
 class TouchOnUnpickle:
@@ -287,7 +300,7 @@ def test_bad_arrays_are_refused_with_one_line(tmp_path):
     def refused(name, *fragments, **arrays):
         path = tmp_path / name
         np.savez(path, **arrays) if name.endswith(".npz") else np.save(path, arrays["array"])
-        one_line_error(lambda: files.read_array(path), name, *fragments)
+        one_line_error(lambda: read_array(path), name, *fragments)
 
     refused("counts.npy", "int32", "float", "uint8", array=np.arange(12, dtype=np.int32).reshape(3, 4))
     refused("wide.npy", "uint16", array=np.ones((2, 3), np.uint16))
@@ -300,10 +313,10 @@ def test_bad_arrays_are_refused_with_one_line(tmp_path):
     refused("short.npz", "4 examples", "(3,)", x=np.zeros((4, 2)), y=np.arange(3))
     marker = tmp_path / "unpickled"
     np.save(tmp_path / "objects.npy", np.array([TouchOnUnpickle(marker)], dtype=object), allow_pickle=True)
-    one_line_error(lambda: files.read_array(tmp_path / "objects.npy"), "objects.npy", "pickled")
+    one_line_error(lambda: read_array(tmp_path / "objects.npy"), "objects.npy", "pickled")
     np.savez(tmp_path / "objects.npz", x=np.array([TouchOnUnpickle(marker)], dtype=object))
-    one_line_error(lambda: files.read_array(tmp_path / "objects.npz"), "objects.npz", "pickled")
+    one_line_error(lambda: read_array(tmp_path / "objects.npz"), "objects.npz", "pickled")
     assert not marker.exists()
     (tmp_path / "broken.npy").write_bytes(b"\x93NUMPY garbage")
-    one_line_error(lambda: files.read_array(tmp_path / "broken.npy"), "broken.npy")
-    one_line_error(lambda: files.read_array(tmp_path / "table.csv"), "table.csv", ".npy or .npz")
+    one_line_error(lambda: read_array(tmp_path / "broken.npy"), "broken.npy")
+    one_line_error(lambda: read_array(tmp_path / "table.csv"), "table.csv", ".npy or .npz")
