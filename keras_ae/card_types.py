@@ -65,8 +65,9 @@ class Section:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ModelClass(Section):
-    """`model`: the registered class (`"VAE"`, or `"package>Class"`) and its constructor's arguments."""
+class KerasClass(Section):
+    """A Keras class by its registered name and its constructor's arguments: a card's `model` (`"VAE"`, or
+    `"package>Class"` for a family defined elsewhere) and a recipe's `optimizer` (`"Adam"`)."""
 
     class_name: str
     config: dict = dataclasses.field(default_factory=dict)
@@ -125,14 +126,6 @@ class Data(Section):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Optimizer(Section):
-    """`recipe.optimizer`: a Keras optimizer's class and config."""
-
-    class_name: str
-    config: dict = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
 class InitialWeights(Section):
     """`recipe.initial_weights`: the preset a fine-tuning recipe starts from, its weights pinned by sha256."""
 
@@ -144,10 +137,10 @@ class InitialWeights(Section):
 class Recipe(Section):
     """`recipe`: how a model trains."""
 
-    nested: ClassVar[dict] = {"optimizer": Optimizer, "initial_weights": InitialWeights}
+    nested: ClassVar[dict] = {"optimizer": KerasClass, "initial_weights": InitialWeights}
     epochs: int
     batch_size: int
-    optimizer: Optimizer = None  # None: Adam at 1e-3
+    optimizer: KerasClass = None  # None: Adam at 1e-3
     learning_rate_schedule: str = None
     final_learning_rate_fraction: float = 0.0
     seed: int = 0
@@ -182,10 +175,10 @@ class Anomaly(Section):
 class Card(Section):
     """A zoo entry or preset: what the model is, what it trains on and how, how it measured, and its weights."""
 
-    nested: ClassVar[dict] = {"model": ModelClass, "network": Network, "data": Data, "recipe": Recipe, "weights": Weights,
+    nested: ClassVar[dict] = {"model": KerasClass, "network": Network, "data": Data, "recipe": Recipe, "weights": Weights,
                               "anomaly": Anomaly}
     name: str
-    model: ModelClass
+    model: KerasClass
     weights: Weights
     description: str = None
     terms: str = None

@@ -28,7 +28,7 @@ from typing import Callable
 
 from keras_ae import weights as weight_files
 from keras_ae.card_types import (  # noqa: F401  (the typed card's public names are keras_ae.cards')
-    Anomaly, Card, Data, InitialWeights, ModelClass, Network, Optimizer, Recipe, Weights, as_card, model_class, task_of,
+    Anomaly, Card, Data, InitialWeights, KerasClass, Network, Recipe, Weights, as_card, model_class, task_of,
 )
 from keras_ae.errors import InputError
 

@@ -84,7 +84,7 @@ def resolve_precision(precision, strategy):
 
 def build_optimizer(recipe, steps_per_epoch, epochs):
     """Adam at 1e-3 (or the recipe's optimizer) with the recipe's learning-rate schedule and clipping."""
-    optimizer = recipe.optimizer or cards.Optimizer(class_name="Adam", config={"learning_rate": 1e-3})
+    optimizer = recipe.optimizer or cards.KerasClass(class_name="Adam", config={"learning_rate": 1e-3})
     config = dict(optimizer.config)
     schedule = recipe.learning_rate_schedule
     if schedule == "cosine":
@@ -574,7 +574,7 @@ def _fine_tuning(card, start_from, input_shape, dataset):
                          "resize the images (--image-size) or choose a preset of your data's shape.")
     if not preset.weights.sha256:
         raise InputError(f"{start_from} has no trained weights (its card pins no sha256) to fine-tune from.")
-    recipe = dataclasses.replace(card.recipe, optimizer=cards.Optimizer.from_json({"class_name": "Adam", "config": {"learning_rate": 3e-4}}),
+    recipe = dataclasses.replace(card.recipe, optimizer=cards.KerasClass.from_json({"class_name": "Adam", "config": {"learning_rate": 3e-4}}),
                                  initial_weights=cards.InitialWeights(preset=str(start_from), sha256=preset.weights.sha256))
     description = f"{preset.model.class_name} fine-tuned from {start_from} with keras-ae train --from on {dataset}."
     return dataclasses.replace(card, model=preset.model, network=preset.network, description=description, recipe=recipe)
