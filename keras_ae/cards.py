@@ -248,8 +248,9 @@ def load(source, weights=True, verify=True, dtype=None, timeout=None):
 
 
 def write_card(card, path=None):
-    """Write a card (a `Card` or its JSON form, validated) as indented JSON, atomically."""
-    card = as_card(card)
+    """Write a card (a `Card` or its JSON form) as indented JSON, atomically, checked afresh as written (a `Card` changed
+    with `dataclasses.replace` has not been checked since `Card.from_json`)."""
+    card = Card.from_json(card.to_json() if isinstance(card, Card) else card)
     path = path or card_path(card.name)
     text = json.dumps(card.to_json(), indent=2) + "\n"
     weight_files.atomic_copy(lambda temporary: open(temporary, "w").write(text), path)
@@ -262,6 +263,7 @@ def save_weights(model, card, path):
     The HDF5 file is staged in a scratch folder and then copied into place: an HDF5 writer that
     hits a full disk leaves h5py in a state that crashes the interpreter at exit, a plain copy does not.
     """
+    card = as_card(card)
     bare = build_model(card)
     bare.set_weights(model.get_weights())
     with tempfile.TemporaryDirectory() as scratch:
