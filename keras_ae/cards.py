@@ -9,7 +9,6 @@ an http(s) URL of one, or `hf://owner/repo[@revision]`.
 """
 
 import contextlib
-import copy
 import dataclasses
 import errno
 import fcntl
