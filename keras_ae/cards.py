@@ -77,23 +77,32 @@ def build_model(card, seed=None, dtype=None):
             Keras' generator); no global random state is reseeded.
         dtype: the layers' dtype policy (None: Keras' global policy, left as it is).
 
-    A card without a network section (a hand-built model: `model.config` holds its encoder and decoder whole, their
-    initializers and dtype policies included) is built as its config says; a `seed` or `dtype` for it is refused.
+    A card without a network section (a hand-built model: `model.config` holds its encoder and decoder whole) gets its
+    initial weights from the initializers in that config; `seed` seeds the model's own draws, and a `dtype` other than
+    its layers' own policy is refused, since the policy is fixed in the config.
     """
     from keras_ae import networks
 
     card = as_card(card)
     family = model_class(card)
     config = dict(card.model.config)
-    if card.network is None:
-        if seed is not None or dtype is not None:
-            raise InputError(f"card {card.name!r} has no network section: its encoder and decoder come whole from model.config, "
-                             "so a seed or a dtype policy (a recipe's seed and precision) cannot be applied to them; build it "
-                             "without them (keras_ae.load without dtype), or give the card a network section")
-        return family.from_config(config)
     if seed is not None:  # the model's own draws too, unless its config names a seed of its own
         config.setdefault("seed", seed)
+    if card.network is None:
+        model = family.from_config(config)
+        policies = {layer.dtype_policy.name for network in (model.encoder, model.decoder) for layer in network.layers if layer.weights}
+        wanted = None if dtype is None else keras_dtype_name(dtype)
+        if wanted is not None and policies != {wanted}:
+            raise InputError(f"card {card.name!r} has no network section: its encoder and decoder come whole from model.config, "
+                             f"whose layers compute in {sorted(policies)}; the dtype policy {wanted!r} (a recipe's precision) "
+                             "cannot be applied to them: ask for that one, or give the card a network section")
+        return model
     return family(*networks.build(**card.network.arguments(), seed=seed, dtype=dtype), **{**config, **({"dtype": dtype} if dtype else {})})
+
+
+def keras_dtype_name(dtype):
+    """The name of a dtype policy given as a name or a `keras.DTypePolicy`."""
+    return getattr(dtype, "name", dtype)
 
 
 @dataclasses.dataclass

@@ -1,5 +1,5 @@
 """Typed cards: every zoo card round-trips through `Card`, errors stay one line naming the field, public functions take
-a `Card` or its JSON form, and a card without a network section refuses a seed or dtype it could not apply."""
+a `Card` or its JSON form, and a card without a network section refuses a dtype policy its config does not hold."""
 
 import dataclasses
 import json
@@ -92,22 +92,23 @@ def test_public_functions_take_a_card_or_its_json_form_and_return_the_json_form(
     assert json.loads((tmp_path / "preset" / "card.json").read_text()) == written
 
 
-def test_a_card_without_a_network_refuses_a_seed_or_dtype_it_cannot_apply(tmp_path):
-    model = keras_ae.Autoencoder(*networks.dense((6,), 2, hidden_units=[4]))
+def test_a_card_without_a_network_takes_its_own_dtype_and_refuses_another(tmp_path):
+    model = keras_ae.Autoencoder(*networks.dense((6,), 2, hidden_units=[4], seed=0))
     card = cards.describe(model, "hand_built")
     assert card.network is None and "network" not in card.to_json()
-    assert cards.build_model(card).count_params() == model.count_params()
-    for options in ({"seed": 0}, {"dtype": "float32"}):
-        with pytest.raises(keras_ae.errors.InputError, match=r"^card 'hand_built' has no network section: .* cannot be applied") as error:
-            cards.build_model(card, **options)
-        assert "\n" not in str(error.value)
+    for options in ({}, {"seed": 0}, {"dtype": "float32"}):
+        assert cards.build_model(card, **options).count_params() == model.count_params()
+    with pytest.raises(keras_ae.errors.InputError, match=r"^card 'hand_built' has no network section: .* cannot be applied") as error:
+        cards.build_model(card, dtype="mixed_bfloat16")
+    assert "\n" not in str(error.value)
     keras_ae.save_preset(model, tmp_path / "hand_built")
+    assert keras_ae.load(tmp_path / "hand_built", dtype="float32").count_params() == model.count_params()
     with pytest.raises(keras_ae.errors.InputError, match="has no network section"):
-        keras_ae.load(tmp_path / "hand_built", dtype="float32")
+        keras_ae.load(tmp_path / "hand_built", dtype="mixed_bfloat16")
     trainable = dataclasses.replace(card, data=cards.Data(dataset="mnist", train_split="train[:10]", test_split="test"),
                                     recipe=cards.Recipe(epochs=1, batch_size=5))
     with pytest.raises(keras_ae.errors.InputError, match="has no network section"):
-        keras_ae.train(trainable, verbose=0)
+        keras_ae.train(trainable, precision="mixed_bfloat16", verbose=0)
 
 
 def test_only_the_families_and_the_data_kinds_read_a_cards_data_keys():
