@@ -162,7 +162,7 @@ def train(
         model = cards.build_model(card, seed=seed, dtype=keras.DTypePolicy(precision))
         if recipe.initial_weights is not None:  # the preset's weights, its scaling statistics included
             model.load_weights(initial_weights(card))
-        elif card.network.scaling:  # statistics of the training split, kept in the model's own weights
+        elif card.network is not None and card.network.scaling:  # statistics of the training split, kept in the model's own weights
             from keras_ae import networks
 
             training_examples = kind.arrays(card, splits["train"], data_dir=data_dir, every_label=False)[0]
