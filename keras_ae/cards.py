@@ -1,12 +1,14 @@
 """Cards and presets: read, validate, list, load a model from any source, save one as a preset.
 
+A card is typed (`Card`, see `keras_ae.card_types`) inside keras-ae; `model_card`, `save_preset` and `finish` hand
+users its JSON form (a dict), and every function that takes a card takes either.
+
 A preset is a folder holding `card.json` (what the model is, how it was trained and measured, and
 the sha256 of its weights) and the weights file. `keras_ae.load` takes a zoo name, such a folder,
 an http(s) URL of one, or `hf://owner/repo[@revision]`.
 """
 
 import contextlib
-import copy
 import dataclasses
 import errno
 import fcntl
@@ -23,8 +25,10 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from keras_ae import schema
 from keras_ae import weights as weight_files
+from keras_ae.card_types import (  # noqa: F401  (the typed card's public names are keras_ae.cards')
+    Anomaly, Card, Data, InitialWeights, KerasClass, Network, Recipe, Weights, as_card, model_class, task_of,
+)
 from keras_ae.errors import InputError
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
@@ -49,89 +53,6 @@ def list_models(pattern="*"):
     return [name for name in names if fnmatch.fnmatch(name, pattern)]
 
 
-def model_class(card, source="card"):
-    """The registered keras_ae model class a card names (`"VAE"`, or `"package>Class"` for a family defined elsewhere)."""
-    import keras
-
-    from keras_ae.models import BaseAutoencoder
-
-    name = str(card["model"].get("class_name"))
-    registered = keras.saving.get_registered_object(name if ">" in name else f"keras_ae>{name}")
-    if not (isinstance(registered, type) and issubclass(registered, BaseAutoencoder)):
-        raise InputError(
-            f"{source} names model class {name!r}, which is not a registered keras_ae model; "
-            "import the module that defines it (registered with keras.saving.register_keras_serializable) first."
-        )
-    return registered
-
-
-def validate(card, source="card", complete=True):
-    """Check a card against `keras_ae.schema` (types, ranges, required keys), its class and evaluation settings; return it.
-
-    Every error is one line naming `source` and the field. `complete=False` checks the form only, not the network
-    section against its builder nor the class against the registry: that needs no TensorFlow (listing, showing).
-    """
-    schema.check(card, source, network=complete)
-    if not complete:
-        return card
-    family = model_class(card, source)
-    check_model_config(card, family, source)
-    settings = task_of(card).evaluation_defaults
-    unknown = set(card.get("evaluation", {})) - set(settings) - {"linear_probe"}
-    if unknown:
-        raise InputError(
-            f"{source}: evaluation settings {sorted(unknown)} are not {family.__name__}'s; "
-            f"it takes {sorted(settings) + ['linear_probe']}."
-        )
-    return card
-
-
-def model_arguments(family):
-    """The keyword arguments a model class's constructor takes: its own, its ancestors' (passed on through `**kwargs`)
-    and Keras' base ones (name, trainable, dtype, ...)."""
-    import inspect
-
-    import keras
-
-    from keras_ae.models import BaseAutoencoder
-
-    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    arguments = set()
-    for ancestor in family.__mro__:
-        if not (issubclass(ancestor, BaseAutoencoder) and "__init__" in vars(ancestor)):
-            continue
-        parameters = list(inspect.signature(ancestor.__init__).parameters.values())[1:]  # without self
-        arguments |= {parameter.name for parameter in parameters if parameter.kind in named}
-        if not any(parameter.kind == inspect.Parameter.VAR_KEYWORD for parameter in parameters):
-            return arguments
-    base = inspect.signature(keras.layers.Layer.__init__).parameters.values()
-    return arguments | {parameter.name for parameter in base if parameter.kind == inspect.Parameter.KEYWORD_ONLY}
-
-
-def check_model_config(card, family, source="card"):
-    """A card's `model.config` holds arguments of its class's constructor only; where a network section builds the
-    encoder and decoder, not those two. Else one line naming the field and what the class takes."""
-    config = card["model"].get("config", {})
-    arguments = model_arguments(family)
-    if "network" in card:
-        arguments -= {"encoder", "decoder"}
-        given = [role for role in ("encoder", "decoder") if role in config]
-        if given:
-            raise InputError(f"{source}: model.config.{given[0]} is given, but the card's network section builds "
-                             f"{family.__name__}'s encoder and decoder; drop model.config.{given[0]} (or the network section).")
-    unknown = sorted(set(config) - arguments)
-    if unknown:
-        raise InputError(f"{source}: model.config.{unknown[0]} is not an argument of {family.__name__}; it takes "
-                         f"{sorted(arguments)}.")
-
-
-def task_of(card):
-    """The task class of the family a card names: what the rest of keras-ae asks about the family."""
-    from keras_ae.models import task_for
-
-    return task_for(model_class(card))
-
-
 def read_card(path, source=None, complete=True):
     """A card from a JSON file, validated; errors name `source` (default: the file) and the line or field."""
     path = Path(path)
@@ -144,33 +65,51 @@ def read_card(path, source=None, complete=True):
         raise InputError(f"{source}: not valid JSON (byte {error.start} is not UTF-8).") from None
     except RecursionError:
         raise InputError(f"{source}: not valid JSON (nested too deeply).") from None
-    return validate(card, source, complete)
+    return Card.from_json(card, source, complete)
 
 
 def build_model(card, seed=None, dtype=None):
     """A fresh, untrained model with the card's architecture and objective.
 
     Args:
+        card: a `Card` or its JSON form.
         seed: seed of the network's initial weights, and of the model's own draws where its config names none (None:
             Keras' generator); no global random state is reseeded.
         dtype: the layers' dtype policy (None: Keras' global policy, left as it is).
+
+    A card without a network section (a hand-built model: `model.config` holds its encoder and decoder whole) gets its
+    initial weights from the initializers in that config; `seed` seeds the model's own draws, and a `dtype` other than
+    its layers' own policy is refused, since the policy is fixed in the config.
     """
     from keras_ae import networks
 
+    card = as_card(card)
     family = model_class(card)
-    config = dict(card["model"].get("config", {}))
+    config = dict(card.model.config)
     if seed is not None:  # the model's own draws too, unless its config names a seed of its own
         config.setdefault("seed", seed)
-    if "network" in card:
-        return family(*networks.build(**card["network"], seed=seed, dtype=dtype), **{**config, **({"dtype": dtype} if dtype else {})})
-    return family.from_config(config)
+    if card.network is None:
+        model = family.from_config(config)
+        policies = {layer.dtype_policy.name for network in (model.encoder, model.decoder) for layer in network.layers if layer.weights}
+        wanted = None if dtype is None else keras_dtype_name(dtype)
+        if wanted is not None and policies != {wanted}:
+            raise InputError(f"card {card.name!r} has no network section: its encoder and decoder come whole from model.config, "
+                             f"whose layers compute in {sorted(policies)}; the dtype policy {wanted!r} (a recipe's precision) "
+                             "cannot be applied to them: ask for that one, or give the card a network section")
+        return model
+    return family(*networks.build(**card.network.arguments(), seed=seed, dtype=dtype), **{**config, **({"dtype": dtype} if dtype else {})})
+
+
+def keras_dtype_name(dtype):
+    """The name of a dtype policy given as a name or a `keras.DTypePolicy`."""
+    return getattr(dtype, "name", dtype)
 
 
 @dataclasses.dataclass
 class Preset:
-    """A model's card, and how to get its verified weights file."""
+    """A model's typed card, and how to get its verified weights file."""
 
-    card: dict
+    card: Card
     source: str
     fetch_weights: Callable[[], Path]
 
@@ -182,7 +121,7 @@ def _zoo_preset(name, complete, timeout):
 
 def _folder_preset(folder, complete):
     card = read_card(folder / CARD_FILE, complete=complete)
-    return Preset(card, str(folder), lambda: weight_files.verify(folder / card["weights"]["file"], card["weights"]["sha256"]))
+    return Preset(card, str(folder), lambda: weight_files.verify(folder / card.weights.file, card.weights.sha256))
 
 
 class CachedCardWarning(UserWarning):
@@ -209,8 +148,8 @@ def _url_preset(url, complete, timeout):
         raise
 
     def fetch():
-        entry = card["weights"]
-        file_name, expected = weight_files.check_file_name(entry["file"]), entry.get("sha256")
+        entry = card.weights
+        file_name, expected = weight_files.check_file_name(entry.file), entry.sha256
         if expected is None:
             raise InputError(f"{source}: weights.sha256 is null; a preset at a URL must pin its weights by sha256 "
                              "(keras_ae.save_preset writes it).")
@@ -219,7 +158,7 @@ def _url_preset(url, complete, timeout):
             return local
         try:
             return weight_files.download(f"{url}/{file_name}", local, expected, timeout=timeout,
-                                         max_bytes=weight_files.size_limit(entry.get("size")))
+                                         max_bytes=weight_files.size_limit(entry.size))
         except weight_files.DownloadError as error:
             if isinstance(error, weight_files.ContentError):  # the card promised other weights: never fall back to it
                 cached_card.unlink(missing_ok=True)
@@ -234,11 +173,11 @@ def _hub_preset(address, complete, timeout):
     repo, _, revision = address.removeprefix("hf://").partition("@")
     card_file = weight_files.hub_file(repo, CARD_FILE, revision or None, timeout=timeout)
     card = read_card(card_file, source=f"{CARD_FILE} of {address}", complete=complete)
-    entry = card["weights"]
+    entry = card.weights
 
     def fetch():
-        path = weight_files.hub_file(repo, weight_files.check_file_name(entry["file"]), revision or None, timeout=timeout)
-        return weight_files.verify(path, entry["sha256"])
+        path = weight_files.hub_file(repo, weight_files.check_file_name(entry.file), revision or None, timeout=timeout)
+        return weight_files.verify(path, entry.sha256)
 
     return Preset(card, address, fetch)
 
@@ -256,7 +195,7 @@ def unknown_source(source, reason):
 def find_preset(source, complete=True, timeout=None):
     """Where a model comes from: a zoo name, a preset folder, an http(s) URL of one, or `hf://owner/repo[@revision]`.
 
-    `complete=False` checks the card's form only (see `validate`); `timeout` bounds downloads (see `load`).
+    `complete=False` checks the card's form only (see `Card.from_json`); `timeout` bounds downloads (see `load`).
     """
     timeout = None if timeout is None else weight_files.timeout_seconds(timeout)
     if isinstance(source, Path):
@@ -285,11 +224,12 @@ def find_preset(source, complete=True, timeout=None):
 
 
 def model_card(source, complete=True, timeout=None):
-    """The card of a model source (see `load`) as a dict; an unknown one lists every accepted form.
+    """The card of a model source (see `load`) in its JSON form, a dict of your own to read, change and pass on (to
+    `keras_ae.train`, say); an unknown source lists every accepted form. `Card.from_json` makes it typed.
 
-    `complete=False` checks the card's form only, without importing TensorFlow (see `validate`).
+    `complete=False` checks the card's form only, without importing TensorFlow (see `Card.from_json`).
     """
-    return copy.deepcopy(find_preset(source, complete, timeout).card)
+    return find_preset(source, complete, timeout).card.to_json()
 
 
 def load(source, weights=True, verify=True, dtype=None, timeout=None):
@@ -310,34 +250,36 @@ def load(source, weights=True, verify=True, dtype=None, timeout=None):
         model.load_weights(preset.fetch_weights())
     elif weights:
         if verify:
-            weight_files.verify(weights, preset.card["weights"]["sha256"])
+            weight_files.verify(weights, preset.card.weights.sha256)
         model.load_weights(weights)
     return model
 
 
 def write_card(card, path=None):
-    """Validate and write a card as indented JSON, atomically."""
-    validate(card)
-    path = path or card_path(card["name"])
-    text = json.dumps(card, indent=2) + "\n"
+    """Write a card (a `Card` or its JSON form) as indented JSON, atomically, checked afresh as written (a `Card` changed
+    with `dataclasses.replace` has not been checked since `Card.from_json`)."""
+    card = Card.from_json(card.to_json() if isinstance(card, Card) else card)
+    path = path or card_path(card.name)
+    text = json.dumps(card.to_json(), indent=2) + "\n"
     weight_files.atomic_copy(lambda temporary: open(temporary, "w").write(text), path)
     return path
 
 
 def save_weights(model, card, path):
-    """Write only the model's weights (no optimizer state) atomically, and record their sha256 and size in `card`.
+    """Write only the model's weights (no optimizer state) atomically; return the card with their sha256 and size.
 
     The HDF5 file is staged in a scratch folder and then copied into place: an HDF5 writer that
     hits a full disk leaves h5py in a state that crashes the interpreter at exit, a plain copy does not.
     """
+    card = as_card(card)
     bare = build_model(card)
     bare.set_weights(model.get_weights())
     with tempfile.TemporaryDirectory() as scratch:
         staged = Path(scratch) / WEIGHTS_FILE
         bare.save_weights(staged)
         path = weight_files.atomic_copy(lambda temporary: shutil.copyfile(staged, temporary), path)
-    card["weights"].update(sha256=weight_files.sha256(path), size=path.stat().st_size)
-    return path
+    return dataclasses.replace(card, weights=dataclasses.replace(card.weights, sha256=weight_files.sha256(path),
+                                                                 size=path.stat().st_size))
 
 
 def describe(model, name):
@@ -345,12 +287,12 @@ def describe(model, name):
     import keras
 
     registered = keras.saving.get_registered_name(type(model))
-    return {
+    return Card.from_json({
         "name": name,
         "description": f"A {type(model).__name__} saved with keras_ae.save_preset.",
         "model": {"class_name": registered.removeprefix("keras_ae>"), "config": model.get_config()},
         "weights": {"file": WEIGHTS_FILE},
-    }
+    })
 
 
 _held_locks = threading.local()  # the preset locks this thread holds, so that a holder may write the preset itself
@@ -476,11 +418,11 @@ def writing_preset(folder):
 
 def write_preset(model, folder, card):
     """Write the weights and `card.json` into `folder` as it stands, filling in the weights' sha256 and size; return the
-    card as written. Writers call it inside `writing_preset` (as `save_preset` does), which makes the folder whole."""
-    card = copy.deepcopy(card)
-    card["weights"] = {"file": card.get("weights", {}).get("file", WEIGHTS_FILE), "url": None}
-    validate(card)
-    save_weights(model, card, Path(folder) / card["weights"]["file"])
+    card (a `Card`) as written. Writers call it inside `writing_preset` (as `save_preset` does), which makes the folder
+    whole."""
+    given = card.to_json() if isinstance(card, Card) else card  # its JSON form may leave the weights out
+    card = Card.from_json({**given, "weights": {"file": given.get("weights", {}).get("file", WEIGHTS_FILE), "url": None}})
+    card = save_weights(model, card, Path(folder) / card.weights.file)
     write_card(card, Path(folder) / CARD_FILE)
     return card
 
@@ -493,13 +435,13 @@ def save_preset(model, folder, card=None):
         folder: where to write `card.json` and the weights: a new or empty folder, or a preset, which is replaced as a
             whole (see `writing_preset`); a folder holding other files is refused, and so is a second writer of the
             same folder while the first one writes.
-        card: the model's card (e.g. a zoo card with its recipe and metrics); default: a minimal card
-            naming the model's class and config. Its weights' sha256 and size are filled in.
+        card: the model's card, a `Card` or its JSON form (e.g. a zoo card with its recipe and metrics); default: a
+            minimal card naming the model's class and config. Its weights' sha256 and size are filled in.
     Returns:
-        the card as written.
+        the card as written, in its JSON form (a dict).
     """
     folder = Path(folder).expanduser()
     if card is None:
         card = describe(model, re.sub(r"[^a-z0-9_]+", "_", folder.resolve().name.lower()).strip("_") or "model")
     with writing_preset(folder) as staging:
-        return write_preset(model, staging, card)
+        return write_preset(model, staging, card).to_json()

@@ -52,7 +52,7 @@ def _family(source, verb):
     """The card and the family's task of a source, refusing a command the family's task does not support."""
     from keras_ae import cards
 
-    card = cards.model_card(source)
+    card = cards.find_preset(source).card
     task = cards.task_of(card)
     if verb not in task.commands():
         raise InputError(
@@ -65,9 +65,9 @@ def command_list(args):
     from keras_ae import cards
 
     for name in cards.list_models(args.pattern):
-        card = cards.model_card(name, complete=False)
-        headline = card.get("metrics", {}).get("headline", "not measured")
-        print(f"{name:<24} {card['model']['class_name']:<22} {card.get('data', {}).get('dataset', ''):<14} {headline}")
+        card = cards.find_preset(name, complete=False).card
+        headline = card.metrics.get("headline", "not measured")
+        print(f"{name:<24} {card.model.class_name:<22} {card.data.dataset if card.data else '':<14} {headline}")
 
 
 def _brief(value, width=100):
@@ -79,24 +79,25 @@ def _brief(value, width=100):
 def command_info(args):
     from keras_ae import cards
 
-    card = cards.model_card(args.source, complete=False)
+    card = cards.find_preset(args.source, complete=False).card
+    shown = card.to_json()  # every section as the card file holds it
     if args.json:
-        print(json.dumps(card, indent=2))
+        print(json.dumps(shown, indent=2))
         return
-    print(f"{card['name']}: {card.get('description', '')}")
-    metrics = card.get("metrics", {})
+    print(f"{card.name}: {card.description or ''}")
+    metrics = card.metrics
     if metrics.get("headline"):
         print(f"  measured: {metrics['headline']} (on {metrics.get('test_examples', '?')} test examples)")
-    anomaly = card.get("anomaly")
-    if anomaly and anomaly.get("threshold") is not None:
-        rule = anomaly.get("threshold_rule", "percentile")
-        rule += f" {anomaly['percentile']:g}" if rule == "percentile" and "percentile" in anomaly else ""
-        print(f"  anomaly threshold: {anomaly['threshold']:.6g} ({rule}; {anomaly.get('threshold_source', 'from the training split')}); "
-              f"scores above it are called anomalous, normal label {anomaly.get('normal_label')!r}")
+    anomaly = card.anomaly
+    if anomaly is not None and anomaly.threshold is not None:
+        rule = anomaly.threshold_rule
+        rule += f" {anomaly.percentile:g}" if rule == "percentile" and "percentile" in anomaly.given else ""
+        print(f"  anomaly threshold: {anomaly.threshold:.6g} ({rule}; {anomaly.threshold_source or 'from the training split'}); "
+              f"scores above it are called anomalous, normal label {anomaly.normal_label!r}")
     for section in ("model", "network", "data", "recipe", "training", "metrics", "anomaly", "weights"):
-        if section in card:
+        if isinstance(shown.get(section), dict):
             print(f"\n[{section}]")
-            for key, value in card[section].items():
+            for key, value in shown[section].items():
                 if section == "model" and key == "config" and isinstance(value, dict):
                     nested = sorted(key for key, item in value.items() if isinstance(item, dict))
                     value = {key: item for key, item in value.items() if key not in nested}
@@ -183,8 +184,9 @@ def command_train(args):
             contamination=args.contamination, start_from=args.start_from,
         )
     else:
-        card = cards.model_card(args.name) if args.name else cards.read_card(args.card)
-    output = Path(args.output or f"trained/{card['name']}")
+        card = cards.find_preset(args.name).card if args.name else cards.read_card(args.card)
+    card = cards.as_card(card)
+    output = Path(args.output or f"trained/{card.name}")
     with cards.preset_lock(output):  # held from here to the written preset: a second run onto it is refused at once
         cards.check_preset_target(output, args.overwrite, "--output " if args.output else "the default --output ")
         callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir else []
@@ -192,10 +194,10 @@ def command_train(args):
             card, strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size, precision=args.precision,
             data_dir=args.data_dir, callbacks=callbacks, backup_dir=args.backup_dir,
         )
-        card = finish(model, card, history, stats, output, data_dir=args.data_dir)
-    if card.get("anomaly"):
-        print(f"anomaly threshold (from the training data): {card['anomaly']['threshold']:.6g}")
-    print(f"wrote the preset {output} (card.json, {card['weights']['file']}, training_curves.png); load it with keras_ae.load({str(output)!r})")
+        card = cards.Card.from_json(finish(model, card, history, stats, output, data_dir=args.data_dir), complete=False)
+    if card.anomaly is not None:
+        print(f"anomaly threshold (from the training data): {card.anomaly.threshold:.6g}")
+    print(f"wrote the preset {output} (card.json, {card.weights.file}, training_curves.png); load it with keras_ae.load({str(output)!r})")
 
 
 def command_evaluate(args):
@@ -270,17 +272,17 @@ def _input_labels(card, text, count, input_path, names, found=None):
 
     if not kinds.of(cards.task_of(card)).with_labels:
         if text is not None:
-            raise InputError(f"--labels is for a conditional model; {card['name']} takes none")
+            raise InputError(f"--labels is for a conditional model; {card.name} takes none")
         return None
     if text is None:
         if Path(input_path).is_dir():
             classes = [Path(name).parts[0] if len(Path(name).parts) > 1 else "" for name in names]
             if not all(part.isdigit() for part in classes):
-                raise InputError(f"{card['name']} is conditioned on class labels: pass --labels, or put each image in a "
+                raise InputError(f"{card.name} is conditioned on class labels: pass --labels, or put each image in a "
                                  f"subfolder named by its class number (0/, 1/, ...) of {input_path}")
             return np.array([int(part) for part in classes], "int32")
         if found is None or not np.issubdtype(np.asarray(found).dtype, np.integer) or np.any(np.asarray(found) < 0):
-            raise InputError(f"{card['name']} is conditioned on class labels: pass --labels (one class, a comma list or a .npy "
+            raise InputError(f"{card.name} is conditioned on class labels: pass --labels (one class, a comma list or a .npy "
                              "file), or give a folder with one subfolder per class number")
         return np.asarray(found, "int32")
     if text.endswith(".npy"):
@@ -369,8 +371,7 @@ def _apply_to_folder(source, verb, folder, out, transform, labels_text=None, ove
 
     card, _ = _family(source, verb)
     _check_folder_output(folder, out, [], overwrite)  # before reading anything
-    options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in ("image_size", "color_mode")}
-    found = data.open_path(folder, **options)
+    found = data.open_path(folder, **_read_options(card, ("image_size", "color_mode")))
     _check_folder_output(folder, out, found.names, overwrite)
     model = cards.load(source)
     labels = _input_labels(card, labels_text, found.count, folder, found.names)
@@ -385,7 +386,7 @@ def command_reconstruct(args):
         return _apply_to_folder(args.source, "reconstruct", args.input, args.out, lambda model: model, args.labels, args.overwrite)
     card, _ = _family(args.source, "reconstruct")
     model = cards.load(args.source)
-    count, batches = _read_images(args.input, model.input_shape_per_example, args.source, card.get("data", {}).get("image_size"))
+    count, batches = _read_images(args.input, model.input_shape_per_example, args.source, card.data.image_size if card.data else None)
     labels = _input_labels(card, args.labels, count, args.input, [])
     _check_file_output(args.input, args.out, args.overwrite)
     if Path(args.out).suffix == ".npy":
@@ -447,6 +448,13 @@ def _shape_fault(path, shape, expected, source):
             f"give an array of shape (n, {', '.join(map(str, expected))}), one example per row{hint}")
 
 
+def _read_options(card, keys):
+    """The options among `keys` with which the card's data section reads its inputs (none for a card without one)."""
+    from keras_ae import data
+
+    return {} if card.data is None else {key: value for key, value in data.card_options(card.data).items() if key in keys}
+
+
 def _model_inputs(args, verb, counted=False):
     """(card, model, found, labels) of a command that runs a model over a file, folder or table of inputs, read as the
     preset's card reads its data (a table's layout, images' size and colours), streamed in file order: `found` is the
@@ -455,8 +463,7 @@ def _model_inputs(args, verb, counted=False):
 
     card, _ = _family(args.source, verb)
     model = cards.load(args.source)
-    read_options = ("image_size", "color_mode", "label_column", "columns", "header")  # a table's layout as the card records it
-    options = {key: value for key, value in data.card_options(card.get("data", {})).items() if key in read_options}
+    options = _read_options(card, ("image_size", "color_mode", "label_column", "columns", "header"))  # a table's layout too
     if args.label_column is not None:
         options["label_column"] = args.label_column
     conditional = kinds.of(cards.task_of(card)).with_labels
@@ -506,7 +513,7 @@ def command_score(args):
     from keras_ae import files
 
     card, model, found, labels = _model_inputs(args, "score")
-    threshold = card.get("anomaly", {}).get("threshold")
+    threshold = None if card.anomaly is None else card.anomaly.threshold
     header = ["input", "score"] + ["is_anomaly"] * (threshold is not None)
     written = {"rows": 0, "flagged": 0}
 
@@ -558,14 +565,15 @@ def command_recommend(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         item_ids, scores = model.recommend([history], k=args.k)
-    titles = ratings.item_titles(card.get("data", {}).get("dataset", ""), data_dir=args.data_dir)
+    dataset = card.data.dataset if card.data else ""
+    titles = ratings.item_titles(dataset, data_dir=args.data_dir)
     if not history:
         print(f"(empty history: the {args.k} items most popular with the training users)")
     for caught_warning in caught:  # fewer unseen items than -k: fewer are listed, never one of the history's
         if issubclass(caught_warning.category, FewerItemsWarning):
             print(f"({caught_warning.message})")
     if not titles:
-        print(f"(no movies.csv beside the ratings of {card.get('data', {}).get('dataset')}: item ids only)")
+        print(f"(no movies.csv beside the ratings of {dataset}: item ids only)")
     for rank, (item, score) in enumerate(zip(item_ids[0], scores[0]), 1):
         print(f"{rank:>3}. {int(item):>7}  {float(score):9.4f}  {titles.get(int(item), '')}".rstrip())
 
@@ -628,7 +636,7 @@ def command_download(args):
     failures = 0
     for name in names:
         try:
-            card = cards.model_card(name)
+            card = cards.find_preset(name).card
             ok, message = weights.check_cache(card) if args.verify else (True, weights.fill_cache(card, args.mirror))
         except (OSError, ValueError) as error:
             ok, message = False, f"{name}: FAILED {error}"

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ae import files, ratings
+from keras_ae.card_types import as_data
 from keras_ae.errors import InputError
 from keras_ae.schema import BINARIZE_MODES, DATASET_NAME, SPLIT_PATTERN, positive_count
 
@@ -594,8 +595,11 @@ CARD_OPTIONS = ("binarize", "flatten", "validation_split", "only_label", "image_
 
 
 def card_options(spec):
-    """The `load` arguments a card's `data` section sets (all but the source and splits), for training and evaluation alike."""
-    return {key: tuple(spec[key]) if key == "image_size" else spec[key] for key in CARD_OPTIONS if spec.get(key) is not None}
+    """The `load` arguments a card's `data` section (a `keras_ae.cards.Data`, or its JSON form) sets (all but the source
+    and splits), for training and evaluation alike."""
+    spec = as_data(spec)
+    values = {key: getattr(spec, key) for key in CARD_OPTIONS}
+    return {key: tuple(value) if key == "image_size" else value for key, value in values.items() if value is not None}
 
 
 def distribute(strategy, source, global_batch_size, **kwargs):

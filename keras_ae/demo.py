@@ -8,22 +8,21 @@ from keras_ae.models import Task
 
 def bundled(card):
     """The bundled sample of a card's data as its data kind reads it, or None where the package ships none."""
-    network = card.get("network") or {}
-    return kinds.of(cards.task_of(card)).bundled(card, tuple(network.get("input_shape", ())))
+    return kinds.of(cards.task_of(card)).bundled(card, tuple(card.network.input_shape if card.network else ()))
 
 
 def skip_reason(card):
     """Why the demo cannot show an entry offline (no weights, or no bundled sample of its data), or None."""
-    if not card["weights"].get("sha256"):
+    if not card.weights.sha256:
         return "no trained weights yet"
     if bundled(card) is None:
-        return f"no bundled sample of {card['data']['dataset']} (its data is not shipped); see `keras-ae info {card['name']}`"
+        return f"no bundled sample of {card.data.dataset} (its data is not shipped); see `keras-ae info {card.name}`"
     return None
 
 
 def show(name, out_dir):
     """One zoo entry on its bundled sample: (card, its family's metrics, {title: picture path}); None if `skip_reason`."""
-    card = cards.model_card(name)
+    card = cards.find_preset(name).card
     if skip_reason(card):
         return None
     model = cards.load(name)
@@ -41,7 +40,7 @@ def run(out_dir="demo_output"):
     for name in cards.list_models():
         shown = show(name, out)
         if shown is None:
-            print(f"{name:<24} skipped: {skip_reason(cards.model_card(name))}")
+            print(f"{name:<24} skipped: {skip_reason(cards.find_preset(name).card)}")
             continue
         card, metrics, _ = shown
         headline = cards.task_of(card).headline(metrics)

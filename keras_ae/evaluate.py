@@ -10,6 +10,7 @@ data is measured on one fixed, seeded binarization of the test split (see `data.
 import numpy as np
 
 from keras_ae import kinds
+from keras_ae.card_types import as_card
 from keras_ae.anomaly import anomaly_scores, codes
 from keras_ae.errors import InputError
 from keras_ae.metrics import auroc, ndcg_at_k, psnr, recall_at_k, rmse, top_k  # noqa: F401  (public here too, as before)
@@ -35,10 +36,10 @@ def detection_metrics(anomaly, scores, labels):
 
     Precision and recall take the normal class as the positive one, as TensorFlow's ECG tutorial reports them.
     """
-    normal = labels == np.asarray(anomaly["normal_label"], dtype=labels.dtype)
+    normal = labels == np.asarray(anomaly.normal_label, dtype=labels.dtype)
     metrics = {"auroc": auroc(scores, ~normal)}
-    if anomaly.get("threshold") is not None:
-        called_normal = scores <= anomaly["threshold"]
+    if anomaly.threshold is not None:
+        called_normal = scores <= anomaly.threshold
         true_normal = np.sum(called_normal & normal)
         metrics.update(
             detection_accuracy=float(np.mean(called_normal == normal)),
@@ -51,7 +52,7 @@ def detection_metrics(anomaly, scores, labels):
 def evaluation_settings(card, model, overrides=None):
     """The family's evaluation settings: its defaults, then the card's `evaluation` section, then `overrides`."""
     defaults = task_for(model).evaluation_defaults
-    given = {**card.get("evaluation", {}), **(overrides or {})}
+    given = {**card.evaluation, **(overrides or {})}
     return {**defaults, **{key: value for key, value in given.items() if key in defaults}}
 
 
@@ -59,7 +60,7 @@ def measure(card, model, limit=None, probe=None, data_dir=None, split=None, **se
     """Every metric the model's family records, on the card's `test_split` (the first `limit` examples if given).
 
     Args:
-        card: the model's card (its `data` section says which dataset and how it was prepared).
+        card: the model's card, a `Card` or its JSON form (its `data` section says which dataset and how it was prepared).
         model: a keras_ae model; its family's task adds the family's own metrics.
         limit: measure only the first `limit` test examples.
         probe: fit a linear probe on train-split codes (default: the card's `evaluation.linear_probe`).
@@ -68,20 +69,23 @@ def measure(card, model, limit=None, probe=None, data_dir=None, split=None, **se
     """
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise InputError(f"limit must be a positive number of test examples; got {limit!r}.")
-    task = task_for(model)
-    kind = kinds.of(task)
-    arrays = kind.measure_arrays(card, split or card["data"].get("test_split", "test"), limit, data_dir)
+    card = as_card(card)
+    if card.data is None:
+        raise InputError(f"Card {card.name!r} names no dataset (its data.dataset field); it cannot be measured.")
+    kind = kinds.of(task_for(model))
+    arrays = kind.measure_arrays(card, split or card.data.test_split, limit, data_dir)
     return {**shared_measures(card, model, arrays, probe, data_dir, **settings), "test_examples": len(arrays["examples"])}
 
 
 def shared_measures(card, model, arrays, probe=None, data_dir=None, **settings):
     """The family's measures of `arrays` (a data kind's `measure_arrays` or `bundled`), and where the card asks for them
     the anomaly detection and the linear probe."""
+    card = as_card(card)
     task = task_for(model)(model)
     measured = task.measure(arrays["examples"], arrays["inputs"], arrays["targets"], **evaluation_settings(card, model, settings))
-    if card.get("anomaly"):
-        measured.update(detection_metrics(card["anomaly"], anomaly_scores(model, arrays["inputs"]), arrays["labels"]))
-    if probe if probe is not None else card.get("evaluation", {}).get("linear_probe", False):
+    if card.anomaly is not None:
+        measured.update(detection_metrics(card.anomaly, anomaly_scores(model, arrays["inputs"]), arrays["labels"]))
+    if probe if probe is not None else card.evaluation.get("linear_probe", False):
         train_examples, train_labels = kinds.of(task).arrays(card, "train", data_dir=data_dir)
         measured["linear_probe_accuracy"] = linear_probe(codes(model, train_examples), train_labels,
                                                          codes(model, arrays["examples"]), arrays["labels"])

@@ -31,11 +31,11 @@ def _metrics_table(metrics):
 
 
 def _entry(card, pictures, folder):
-    name = card["name"]
-    data = card.get("data", {})
+    name = card.name
+    dataset, binarize = (card.data.dataset, card.data.binarize) if card.data else ("", None)
     load_line = f'keras_ae.load("{name}")'
-    metrics = card.get("metrics", {})
-    commands = [("measured by", metrics.get("command")), ("trained by", card.get("training", {}).get("command"))]
+    metrics = card.metrics
+    commands = [("measured by", metrics.get("command")), ("trained by", card.training.get("command"))]
     command_lines = "".join(f"<div>{label}: <code>{html.escape(command)}</code></div>" for label, command in commands if command)
     figures = "".join(
         f"<figure><img src='{html.escape(Path(os.path.relpath(path, folder)).as_posix())}' alt='{html.escape(title)} of {name}'>"
@@ -45,9 +45,9 @@ def _entry(card, pictures, folder):
     )
     return (
         f"<section class='entry' id='{name}'><h2>{name}</h2>"
-        f"<div class='tags'><span>{html.escape(card['model']['class_name'])}</span><span>{html.escape(str(data.get('dataset', '')))}</span>"
-        f"{'<span>binarized: ' + html.escape(str(data['binarize'])) + '</span>' if data.get('binarize') else ''}</div>"
-        f"<p>{html.escape(card.get('description', ''))}</p>"
+        f"<div class='tags'><span>{html.escape(card.model.class_name)}</span><span>{html.escape(str(dataset))}</span>"
+        f"{'<span>binarized: ' + html.escape(str(binarize)) + '</span>' if binarize else ''}</div>"
+        f"<p>{html.escape(card.description or '')}</p>"
         f"<div>Load: <code id='load-{name}'>{html.escape(load_line)}</code><button onclick=\"copyText('load-{name}')\">copy</button></div>"
         f"<h3>Measured on the full test split</h3>{_metrics_table(metrics) if metrics else '<p>not measured yet</p>'}{command_lines}"
         f"{figures}</section>"
@@ -60,7 +60,7 @@ def write(out_dir="gallery"):
     sections = []
     for name in cards.list_models():
         shown = demo.show(name, folder / "pictures")
-        card, pictures = (shown[0], shown[2]) if shown else (cards.model_card(name), {})
+        card, pictures = (shown[0], shown[2]) if shown else (cards.find_preset(name).card, {})
         curves = weights.ZOO_DIR / name / "training_curves.png"  # in a checkout; the wheel ships no curves
         if curves.exists():
             (folder / "pictures").mkdir(parents=True, exist_ok=True)

@@ -2,13 +2,17 @@
 (`Task.data_kind`); training, evaluation and the demo ask the kind, never what a card's data section holds.
 
     kind = kinds.of(task)
-    dataset = kind.training_data(card["data"], "train", batch_size=128, shuffle=True, seed=0)
+    dataset = kind.training_data(card.data, "train", batch_size=128, shuffle=True, seed=0)
     arrays = kind.measure_arrays(card, "test")      # {"examples", "inputs", "labels", "targets"} for `Task.measure`
+
+`card` is a typed card (`keras_ae.cards.Card`) and `spec` its `data` section (`keras_ae.cards.Data`); their JSON forms
+(dicts) are taken too.
 """
 
 import numpy as np
 
 from keras_ae import data, ratings
+from keras_ae.card_types import as_card, as_data
 from keras_ae.errors import InputError
 from keras_ae.schema import positive_count
 
@@ -36,26 +40,29 @@ class Examples:
     with_labels = False  # batches are (examples, labels), for a family conditioned on them
 
     def options(self, spec):
-        return {**data.card_options(spec), "with_labels": self.with_labels}
+        return {**data.card_options(spec), "with_labels": self.with_labels}  # card_options takes either form
 
     def training_data(self, spec, split, batch_size, shuffle, seed=0, data_dir=None, **more):
         """A batched `tf.data.Dataset` of a split, as training reads it (`more`: `input_context`, `drop_remainder`)."""
-        return data.load(spec["dataset"], split=split, batch_size=batch_size, shuffle=shuffle, seed=seed, data_dir=data_dir,
+        spec = as_data(spec)
+        return data.load(spec.dataset, split=split, batch_size=batch_size, shuffle=shuffle, seed=seed, data_dir=data_dir,
                          **{**self.options(spec), **more})
 
     def count(self, spec, split, seed=0, data_dir=None):
-        return data.count(spec["dataset"], split, seed=seed, data_dir=data_dir, **self.options(spec))
+        spec = as_data(spec)
+        return data.count(spec.dataset, split, seed=seed, data_dir=data_dir, **self.options(spec))
 
     def arrays(self, card, split, limit=None, binarize=None, data_dir=None, every_label=True):
         """A card's split as numpy arrays (examples, labels); with `every_label`, a one-class card keeps the other labels
         (the anomalies to detect)."""
-        spec = card.get("data")
-        if not spec or "dataset" not in spec:
-            raise InputError(f"Card {card.get('name')!r} names no dataset (its data.dataset field); it cannot be measured.")
+        card = as_card(card)
+        spec = card.data
+        if spec is None:
+            raise InputError(f"Card {card.name!r} names no dataset (its data.dataset field); it cannot be measured.")
         options = {**data.card_options(spec), "binarize": binarize, "with_labels": True}
         if every_label:
             options.pop("only_label", None)
-        dataset = data.load(spec["dataset"], split=first_of(split, limit), batch_size=READ_BATCH, shuffle=False,
+        dataset = data.load(spec.dataset, split=first_of(split, limit), batch_size=READ_BATCH, shuffle=False,
                             data_dir=data_dir, **options)
         examples, labels = zip(*dataset.as_numpy_iterator())
         return np.concatenate(examples), np.concatenate(labels)
@@ -66,19 +73,21 @@ class Examples:
 
     def measure_arrays(self, card, split, limit=None, data_dir=None):
         """{examples, inputs, targets, labels} of a card's split (the first `limit` examples) for `Task.measure`."""
+        card = as_card(card)
         examples, labels = self.arrays(card, split, limit, data_dir=data_dir)
-        mode = EVALUATION_BINARIZATION[card["data"].get("binarize")]
+        mode = EVALUATION_BINARIZATION[card.data.binarize]
         inputs = self.arrays(card, split, limit, binarize=mode, data_dir=data_dir)[0] if mode else examples
         return self.measured(examples, inputs, labels)
 
     def bundled(self, card, input_shape):
         """The package's bundled sample of the card's dataset, for the demo: the same dict as `measure_arrays`, or None."""
-        name = card["data"]["dataset"]
+        card = as_card(card)
+        name = card.data.dataset
         if not data.has_bundled_sample(name):
             return None
         examples, labels = data.bundled_sample(name)
         examples = examples.reshape((len(examples), *input_shape))
-        mode = EVALUATION_BINARIZATION[card["data"].get("binarize")]
+        mode = EVALUATION_BINARIZATION[card.data.binarize]
         return self.measured(examples, np.asarray(data.binarize_images(examples, mode)) if mode else examples, labels)
 
     def adapt(self, model, spec, data_dir=None):
@@ -114,7 +123,7 @@ class Ratings:
         return self.split(spec, split, data_dir)[0].shape[0]
 
     def measure_arrays(self, card, split, limit=None, data_dir=None):
-        inputs, targets = self.split(card["data"], first_of(split, limit), data_dir)
+        inputs, targets = self.split(as_card(card).data, first_of(split, limit), data_dir)
         inputs = np.asarray(inputs.toarray(), "float32")
         targets = None if targets is None else np.asarray(targets.toarray(), "float32")
         return {"examples": inputs, "inputs": inputs, "targets": targets, "labels": None}

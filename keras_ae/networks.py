@@ -375,15 +375,10 @@ def conv(
             of the last features) instead of a vector.
         seed, dtype: as in `dense`.
     """
-    input_shape = tuple(input_shape)
+    arguments = dict(locals())  # every argument, passed on as given
     if len(input_shape) != 3:
-        raise InputError(f"conv networks need input_shape (height, width, channels); got {input_shape}.")
-    return _convolutional(
-        input_shape, latent_dim, filters=filters, kernel_size=kernel_size, strides=strides, dense_units=dense_units,
-        activation=activation, code_activation=code_activation, output_activation=output_activation,
-        batch_norm=batch_norm, dropout=dropout, kernel_regularizer=kernel_regularizer, variational=variational,
-        spatial_code=spatial_code, seed=seed, dtype=dtype,
-    )
+        raise InputError(f"conv networks need input_shape (height, width, channels); got {tuple(input_shape)}.")
+    return _convolutional(**{**arguments, "input_shape": tuple(input_shape)})
 
 
 def conv1d(
@@ -413,15 +408,10 @@ def conv1d(
         filters, kernel_size, strides, dense_units: as in `conv`.
         activation, code_activation, output_activation, batch_norm, dropout, kernel_regularizer, variational, scaling, seed, dtype: as in `dense`.
     """
-    input_shape = tuple(input_shape)
+    arguments = dict(locals())  # every argument, passed on as given
     if len(input_shape) not in (1, 2):
-        raise InputError(f"conv1d networks need input_shape (length,) or (length, channels); got {input_shape}.")
-    return _convolutional(
-        input_shape, latent_dim, filters=filters, kernel_size=kernel_size, strides=strides, dense_units=dense_units,
-        activation=activation, code_activation=code_activation, output_activation=output_activation,
-        batch_norm=batch_norm, dropout=dropout, kernel_regularizer=kernel_regularizer, variational=variational,
-        scaling=scaling, seed=seed, dtype=dtype,
-    )
+        raise InputError(f"conv1d networks need input_shape (length,) or (length, channels); got {tuple(input_shape)}.")
+    return _convolutional(**{**arguments, "input_shape": tuple(input_shape)})
 
 
 def summed_dense(

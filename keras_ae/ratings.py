@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from keras_ae.card_types import as_data
 from keras_ae.errors import InputError
 from keras_ae.schema import RATINGS_KINDS
 
@@ -345,17 +346,18 @@ def _card_split(source, kind, heldout_users, split_seed, threshold, data_dir):
 
 def card_split(spec, data_dir=None):
     """The split a card's `data` section describes, rebuilt from the ratings file alone: a `RatingsSplit` for
-    `ratings: "implicit"`, an `ExplicitSplit` for `"explicit"`. A recorded `heldout_hash` must match the rebuilt one."""
-    kind = spec.get("ratings")
+    `ratings: "implicit"`, an `ExplicitSplit` for `"explicit"`. A recorded `heldout_hash` must match the rebuilt one.
+    `spec` is a `keras_ae.cards.Data` or its JSON form."""
+    spec = as_data(spec)
+    kind = spec.ratings
     if kind not in RATINGS_KINDS:
         raise InputError(f"data.ratings must be one of {list(RATINGS_KINDS)}; got {kind!r}.")
-    heldout = spec.get("heldout_users", 0.2)
-    made = _card_split(spec["dataset"], kind, heldout, int(spec.get("split_seed", 0)), spec.get("threshold"),
+    made = _card_split(spec.dataset, kind, spec.heldout_users, int(spec.split_seed), spec.threshold,
                        None if data_dir is None else str(data_dir))
     implicit = made if kind == "implicit" else made[0]
-    if spec.get("heldout_hash") and spec["heldout_hash"] != implicit.heldout_hash:
-        raise InputError(f"The held-out users of {spec['dataset']} hash to {implicit.heldout_hash[:16]}..., the card records "
-                         f"{spec['heldout_hash'][:16]}...: this ratings file is not the one the card was made from.")
+    if spec.heldout_hash and spec.heldout_hash != implicit.heldout_hash:
+        raise InputError(f"The held-out users of {spec.dataset} hash to {implicit.heldout_hash[:16]}..., the card records "
+                         f"{spec.heldout_hash[:16]}...: this ratings file is not the one the card was made from.")
     return made if kind == "implicit" else made[1]
 
 

@@ -1,6 +1,6 @@
 """One training path for the zoo scripts and the command: card recipe + strategy -> fit -> a finished preset folder."""
 
-import copy
+import dataclasses
 import datetime
 import hashlib
 import itertools
@@ -83,17 +83,17 @@ def resolve_precision(precision, strategy):
 
 
 def build_optimizer(recipe, steps_per_epoch, epochs):
-    """Adam (or the recipe's optimizer) with the recipe's learning-rate schedule and clipping."""
-    optimizer = dict(recipe.get("optimizer", {"class_name": "Adam", "config": {"learning_rate": 1e-3}}))
-    config = dict(optimizer.get("config", {}))
-    schedule = recipe.get("learning_rate_schedule")
+    """Adam at 1e-3 (or the recipe's optimizer) with the recipe's learning-rate schedule and clipping."""
+    optimizer = recipe.optimizer or cards.KerasClass(class_name="Adam", config={"learning_rate": 1e-3})
+    config = dict(optimizer.config)
+    schedule = recipe.learning_rate_schedule
     if schedule == "cosine":
         config["learning_rate"] = keras.optimizers.schedules.CosineDecay(
-            config.get("learning_rate", 1e-3), decay_steps=steps_per_epoch * epochs, alpha=recipe.get("final_learning_rate_fraction", 0.0)
+            config.get("learning_rate", 1e-3), decay_steps=steps_per_epoch * epochs, alpha=recipe.final_learning_rate_fraction
         )
     elif schedule is not None:
         raise InputError(f"Unknown learning_rate_schedule {schedule!r}; expected 'cosine' or none.")
-    return keras.optimizers.deserialize({"class_name": optimizer["class_name"], "config": config})
+    return keras.optimizers.deserialize({"class_name": optimizer.class_name, "config": config})
 
 
 def train(
@@ -112,7 +112,8 @@ def train(
     """Train a fresh model from a card's recipe; return `(model, history, stats)`.
 
     Args:
-        card: a zoo card dict (see `keras_ae.model_card`).
+        card: a card, a `Card` or its JSON form (see `keras_ae.model_card`); it needs a network section, since the
+            recipe's seed and precision apply to the network it builds (see `cards.build_model`).
         strategy: a name from STRATEGIES or a `tf.distribute.Strategy`.
         epochs, batch_size: override the recipe (batch_size is global, across replicas); None keeps the recipe's.
             Either must be a positive integer.
@@ -125,42 +126,43 @@ def train(
             to this run by a fingerprint (`backup.json`, see `backup_fingerprint`): a backup of another card, batch size,
             split or precision is refused, and so is one that has already done `epochs` epochs (see `check_backup`).
     """
-    missing = [section for section in ("data", "recipe") if not isinstance(card.get(section), dict)]
+    card = cards.as_card(card)
+    missing = [section for section in ("data", "recipe") if getattr(card, section) is None]
     if missing:
-        raise InputError(f"card {card.get('name', '?')!r} has no {' or '.join(missing)} section: a card to train needs both "
+        raise InputError(f"card {card.name!r} has no {' or '.join(missing)} section: a card to train needs both "
                          "(what to train on, and how; see any zoo card, e.g. keras-ae info ae_mnist)")
-    recipe, spec = card["recipe"], card["data"]
-    epochs = positive_count(recipe["epochs"], "the card's recipe.epochs") if epochs is None else positive_count(epochs, "epochs")
-    batch_size = (positive_count(recipe["batch_size"], "the card's recipe.batch_size") if batch_size is None
+    recipe, spec = card.recipe, card.data
+    epochs = positive_count(recipe.epochs, "the card's recipe.epochs") if epochs is None else positive_count(epochs, "epochs")
+    batch_size = (positive_count(recipe.batch_size, "the card's recipe.batch_size") if batch_size is None
                   else positive_count(batch_size, "batch_size"))
     if backup_dir is not None and not str(backup_dir).strip():
         raise InputError("backup_dir must name a folder; got an empty string")
-    splits = {"train": spec["train_split"] if train_split is None else train_split,
-              "validation": spec.get("monitor_split") if validation_split is None else validation_split}
-    if recipe.get("early_stopping_patience") and splits["validation"] is None:
-        raise InputError(f"card {card.get('name', '?')!r}: recipe.early_stopping_patience needs validation data to watch; "
+    splits = {"train": spec.train_split if train_split is None else train_split,
+              "validation": spec.monitor_split if validation_split is None else validation_split}
+    if recipe.early_stopping_patience and splits["validation"] is None:
+        raise InputError(f"card {card.name!r}: recipe.early_stopping_patience needs validation data to watch; "
                          "set data.monitor_split (e.g. 'validation' with data.validation_split 0.1)")
     strategy = resolve_strategy(strategy)
-    precision = resolve_precision(recipe.get("precision", "auto") if precision is None else precision, strategy)
+    precision = resolve_precision(recipe.precision if precision is None else precision, strategy)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     if backup_dir is not None:
         worker = strategy.cluster_resolver.task_id if multi_worker else 0
         backup_dir = str(backup_dir) if worker == 0 else f"{backup_dir}/worker-{worker}"
         fingerprint = backup_fingerprint(card, splits, batch_size, precision)
-        schedule_epochs = epochs if recipe.get("learning_rate_schedule") else None  # a schedule binds the backup to its epochs
+        schedule_epochs = epochs if recipe.learning_rate_schedule else None  # a schedule binds the backup to its epochs
         check_backup(backup_dir, fingerprint, epochs, schedule_epochs=schedule_epochs)
-    seed = recipe.get("seed", 0)
+    seed = recipe.seed
     kind = kinds.of(cards.task_of(card))
     examples_per_epoch = kind.count(spec, splits["train"], seed=seed, data_dir=data_dir)
     steps_per_epoch = -(-examples_per_epoch // batch_size)
-    steps_per_execution = recipe.get("steps_per_execution", 1)
+    steps_per_execution = recipe.steps_per_execution
     if strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
         steps_per_execution = 1  # keras-team/keras#19246: multi-step execution fails under multi-replica strategies.
     with strategy.scope():
         model = cards.build_model(card, seed=seed, dtype=keras.DTypePolicy(precision))
-        if recipe.get("initial_weights"):  # the preset's weights, its scaling statistics included
+        if recipe.initial_weights is not None:  # the preset's weights, its scaling statistics included
             model.load_weights(initial_weights(card))
-        elif card.get("network", {}).get("scaling"):  # statistics of the training split, kept in the model's own weights
+        elif card.network is not None and card.network.scaling:  # statistics of the training split, kept in the model's own weights
             from keras_ae import networks
 
             batches = kind.training_data(spec, splits["train"], kinds.READ_BATCH, False, seed, data_dir,
@@ -170,8 +172,8 @@ def train(
         model.optimizer.build(model.trainable_weights)
     callbacks = list(callbacks)
     stopping = None
-    if recipe.get("early_stopping_patience"):  # stop when validation stops improving; keep the best epoch's weights
-        stopping = keras.callbacks.EarlyStopping("val_loss", patience=int(recipe["early_stopping_patience"]), restore_best_weights=True)
+    if recipe.early_stopping_patience:  # stop when validation stops improving; keep the best epoch's weights
+        stopping = keras.callbacks.EarlyStopping("val_loss", patience=int(recipe.early_stopping_patience), restore_best_weights=True)
         callbacks.append(stopping)
     if backup_dir is not None:
         write_fingerprint(backup_dir, fingerprint, schedule_epochs)
@@ -226,15 +228,16 @@ def initial_weights(card):
     `recipe.initial_weights` names a preset (any source `keras_ae.load` takes) with the card's own network, and pins
     its weights by sha256, so a retrained preset cannot silently change what the recipe trains.
     """
-    start = card["recipe"]["initial_weights"]
-    preset = cards.find_preset(start["preset"])
-    field = f"card {card.get('name', '?')!r}: recipe.initial_weights.preset {start['preset']!r}"
-    if preset.card.get("network") != card.get("network"):
-        raise InputError(f"{field} has network {json.dumps(preset.card.get('network'))}, but this card's is "
-                         f"{json.dumps(card.get('network'))}; fine-tuning starts from weights of the same network")
-    if preset.card["weights"].get("sha256") != start["sha256"]:
-        raise InputError(f"{field} has weights with sha256 {preset.card['weights'].get('sha256')}, but the recipe asks for "
-                         f"{start['sha256']}: the preset was retrained; pin its new sha256 to fine-tune from it")
+    start = card.recipe.initial_weights
+    preset = cards.find_preset(start.preset)
+    field = f"card {card.name!r}: recipe.initial_weights.preset {start.preset!r}"
+    theirs, ours = (None if each.network is None else each.network.to_json() for each in (preset.card, card))
+    if theirs != ours:
+        raise InputError(f"{field} has network {json.dumps(theirs)}, but this card's is "
+                         f"{json.dumps(ours)}; fine-tuning starts from weights of the same network")
+    if preset.card.weights.sha256 != start.sha256:
+        raise InputError(f"{field} has weights with sha256 {preset.card.weights.sha256}, but the recipe asks for "
+                         f"{start.sha256}: the preset was retrained; pin its new sha256 to fine-tune from it")
     return preset.fetch_weights()
 
 
@@ -246,10 +249,10 @@ def backup_fingerprint(card, splits, batch_size, precision):
     (unless a learning-rate schedule spans them: see `check_backup`).
     """
     sections = {
-        "model": card["model"],
-        "network": card.get("network"),  # None where model.config holds the encoder and decoder
-        "data": {**card["data"], "train_split": splits["train"], "monitor_split": splits["validation"]},
-        "recipe": {**{key: value for key, value in card["recipe"].items() if key != "epochs"}, "batch_size": batch_size},
+        "model": card.model.to_json(),
+        "network": None if card.network is None else card.network.to_json(),
+        "data": {**card.data.to_json(), "train_split": splits["train"], "monitor_split": splits["validation"]},
+        "recipe": {**card.recipe.without("epochs").to_json(), "batch_size": batch_size},
         "precision": precision,
     }
     return {name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest() for name, value in sections.items()}
@@ -363,7 +366,8 @@ def finish(model, card, history, stats, folder, data_dir=None):
 
     The card's old metrics are dropped (they measured other weights). A card with an `anomaly` section gets its
     threshold from the training split only (see `anomaly_threshold`), scored by the preset as users load it (float32,
-    whatever precision trained it). Returns the card as written; `keras_ae.load(folder)` loads the model back.
+    whatever precision trained it). `card` is a `Card` or its JSON form. Returns the card as written, in its JSON form;
+    `keras_ae.load(folder)` loads the model back.
     Every file is written into a folder beside `folder` that then replaces it whole (`cards.writing_preset`): a
     concurrent writer of the same folder is refused, and a reader never sees a card without its threshold.
     """
@@ -372,15 +376,15 @@ def finish(model, card, history, stats, folder, data_dir=None):
     logs = history.history if hasattr(history, "history") else history
     if not any(logs.values()):
         raise InputError(f"The training run logged no epochs, so there is nothing to write to {folder}")
-    fresh = {key: value for key, value in card.items() if key != "metrics"}
+    fresh = cards.as_card(card).without("metrics")
     with cards.writing_preset(folder) as staging:
-        card = cards.write_preset(model, staging, {**fresh, "training": stats})
-        if card.get("anomaly"):
+        card = cards.write_preset(model, staging, dataclasses.replace(fresh, training=stats))
+        if card.anomaly is not None:
             reloaded = cards.load(staging, dtype="float32")
-            card["anomaly"] = {**card["anomaly"], **anomaly_threshold(reloaded, card, data_dir)}
+            card = dataclasses.replace(card, anomaly=dataclasses.replace(card.anomaly, **anomaly_threshold(reloaded, card, data_dir)))
             cards.write_card(card, staging / cards.CARD_FILE)
         plot.training_curves(history, staging / "training_curves.png")
-    return card
+    return card.to_json()
 
 
 THRESHOLD_RULES = {
@@ -400,20 +404,21 @@ def anomaly_threshold(model, card, data_dir=None):
     """
     from keras_ae import anomaly
 
-    settings = card["anomaly"]
-    rule = settings.get("threshold_rule", "percentile")
+    card = cards.as_card(card)
+    settings = card.anomaly
+    rule = settings.threshold_rule
     if rule not in THRESHOLD_RULES:
         raise InputError(f"Unknown anomaly.threshold_rule {rule!r}; expected one of {sorted(THRESHOLD_RULES)}.")
-    split = card["data"]["train_split"]
+    split = card.data.train_split
     examples, labels = kinds.of(cards.task_of(card)).arrays(card, split, data_dir=data_dir, every_label=rule == "best_accuracy")
     scores = anomaly.anomaly_scores(model, examples)
-    source = THRESHOLD_RULES[rule].format(percentile=settings.get("percentile", 99.0), split=split)
+    source = THRESHOLD_RULES[rule].format(percentile=settings.percentile, split=split)
     if rule == "percentile":
-        threshold = np.percentile(scores, settings.get("percentile", 99.0))
+        threshold = np.percentile(scores, settings.percentile)
     elif rule == "mean_plus_std":
         threshold = np.mean(scores) + np.std(scores)
     else:
-        normal = labels == np.asarray(settings["normal_label"], dtype=labels.dtype)
+        normal = labels == np.asarray(settings.normal_label, dtype=labels.dtype)
         candidates = np.sort(scores)
         accuracy = [np.mean((scores <= threshold) == normal) for threshold in candidates]
         threshold = candidates[int(np.argmax(accuracy))]
@@ -536,46 +541,44 @@ def card_for_data(
                     **task.network_options.get(network, {})}
     if not images and network in ("dense", "conv1d"):
         architecture["scaling"] = "minmax"
-    card = {
+    dataset = str(Path(source).expanduser().resolve())
+    card = cards.Card.from_json({
         "name": re.sub(r"[^a-z0-9_]+", "_", (name or Path(source).stem).lower()).strip("_") or "model",
         "description": f"{family_class.__name__} ({network} network, code {latent_dim}) trained with keras-ae train --data on {source}.",
         "model": {"class_name": family_class.__name__, "config": {"seed": 0, **({} if images else task.options_off_images)}},
         "network": architecture,
         # the held-out part is this card's test split: training never sees it and makes no choice on it (no monitor split)
         "data": {
-            "dataset": str(Path(source).expanduser().resolve()), "train_split": "train", "test_split": "validation",
-            "validation_split": validation_split, **read_options,
+            "dataset": dataset, "train_split": "train", "test_split": "validation", "validation_split": validation_split,
+            **read_options, **({} if normal_label is None else {"only_label": normal_label}),
         },
         "recipe": {"epochs": epochs, "batch_size": batch_size, "optimizer": {"class_name": "Adam", "config": {"learning_rate": 1e-3}}, "seed": 0},
         "weights": {"file": cards.WEIGHTS_FILE},
-    }
+        **({} if normal_label is None else {"anomaly": {
+            "normal_label": normal_label, "threshold_rule": threshold_rule,
+            **({"percentile": threshold_percentile} if threshold_rule == "percentile" else {}),
+        }}),
+    })
     if start_from is not None:
-        card = _fine_tuning(card, start_from, input_shape)
-    if normal_label is not None:
-        card["data"]["only_label"] = normal_label
-        card["anomaly"] = {"normal_label": normal_label, "threshold_rule": threshold_rule,
-                           **({"percentile": threshold_percentile} if threshold_rule == "percentile" else {})}
-    return cards.validate(card)
+        card = cards.Card.from_json(_fine_tuning(card, start_from, input_shape, dataset).to_json())  # checked as a whole
+    return card.to_json()
 
 
-def _fine_tuning(card, start_from, input_shape):
+def _fine_tuning(card, start_from, input_shape, dataset):
     """`card` (for the user's data) made to fine-tune the preset `start_from`: its family, network and weights."""
-    preset = cards.find_preset(start_from)
-    network = preset.card.get("network")
-    if network is None:
+    preset = cards.find_preset(start_from).card
+    if preset.network is None:
         raise InputError(f"{start_from} has no network section in its card (a hand-built model): it cannot be fine-tuned "
                          "from the command; load it and call fit.")
-    if list(network["input_shape"]) != list(input_shape):
-        raise InputError(f"{start_from} takes examples of shape {tuple(network['input_shape'])}; the data's are {tuple(input_shape)}: "
+    if list(preset.network.input_shape) != list(input_shape):
+        raise InputError(f"{start_from} takes examples of shape {tuple(preset.network.input_shape)}; the data's are {tuple(input_shape)}: "
                          "resize the images (--image-size) or choose a preset of your data's shape.")
-    sha256 = preset.card["weights"].get("sha256")
-    if not sha256:
+    if not preset.weights.sha256:
         raise InputError(f"{start_from} has no trained weights (its card pins no sha256) to fine-tune from.")
-    card = {**card, "model": copy.deepcopy(preset.card["model"]), "network": copy.deepcopy(network)}
-    card["description"] = f"{preset.card['model']['class_name']} fine-tuned from {start_from} with keras-ae train --from on {card['data']['dataset']}."
-    card["recipe"] = {**card["recipe"], "optimizer": {"class_name": "Adam", "config": {"learning_rate": 3e-4}},
-                      "initial_weights": {"preset": str(start_from), "sha256": sha256}}
-    return card
+    recipe = dataclasses.replace(card.recipe, optimizer=cards.KerasClass.from_json({"class_name": "Adam", "config": {"learning_rate": 3e-4}}),
+                                 initial_weights=cards.InitialWeights(preset=str(start_from), sha256=preset.weights.sha256))
+    description = f"{preset.model.class_name} fine-tuned from {start_from} with keras-ae train --from on {dataset}."
+    return dataclasses.replace(card, model=preset.model, network=preset.network, description=description, recipe=recipe)
 
 
 def fit_distributed(model, strategy, train_data, validation_data, steps, validation_steps, epochs, callbacks, verbose):

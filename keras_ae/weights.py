@@ -198,16 +198,16 @@ def check_file_name(file_name):
 
 def locations(card):
     """(cached, bundled) paths of a card's weights file."""
-    file_name = check_file_name(card["weights"]["file"])
-    return cache_dir() / card["name"] / file_name, ZOO_DIR / card["name"] / file_name
+    file_name = check_file_name(card.weights.file)
+    return cache_dir() / card.name / file_name, ZOO_DIR / card.name / file_name
 
 
 def source_url(card, mirror=None):
     """Where a card's weights download from: `<mirror>/<name>/<file>` (default `$KERAS_AE_MIRROR`), else the card's URL."""
     mirror = mirror or os.environ.get("KERAS_AE_MIRROR")
     if mirror:
-        return f"{mirror.rstrip('/')}/{card['name']}/{check_file_name(card['weights']['file'])}"
-    return card["weights"].get("url")
+        return f"{mirror.rstrip('/')}/{card.name}/{check_file_name(card.weights.file)}"
+    return card.weights.url
 
 
 def set_aside(cached, actual_sha256, expected_sha256):
@@ -228,7 +228,7 @@ def set_aside(cached, actual_sha256, expected_sha256):
 
 def _resolve(card, mirror, into_cache, progress, warn, timeout=None):
     """(path, steps): the verified weights of a zoo card and, in words, what was done to get them."""
-    expected = card["weights"]["sha256"]
+    expected = card.weights.sha256
     cached, bundled = locations(card)
     steps = []
 
@@ -258,12 +258,12 @@ def _resolve(card, mirror, into_cache, progress, warn, timeout=None):
     url = source_url(card, mirror)
     if not url:
         if steps:
-            raise ChecksumError(f"No verified weights for {card['name']!r}: {'; '.join(steps)}; and the card has no URL.")
+            raise ChecksumError(f"No verified weights for {card.name!r}: {'; '.join(steps)}; and the card has no URL.")
         raise FileNotFoundError(
-            f"No weights for {card['name']!r}: not in the cache ({cached}), not bundled ({bundled}), and the card has no URL."
+            f"No weights for {card.name!r}: not in the cache ({cached}), not bundled ({bundled}), and the card has no URL."
         )
     path = download(url, cached, expected, timeout=timeout, progress=progress,
-                    max_bytes=size_limit(card["weights"].get("size")))
+                    max_bytes=size_limit(card.weights.size))
     return path, steps + [f"downloaded to {path}"]
 
 
@@ -283,7 +283,7 @@ def resolve(card, mirror=None, into_cache=False, progress=False, timeout=None):
 def fill_cache(card, mirror=None):
     """Put a zoo card's verified weights into the user cache (as `resolve` finds them, repairing a corrupt copy); return what was done."""
     _, steps = _resolve(card, mirror, into_cache=True, progress=True, warn=False)
-    return f"{card['name']}: {', then '.join(steps)}"
+    return f"{card.name}: {', then '.join(steps)}"
 
 
 def url_cache_folder(url):
@@ -338,8 +338,8 @@ def check_cache(card):
     """(ok, message) for a card's weights in the user cache."""
     cached, _ = locations(card)
     if not cached.exists():
-        return False, f"{card['name']}: MISSING {cached}"
+        return False, f"{card.name}: MISSING {cached}"
     actual = sha256(cached)
-    if actual != card["weights"]["sha256"]:
-        return False, f"{card['name']}: BAD {cached} sha256 {actual}, expected {card['weights']['sha256']}"
-    return True, f"{card['name']}: OK {cached}"
+    if actual != card.weights.sha256:
+        return False, f"{card.name}: BAD {cached} sha256 {actual}, expected {card.weights.sha256}"
+    return True, f"{card.name}: OK {cached}"

@@ -60,7 +60,7 @@ def adopt(name, result):
 
     if not result["checks"] or not all(check["held"] for check in result["checks"].values()):
         raise SystemExit(f"{name}: not adopted, its quality did not hold in auto precision: {json.dumps(result['checks'])}")
-    card = cards.read_card(PRESETS / name / cards.CARD_FILE)
+    card = cards.model_card(str(PRESETS / name))
     card["training"]["command"] = f"KERAS_AE_DATA=../shared/data python scripts/train_zoo.py {name}"
     for file in (card["weights"]["file"], "training_curves.png"):
         shutil.copyfile(PRESETS / name / file, weights.ZOO_DIR / name / file)

@@ -21,7 +21,7 @@ def repin(card):
     """Pin a fine-tuning recipe to the current weights of the preset it starts from (after that preset was retrained)."""
     start = card["recipe"].get("initial_weights")
     if start:
-        sha256 = cards.find_preset(start["preset"]).card["weights"]["sha256"]
+        sha256 = cards.find_preset(start["preset"]).card.weights.sha256
         if sha256 != start["sha256"]:
             print(f"== {card['name']}: recipe.initial_weights pinned to {start['preset']}'s new weights {sha256}", flush=True)
             start["sha256"] = sha256

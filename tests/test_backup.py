@@ -148,7 +148,7 @@ def test_counts_must_be_positive_integers(argument, value):
 def test_a_recipe_count_is_checked_too():
     card = small_card()
     card["recipe"]["batch_size"] = 0
-    with pytest.raises(ValueError, match=r"^the card's recipe.batch_size must be a positive integer; got 0$"):
+    with pytest.raises(ValueError, match=r"^card: recipe.batch_size must be an integer from 1 to 1048576; got 0\.$"):  # checked with the card
         keras_ae.train(card)
 
 

@@ -1,5 +1,6 @@
 """A corrupt file in the weight cache is moved aside and repaired from the next source; written files get umask permissions."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -38,14 +39,12 @@ def aside_of(path):
 
 def url_only_card(url=None):
     """The ae_mnist card under a name the zoo does not have, so its weights come only from a URL or mirror."""
-    card = keras_ae.model_card("ae_mnist")
-    card["name"] = "url_only_ae"
-    card["weights"]["url"] = url
-    return card
+    card = keras_ae.cards.find_preset("ae_mnist").card
+    return dataclasses.replace(card, name="url_only_ae", weights=dataclasses.replace(card.weights, url=url))
 
 
 def test_a_corrupt_cached_zoo_file_is_moved_aside_and_the_bundled_copy_loads(cache):
-    card = keras_ae.model_card("ae_mnist")
+    card = keras_ae.cards.find_preset("ae_mnist").card
     cached, bundled = weights.locations(card)
     corrupt(cached)
     with warnings.catch_warnings(record=True) as caught:
@@ -53,7 +52,7 @@ def test_a_corrupt_cached_zoo_file_is_moved_aside_and_the_bundled_copy_loads(cac
         model = keras_ae.load("ae_mnist")
     repairs = [str(warning.message) for warning in caught if issubclass(warning.category, weights.CacheRepairWarning)]
     assert len(repairs) == 1, repairs
-    assert str(aside_of(cached)) in repairs[0] and GARBAGE_SHA256 in repairs[0] and card["weights"]["sha256"] in repairs[0]
+    assert str(aside_of(cached)) in repairs[0] and GARBAGE_SHA256 in repairs[0] and card.weights.sha256 in repairs[0]
     assert aside_of(cached).read_bytes() == GARBAGE and not cached.exists()
     reference = keras_ae.load("ae_mnist", weights=bundled)
     for mine, theirs in zip(model.weights, reference.weights):
@@ -70,7 +69,7 @@ def test_fill_cache_repairs_a_corrupt_file_of_a_url_only_card(cache):
     assert cached.read_bytes() == payload and aside_of(cached).read_bytes() == GARBAGE
     assert message == (
         f"url_only_ae: moved the corrupt cached copy aside to {aside_of(cached)} "
-        f"(sha256 {GARBAGE_SHA256}, expected {card['weights']['sha256']}), then downloaded to {cached}"
+        f"(sha256 {GARBAGE_SHA256}, expected {card.weights.sha256}), then downloaded to {cached}"
     )
     assert sorted(path.name for path in cached.parent.iterdir()) == [cached.name, aside_of(cached).name]
 
@@ -79,7 +78,7 @@ def test_keras_ae_download_repairs_a_corrupt_cached_file_from_the_mirror(cache, 
     payload = weights.ZOO_DIR.joinpath("ae_mnist", "model.weights.h5").read_bytes()
     card = url_only_card()
     (tmp_path / "preset").mkdir()
-    (tmp_path / "preset" / "card.json").write_text(json.dumps(card))
+    (tmp_path / "preset" / "card.json").write_text(json.dumps(card.to_json()))
     cached = corrupt(weights.locations(card)[0])
     environment = {key: value for key, value in os.environ.items() if key != "KERAS_AE_MIRROR"}
     with serve(payload) as (url, server):
@@ -94,7 +93,8 @@ def test_keras_ae_download_repairs_a_corrupt_cached_file_from_the_mirror(cache, 
 
 def test_with_no_good_source_left_the_error_names_both_hashes_and_the_moved_file(cache, tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "ZOO_DIR", tmp_path / "zoo")
-    card = {"name": "tiny", "weights": {"file": "model.weights.h5", "sha256": "0" * 64}}
+    card = keras_ae.cards.Card(name="tiny", model=keras_ae.cards.KerasClass(class_name="Autoencoder"),
+                               weights=keras_ae.cards.Weights(file="model.weights.h5", sha256="0" * 64))
     cached, bundled = weights.locations(card)
     corrupt(cached)
     corrupt(bundled)

@@ -50,10 +50,10 @@ def test_initial_weights_need_a_preset_and_a_sha256():
     card = fine_tuning_card()
     del card["recipe"]["initial_weights"]["sha256"]
     with pytest.raises(ValueError, match=r"lacks the fields \['recipe.initial_weights.sha256'\]"):
-        keras_ae.cards.validate(card)
+        keras_ae.cards.Card.from_json(card)
     card["recipe"]["initial_weights"]["sha256"] = "abc"
     with pytest.raises(ValueError, match="recipe.initial_weights.sha256 must be 64 lowercase hex digits"):
-        keras_ae.cards.validate(card)
+        keras_ae.cards.Card.from_json(card)
 
 
 @pytest.mark.parametrize("name, start", [("iwae_mnist", "vae_mnist")])

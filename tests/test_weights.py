@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from keras_ae import weights
+from keras_ae import cards, weights
 from http_server import serve
 
 PAYLOAD = bytes(range(256)) * 400
@@ -15,7 +15,8 @@ PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 def fake_card(name="tiny", file_name="model.weights.h5", sha=PAYLOAD_SHA256, url=None):
-    return {"name": name, "weights": {"file": file_name, "sha256": sha, "size": len(PAYLOAD), "url": url}}
+    return cards.Card(name=name, model=cards.KerasClass(class_name="Autoencoder"),
+                      weights=cards.Weights(file=file_name, sha256=sha, size=len(PAYLOAD), url=url))
 
 
 @pytest.fixture

@@ -87,9 +87,9 @@ def test_unknown_names_list_close_matches():
 def test_card_validation_names_missing_fields_and_bad_names():
     card = keras_ae.model_card("ae_mnist")
     with pytest.raises(ValueError, match="lacks the fields \\['weights'\\]"):
-        cards.validate({key: value for key, value in card.items() if key != "weights"})
+        cards.Card.from_json({key: value for key, value in card.items() if key != "weights"})
     with pytest.raises(ValueError, match="must match"):
-        cards.validate({**card, "name": "AE-mnist"})
+        cards.Card.from_json({**card, "name": "AE-mnist"})
 
 
 def test_vae_mnist_meets_its_likelihood_goal(data_root):

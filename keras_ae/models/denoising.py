@@ -21,7 +21,7 @@ from keras_ae import losses, metrics
 from keras_ae.errors import InputError
 from keras_ae.models.autoencoder import Autoencoder, AutoencoderTask
 from keras_ae.models.base import check_choice, per_batch
-from keras_ae.models.task import metric_text
+from keras_ae.models.task import metric_column, metric_text
 
 NOISE_KINDS = ("gaussian", "masking", "salt_and_pepper")
 
@@ -104,11 +104,8 @@ class DenoisingAutoencoderTask(AutoencoderTask):
 
     @classmethod
     def card_columns(cls):
-        def denoising(measured):
-            if "psnr_denoised_db" not in measured:
-                return ""
-            return f"{metric_text(measured, 'psnr_noisy_db', 2)} -> {metric_text(measured, 'psnr_denoised_db', 2)} ({measured['noise']})"
-
+        denoising = metric_column(lambda measured: f"{metric_text(measured, 'psnr_noisy_db', 2)} -> "
+                                  f"{metric_text(measured, 'psnr_denoised_db', 2)} ({measured['noise']})", "psnr_denoised_db")
         return {**super().card_columns(), "denoising PSNR dB (noisy -> out)": denoising}
 
     def draw(self, examples, labels, folder, name):

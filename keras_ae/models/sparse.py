@@ -16,7 +16,7 @@ from keras_ae import losses
 from keras_ae.errors import InputError
 from keras_ae.models.autoencoder import Autoencoder, AutoencoderTask
 from keras_ae.models.base import check_choice, per_batch
-from keras_ae.models.task import metric_text
+from keras_ae.models.task import metric_column, metric_text
 
 SPARSITY_KINDS = ("l1", "kl")
 NEAR_ZERO = 1e-2  # a code unit counts as silent when |activation| < NEAR_ZERO
@@ -88,9 +88,6 @@ class SparseAutoencoderTask(AutoencoderTask):
 
     @classmethod
     def card_columns(cls):
-        def sparsity(measured):
-            if "mean_code_activation" not in measured:
-                return ""
-            return f"{metric_text(measured, 'mean_code_activation', 3)} / {metric_text(measured, 'near_zero_code_fraction', 3)}"
-
+        sparsity = metric_column(lambda measured: f"{metric_text(measured, 'mean_code_activation', 3)} / "
+                                 f"{metric_text(measured, 'near_zero_code_fraction', 3)}", "mean_code_activation")
         return {**super().card_columns(), "sparsity (mean / near-zero)": sparsity}

@@ -27,6 +27,11 @@ def metric_text(measured, key, digits):
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def metric_column(cell, *keys):
+    """A zoo-table column: `cell(metrics)` where a card's metrics hold every one of `keys`, else ""."""
+    return lambda measured: cell(measured) if set(keys) <= set(measured) else ""
+
+
 def named_code(code):
     """A code as an exported `encode` returns it: a variational encoder's pair as `z_mean` and `z_log_var`, else as is."""
     return dict(zip(("z_mean", "z_log_var"), code)) if isinstance(code, (tuple, list)) else code

@@ -25,7 +25,7 @@ from keras import ops
 from keras_ae import losses
 from keras_ae.errors import InputError
 from keras_ae.models.base import MAX_EXPORTED_SAMPLES, BaseAutoencoder, check_choice, per_batch, ramp, reparameterize
-from keras_ae.models.task import Task, metric_text
+from keras_ae.models.task import Task, metric_column, metric_text
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 OBJECTIVES = ("elbo", "iwae")
@@ -244,9 +244,8 @@ class VAETask(Task):
 
     @classmethod
     def card_columns(cls):
-        def bound(measured):
-            return f"{metric_text(measured, 'iwae_nll_nats', 2)} (k={measured['iwae_samples']})" if "iwae_nll_nats" in measured else ""
-
+        bound = metric_column(lambda measured: f"{metric_text(measured, 'iwae_nll_nats', 2)} (k={measured['iwae_samples']})",
+                              "iwae_nll_nats")
         return {
             **super().card_columns(),
             cls.elbo_heading: lambda measured: metric_text(measured, "negative_elbo_nats", 2),

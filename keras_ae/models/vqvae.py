@@ -20,7 +20,7 @@ from keras import ops
 from keras_ae import losses
 from keras_ae.errors import InputError
 from keras_ae.models.base import BaseAutoencoder, per_batch, replica_context
-from keras_ae.models.task import Task
+from keras_ae.models.task import Task, metric_column
 
 LAPLACE_EPSILON = 1e-5  # smoothing of the EMA cluster sizes, so no code divides by zero
 DEAD_CODE_USAGE = 1.0  # a code whose EMA usage (vectors per batch) falls below this is re-initialised
@@ -221,10 +221,7 @@ class VQVAETask(Task):
 
     @classmethod
     def card_columns(cls):
-        def rate(measured):
-            found = {"psnr_db", "bits_per_image"} <= set(measured)
-            return f"{measured['psnr_db']:.2f} at {measured['bits_per_image']:g}" if found else ""
-
+        rate = metric_column(lambda measured: f"{measured['psnr_db']:.2f} at {measured['bits_per_image']:g}", "psnr_db", "bits_per_image")
         return {**super().card_columns(), "PSNR dB at bits/image": rate}
 
     def export_endpoints(self):
