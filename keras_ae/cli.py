@@ -224,7 +224,11 @@ def _read_images(path, shape, source, image_size=None):
         if len(shape) != 3 or shape[-1] not in (1, 3):
             raise InputError(f"{path} is an image; {source} takes examples of {_shape_text(shape)}, not images: give a .npy "
                              f"array of shape (n, {', '.join(map(str, shape))})")
-        image = files.read_image(path, image_size=image_size, color_mode="rgb" if shape[-1] == 3 else "grayscale")[None]
+        color_mode = "rgb" if shape[-1] == 3 else "grayscale"
+        image = files.read_image(path, color_mode=color_mode)[None]
+        if image_size is not None and tuple(image.shape[1:3]) != tuple(image_size):
+            _note_resized([image.shape[1:3]], {"image_size": image_size, "color_mode": color_mode}, source)
+            image = files.read_image(path, image_size=image_size, color_mode=color_mode)[None]
         full_shape, batches = image.shape, iter([image])
     else:
         raise InputError(f"INPUT must be a .png or .npy file; got {path.name}")
@@ -364,16 +368,21 @@ def _check_file_output(input_path, out, overwrite):
     _refuse_existing([target], overwrite)
 
 
-def _apply_to_folder(source, verb, folder, out, transform, labels_text=None, overwrite=False):
-    """Run `transform(model)` (a function of a batch) over a folder of images, as the model's card reads images, a batch
-    at a time, and write one PNG per input; never into the input folder, nor over existing files unless `overwrite`."""
+def _apply_to_folder(source, verb, folder, out, transform, labels_text=None, overwrite=False, image_size=None):
+    """Run `transform(model)` (a function of a batch) over a folder of images, read at the size and in the colours the
+    model takes (or `image_size`), a batch at a time, and write one PNG per input; never into the input folder, nor over
+    existing files unless `overwrite`."""
     from keras_ae import cards, data
 
     card, _ = _family(source, verb)
     _check_folder_output(folder, out, [], overwrite)  # before reading anything
-    found = data.open_path(folder, **_read_options(card, ("image_size", "color_mode")))
-    _check_folder_output(folder, out, found.names, overwrite)
     model = cards.load(source)
+    options = _image_options(card, model.input_shape_per_example, image_size)
+    found = data.open_path(folder, **options)
+    _note_resized(found.found.found_sizes, options, source)
+    _check_folder_output(folder, out, found.names, overwrite)
+    if found.example_shape != model.input_shape_per_example:
+        raise InputError(_shape_fault(folder, (found.count, *found.example_shape), model.input_shape_per_example, source))
     labels = _input_labels(card, labels_text, found.count, folder, found.names)
     outputs = _each_batch(transform(model), found.batches(BATCH_SIZE), labels, _Progress(verb, found.count))
     print(f"wrote {found.count} images to {_write_images(outputs, found.names, out)}")
@@ -383,10 +392,12 @@ def command_reconstruct(args):
     from keras_ae import cards, plot
 
     if Path(args.input).is_dir():
-        return _apply_to_folder(args.source, "reconstruct", args.input, args.out, lambda model: model, args.labels, args.overwrite)
+        return _apply_to_folder(args.source, "reconstruct", args.input, args.out, lambda model: model, args.labels, args.overwrite,
+                                args.image_size)
     card, _ = _family(args.source, "reconstruct")
     model = cards.load(args.source)
-    count, batches = _read_images(args.input, model.input_shape_per_example, args.source, card.data.image_size if card.data else None)
+    count, batches = _read_images(args.input, model.input_shape_per_example, args.source,
+                                  _image_options(card, model.input_shape_per_example, args.image_size).get("image_size"))
     labels = _input_labels(card, args.labels, count, args.input, [])
     _check_file_output(args.input, args.out, args.overwrite)
     if Path(args.out).suffix == ".npy":
@@ -402,7 +413,8 @@ def command_reconstruct(args):
 
 
 def command_denoise(args):
-    _apply_to_folder(args.source, "denoise", args.input, args.out, lambda model: model.denoise, overwrite=args.overwrite)
+    _apply_to_folder(args.source, "denoise", args.input, args.out, lambda model: model.denoise, overwrite=args.overwrite,
+                     image_size=args.image_size)
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a CSV cell as a formula (OWASP)
@@ -455,6 +467,32 @@ def _read_options(card, keys):
     return {} if card.data is None else {key: value for key, value in data.card_options(card.data).items() if key in keys}
 
 
+def _image_options(card, shape, image_size=None):
+    """How a model reads image inputs: the card's recorded size and colours, else those of the model's input `shape`
+    (a preset knows its input size). `--image-size` may only name that size where the model fixes one."""
+    options = _read_options(card, ("image_size", "color_mode"))
+    if len(shape) == 3 and shape[-1] in (1, 3):
+        options.setdefault("image_size", tuple(shape[:2]))
+        options.setdefault("color_mode", "rgb" if shape[-1] == 3 else "grayscale")
+    if image_size is not None:
+        if options.get("image_size", tuple(image_size)) != tuple(image_size):
+            height, width = options["image_size"]
+            raise InputError(f"--image-size {image_size[0]}x{image_size[1]}: the model takes images of {height}x{width} pixels; "
+                             "leave --image-size out (inputs are resized to that size)")
+        options["image_size"] = tuple(image_size)
+    return options
+
+
+def _note_resized(found_sizes, options, source):
+    """One line on stderr when image inputs of other sizes were resized to the size the model takes."""
+    size = options.get("image_size")
+    other = [found for found in found_sizes if size is not None and tuple(found) != tuple(size)]
+    if other:
+        sizes = ", ".join(f"{height}x{width}" for height, width in other[:3]) + (", ..." if len(other) > 3 else "")
+        print(f"note: resized images of {sizes} to {size[0]}x{size[1]} ({options.get('color_mode', 'grayscale')}), the size "
+              f"{source} takes", file=sys.stderr)
+
+
 def _model_inputs(args, verb, counted=False):
     """(card, model, found, labels) of a command that runs a model over a file, folder or table of inputs, read as the
     preset's card reads its data (a table's layout, images' size and colours), streamed in file order: `found` is the
@@ -463,11 +501,14 @@ def _model_inputs(args, verb, counted=False):
 
     card, _ = _family(args.source, verb)
     model = cards.load(args.source)
-    options = _read_options(card, ("image_size", "color_mode", "label_column", "columns", "header"))  # a table's layout too
+    options = {**_read_options(card, ("label_column", "columns", "header")),  # a table's layout, images' size and colours
+               **(_image_options(card, model.input_shape_per_example, args.image_size) if Path(args.input).is_dir() else {})}
     if args.label_column is not None:
         options["label_column"] = args.label_column
     conditional = kinds.of(cards.task_of(card)).with_labels
     found = data.open_path(args.input, counted=counted or conditional, **options)
+    if Path(args.input).is_dir():
+        _note_resized(found.found.found_sizes, options, args.source)
     if found.example_shape != model.input_shape_per_example:
         raise InputError(_shape_fault(args.input, (found.count, *found.example_shape), model.input_shape_per_example, args.source))
     labels = _input_labels(card, args.labels, found.count, args.input, found.names, found.labels) if conditional or args.labels else None
@@ -717,6 +758,8 @@ def parser():
     evaluate.add_argument("--limit", type=_integer(1), help="only the first N test images")
     reconstruct = add("reconstruct", command_reconstruct, "Reconstruct images: a PNG or .npy file (into a grid), or a folder (one PNG each).")
     reconstruct.add_argument("source", help=source_help)
+    reconstruct.add_argument("--image-size", type=_image_size,
+        help="for images: HEIGHTxWIDTH, the size the model takes (the default; images of other sizes are resized, with a note)")
     reconstruct.add_argument("input")
     reconstruct.add_argument("--out", default="reconstruction.png",
                              help=f"the grid PNG (up to {MAX_GRID_IMAGES:,} inputs), a .npy file, or for a folder INPUT the output folder")
@@ -724,11 +767,15 @@ def parser():
     reconstruct.add_argument("--overwrite", action="store_true", help="replace output files that exist already (never the input)")
     denoise = add("denoise", command_denoise, "Denoise a folder of images with a denoising model; one PNG per input.")
     denoise.add_argument("source", help=source_help)
+    denoise.add_argument("--image-size", type=_image_size,
+        help="for images: HEIGHTxWIDTH, the size the model takes (the default; images of other sizes are resized, with a note)")
     denoise.add_argument("input", help="a folder of images")
     denoise.add_argument("--out", default="denoised", help="folder for the denoised PNG files (outside INPUT)")
     denoise.add_argument("--overwrite", action="store_true", help="replace output files that exist already (never the input's)")
     embed = add("embed", command_embed, "Codes of each input (file or table row) as CSV (with its name) or .npy, in file order.")
     embed.add_argument("source", help=source_help)
+    embed.add_argument("--image-size", type=_image_size,
+        help="for images: HEIGHTxWIDTH, the size the model takes (the default; images of other sizes are resized, with a note)")
     embed.add_argument("input", help="a folder of images, a .npy/.npz array or a .csv/.tsv table")
     embed.add_argument("--out", default="codes.csv", help="codes.csv (a row per input, its name first) or codes.npy")
     embed.add_argument("--label-column", type=_label_column,
@@ -736,6 +783,8 @@ def parser():
     embed.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) or a .npy file")
     score = add("score", command_score, "Anomaly scores of each input (file or row) as CSV, flagged where the card has a threshold.")
     score.add_argument("source", help=source_help)
+    score.add_argument("--image-size", type=_image_size,
+        help="for images: HEIGHTxWIDTH, the size the model takes (the default; images of other sizes are resized, with a note)")
     score.add_argument("input", help="a folder of images, a .npy/.npz array or a .csv/.tsv table")
     score.add_argument("--out", default="scores.csv")
     score.add_argument("--label-column", type=_label_column,
@@ -783,7 +832,10 @@ COMMAND_OPTIONS = {
     "train": {"image_size": "--image-size", "color_mode": "--color-mode", "label_column": "--label-column",
               "normal_label": "--normal-label", "only_label": "--normal-label", "threshold_percentile": "--threshold-percentile",
               "contamination": "--contamination"},
-    "score": {"label_column": "--label-column"},
+    "score": {"label_column": "--label-column", "image_size": "--image-size"},
+    "embed": {"label_column": "--label-column", "image_size": "--image-size"},
+    "reconstruct": {"image_size": "--image-size"},
+    "denoise": {"image_size": "--image-size"},
 }
 
 

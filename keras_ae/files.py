@@ -161,6 +161,7 @@ class ImageFolder(NamedTuple):
     class_names: list
     image_size: tuple  # (height, width) every image is decoded to
     color_mode: str
+    found_sizes: tuple = ()  # the (height, width) sizes the files have, in the order first met
 
 
 def _png_size(path):
@@ -263,7 +264,8 @@ def list_images(folder, image_size=None, color_mode="grayscale", on_error="raise
                          "(height x width); pass image_size=(height, width) to resize them all to one size.")
     labels = np.array([label for _, label in kept], dtype=np.int64) if class_folders else None
     size = tuple(int(side) for side in image_size) if image_size is not None else next(iter(first_of_size))
-    return ImageFolder([str(path) for path, _ in kept], labels, [path.name for path in class_folders], size, color_mode)
+    return ImageFolder([str(path) for path, _ in kept], labels, [path.name for path in class_folders], size, color_mode,
+                       tuple(first_of_size))
 
 
 def decode_image(path, image_size, color_mode):

@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import keras_ae
@@ -206,11 +207,33 @@ def test_keras_base_arguments_and_the_classes_own_are_accepted(tmp_path, capsys)
 
 # 13. Messages name the real cause, in the options of the command that was run, before any training.
 
+def test_images_of_another_size_are_resized_to_the_models_with_one_note(tmp_path, capsys):
+    """Issue 34: a 64x64 RGB folder given to a 28x28 grayscale model is resized and converted, with one note."""
+    rgb = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    (tmp_path / "rgb").mkdir()
+    for index in range(3):
+        Image.fromarray(rgb[index]).save(tmp_path / "rgb" / f"{index}.png")
+    code, out, err = run(capsys, "embed", "conv_ae_mnist", tmp_path / "rgb", "--out", tmp_path / "codes.npy")
+    assert code == 0, err
+    assert err.strip().splitlines() == ["note: resized images of 64x64 to 28x28 (grayscale), the size conv_ae_mnist takes"]
+    model = keras_ae.load("conv_ae_mnist")
+    expected = tf.image.resize(tf.image.rgb_to_grayscale(rgb / 255.0), (28, 28), antialias=True).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "codes.npy"), model.embed(expected.astype("float32")), atol=2e-2)
+    code, _, err = run(capsys, "score", "conv_ae_mnist", tmp_path / "rgb", "--out", tmp_path / "same.csv", "--image-size", "28x28")
+    assert code == 0 and "resized images of 64x64" in err, err
+    refused(run(capsys, "score", "conv_ae_mnist", tmp_path / "rgb", "--out", tmp_path / "s.csv", "--image-size", "32x32"),
+            "--image-size 32x32", "takes images of 28x28 pixels", "leave --image-size out")
+    assert not (tmp_path / "s.csv").exists()
+    save_png(tmp_path / "small.png", DIGITS[0, 2:-2, 2:-2, 0])
+    code, _, err = run(capsys, "reconstruct", "conv_ae_mnist", tmp_path / "small.png", "--out", tmp_path / "r.png")
+    assert code == 0 and "resized images of 24x24 to 28x28" in err, err
+
+
 def test_score_names_the_real_shape_fault(table_model, tmp_path, capsys):
     for index in range(3):
         save_png(tmp_path / "big" / f"{index}.png", np.pad(DIGITS[index, ..., 0], 2))
-    refused(run(capsys, "score", "ae_mnist", tmp_path / "big", "--out", tmp_path / "s.csv"),
-            "holds images of 32x32 pixels, 1 channel", "takes images of 28x28 pixels", absent=["--label-column"])
+    code, _, err = run(capsys, "score", "ae_mnist", tmp_path / "big", "--out", tmp_path / "resized.csv")
+    assert code == 0 and "resized images of 32x32 to 28x28" in err, err
     rows = np.random.default_rng(0).random((5, 9)).round(4)
     refused(run(capsys, "score", table_model, write_table(tmp_path / "nine.csv", rows), "--out", tmp_path / "s.csv"),
             "has 9 feature columns", "takes 8", "pass --label-column")
@@ -223,10 +246,8 @@ def test_mixed_sizes_name_the_option_of_the_command(tmp_path, capsys):
     save_png(tmp_path / "mixed" / "a.png", np.pad(DIGITS[0, ..., 0], 2))
     for index in range(1, 8):
         save_png(tmp_path / "mixed" / f"{index}.png", DIGITS[index, ..., 0])
-    refused(run(capsys, "score", "ae_mnist", tmp_path / "mixed", "--out", tmp_path / "s.csv"),
-            "Images differ in size", "give images of one size", absent=["image_size", "--image-size"])
-    refused(run(capsys, "denoise", "dae_mnist", tmp_path / "mixed", "--out", tmp_path / "denoised"),
-            "Images differ in size", absent=["image_size", "--image-size"])
+    code, _, err = run(capsys, "score", "ae_mnist", tmp_path / "mixed", "--out", tmp_path / "s.csv")  # resized to the model's
+    assert code == 0 and "resized images of 32x32 to 28x28" in err, err
     refused(run(capsys, "train", "--data", tmp_path / "mixed", "--output", tmp_path / "trained"),
             "pass --image-size HEIGHTxWIDTH to resize them all", absent=["image_size="])
     assert not (tmp_path / "trained").exists()
