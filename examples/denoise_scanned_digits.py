@@ -1,4 +1,4 @@
-"""Clean noisy images with a denoising autoencoder: the zoo's `dae_mnist`, then one trained on your own noise.
+"""Denoise a folder of noisy scans with the zoo's `dae_mnist`, then train a denoiser for your own kind of noise.
 
 Run it with `KERAS_AE_DATA` pointing at a folder holding `mnist/` (IDX files); `KERAS_AE_TUTORIAL_TINY=1` shrinks it.
 """
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from PIL import Image
 
 import keras_ae
 from keras_ae import metrics, networks, plot
@@ -16,14 +17,24 @@ from keras_ae import metrics, networks, plot
 TINY = os.environ.get("KERAS_AE_TUTORIAL_TINY") == "1"
 rng = np.random.default_rng(0)
 
-# 1. Noisy test images: MNIST digits with Gaussian noise of standard deviation 0.5, clipped to [0, 1] (what dae_mnist
-#    was trained to undo). Read in file order: shuffle=False.
+# 1. A folder of noisy scans: MNIST test digits with Gaussian noise of standard deviation 0.5, clipped to [0, 1] (the
+#    noise dae_mnist was trained to undo), written as PNG files. Your own folder of images goes here instead.
 clean = np.concatenate(list(keras_ae.data.load("mnist", split="test[:256]" if TINY else "test[:2000]", batch_size=256)))
-noisy = np.clip(clean + rng.normal(0.0, 0.5, clean.shape), 0.0, 1.0).astype("float32")
+scans = Path(tempfile.mkdtemp()) / "scans"
+scans.mkdir()
+for index, image in enumerate(np.clip(clean + rng.normal(0.0, 0.5, clean.shape), 0.0, 1.0)):
+    Image.fromarray(np.round(image[..., 0] * 255).astype(np.uint8)).save(scans / f"scan_{index:05d}.png")
 
-# 2. The zoo's denoiser (bundled weights, no download): PSNR of the noisy and of the denoised images against the clean.
+# 2. Read the folder in file order (a path is never shuffled), at the size the model takes, and denoise it with the
+#    zoo's dae_mnist (bundled weights, no download); data.names maps each row back to its file.
 model = keras_ae.load("dae_mnist")
+noisy = np.concatenate(list(keras_ae.data.load(scans, image_size=(28, 28), batch_size=256)))
+names = keras_ae.data.names(scans)
 denoised = np.asarray(model.denoise(noisy))
+for name, image in zip(names, denoised):
+    Image.fromarray(np.round(image[..., 0] * 255).astype(np.uint8)).save(scans.parent / f"denoised_{Path(name).name}")
+print(f"denoised {len(names)} files, e.g. {names[0]} -> denoised_{Path(names[0]).name}")
+# The same from the command line: keras-ae denoise dae_mnist scans/ --out denoised/
 
 
 def psnr(images):
