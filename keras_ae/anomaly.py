@@ -11,12 +11,20 @@ SCORES = ("reconstruction", "reconstruction+code", "weighted reconstruction+code
 
 
 def anomaly_scores(model, x, batch_size=500):
-    """Per-example scores of `x` (reconstruction error; negative ELBO for a VAE) as a numpy array."""
+    """Per-example scores of `x` (reconstruction error; negative ELBO for a VAE) as a numpy array.
+
+    Raises:
+        InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+    """
     return np.asarray(per_batch(model.anomaly_score, np.asarray(x), batch_size=batch_size))
 
 
 def codes(model, x, batch_size=500):
-    """The deterministic code of each example (z_mean for a VAE) as a numpy array."""
+    """The deterministic code of each example (z_mean for a VAE) as a numpy array.
+
+    Raises:
+        InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+    """
     return np.asarray(per_batch(model.embed, np.asarray(x), batch_size=batch_size))
 
 
@@ -36,6 +44,10 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
     first term the squared error of each value divided by that value's mean squared error on `normal_x` (raised by
     `weight_floor` times their mean), averaged: an error where normal examples are reconstructed closely counts more
     than one where they rarely are.
+
+    Raises:
+        InputError: an unknown `score`; for a code term, fewer than 2 `normal_x`, examples refused by `check_input`, or
+            negative anomaly scores to take the log of.
     """
     if score not in SCORES:
         raise InputError(f"Unknown anomaly score {score!r}; expected one of {list(SCORES)}.")
@@ -71,7 +83,11 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
 
 
 def fit_threshold(model, normal_x, percentile=99.0):
-    """The score below which `percentile` percent of known-normal examples fall."""
+    """The score below which `percentile` percent of known-normal examples fall.
+
+    Raises:
+        InputError: `percentile` is not strictly between 0 and 100, or `normal_x` is refused by `check_input`.
+    """
     if not 0.0 < percentile < 100.0:
         raise InputError(f"percentile must lie strictly between 0 and 100; got {percentile!r}.")
     return float(np.percentile(anomaly_scores(model, normal_x), percentile))
@@ -83,7 +99,12 @@ def detect(model, x, threshold):
 
 
 def evaluate_detection(model, x, is_anomaly):
-    """AUROC of the model's scores for separating anomalies (True) from normal examples."""
+    """AUROC of the model's scores for separating anomalies (True) from normal examples.
+
+    Raises:
+        InputError: `x` refused by `check_input`, or `is_anomaly` not one per example or without both classes (see
+            `auroc`).
+    """
     return auroc(anomaly_scores(model, x), is_anomaly)
 
 
@@ -122,7 +143,12 @@ class Detector(BaseEstimator):
         return rows
 
     def fit(self, X, y=None):
-        """Train the autoencoder on the rows of `X` (`y` is ignored, as in unsupervised scikit-learn estimators)."""
+        """Train the autoencoder on the rows of `X` (`y` is ignored, as in unsupervised scikit-learn estimators).
+
+        Raises:
+            InputError: `contamination` outside (0, 0.5], an unknown `family`, `X` not 2-D rows (or empty, or not
+                finite), or an unknown `score` (after training).
+        """
         import keras
 
         from keras_ae import networks
@@ -160,16 +186,28 @@ class Detector(BaseEstimator):
         return rows
 
     def decision_function(self, X):
-        """Each row's anomaly score: higher is more anomalous (PyOD's convention)."""
+        """Each row's anomaly score: higher is more anomalous (PyOD's convention).
+
+        Raises:
+            InputError: the detector is not fitted, or `X` is not finite 2-D rows of the features it was fitted on.
+        """
         rows = self._check_fitted(X)
         return np.asarray(self.scorer_(rows), "float64")
 
     def score_samples(self, X):
-        """Each row's normality: higher is more normal (scikit-learn's convention), the negative of `decision_function`."""
+        """Each row's normality: higher is more normal (scikit-learn's convention), the negative of `decision_function`.
+
+        Raises:
+            InputError: as in `decision_function`.
+        """
         return -self.decision_function(X)
 
     def predict(self, X):
-        """1 for a row scoring above `threshold_` (an outlier), 0 otherwise (PyOD's convention)."""
+        """1 for a row scoring above `threshold_` (an outlier), 0 otherwise (PyOD's convention).
+
+        Raises:
+            InputError: as in `decision_function`.
+        """
         return (self.decision_function(X) > self.threshold_).astype("int64")
 
     def fit_predict(self, X, y=None):

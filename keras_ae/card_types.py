@@ -197,6 +197,10 @@ class Card(Section):
 
         `complete=False` checks the form only (`schema.check` without the network's builder), not the class against
         the registry nor its config: that needs no TensorFlow (listing, showing).
+
+        Raises:
+            InputError: `mapping` is not a valid card (its form, or with `complete`, an unregistered model class, a
+                config argument or evaluation setting the class does not take), naming `source` and the field.
         """
         schema.check(mapping, source, network=complete)
         card = super().from_json(mapping)

@@ -228,6 +228,13 @@ def model_card(source, complete=True, timeout=None):
     `keras_ae.train`, say); an unknown source lists every accepted form. `Card.from_json` makes it typed.
 
     `complete=False` checks the card's form only, without importing TensorFlow (see `Card.from_json`).
+
+    Raises:
+        InputError: the source is none of the accepted forms (a zoo name, a folder, an URL, hf://...), its card is not
+            valid, or `timeout` is not a positive number of seconds.
+        FileNotFoundError: an hf:// repository (or revision) has no card.json.
+        DownloadError: a download from a URL or the Hub failed (`keras_ae.weights.DownloadError`, an OSError).
+        MissingExtraError: an hf:// source without `huggingface_hub` installed (`pip install "keras-ae[hf]"`).
     """
     return find_preset(source, complete, timeout).card.to_json()
 
@@ -243,6 +250,16 @@ def load(source, weights=True, verify=True, dtype=None, timeout=None):
         dtype: the model's dtype policy (None: Keras' global policy), e.g. `"float32"` whatever trained it.
         timeout: seconds a download may wait to connect and between reads (default `$KERAS_AE_TIMEOUT`, else 30);
             each download, retries included, ends within 10 of them and reads no more than its card announces.
+
+    Raises:
+        InputError: the source is none of the accepted forms (a zoo name, a folder, an URL, hf://...), its card is not
+            valid, or `timeout` is not a positive number of seconds; or `dtype` for a card without a network section, or
+            a URL preset pinning no weights sha256.
+        FileNotFoundError: no weights file at `weights` or in the preset, or a zoo entry's weights are neither cached,
+            bundled nor at a URL.
+        ChecksumError: the weights' sha256 is not the card's (for a path given as `weights`, unless `verify=False`).
+        DownloadError: a download from a URL or the Hub failed (`keras_ae.weights.DownloadError`, an OSError).
+        MissingExtraError: an hf:// source without `huggingface_hub` installed (`pip install "keras-ae[hf]"`).
     """
     preset = find_preset(source, timeout=timeout)
     model = build_model(preset.card, dtype=dtype)
@@ -437,8 +454,13 @@ def save_preset(model, folder, card=None):
             same folder while the first one writes.
         card: the model's card, a `Card` or its JSON form (e.g. a zoo card with its recipe and metrics); default: a
             minimal card naming the model's class and config. Its weights' sha256 and size are filled in.
+
     Returns:
         the card as written, in its JSON form (a dict).
+
+    Raises:
+        InputError: `folder` is a file or holds files that are not a preset's, or another keras-ae process or thread is
+            writing it; or `card` is not a valid card.
     """
     folder = Path(folder).expanduser()
     if card is None:

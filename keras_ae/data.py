@@ -460,6 +460,13 @@ def load(
         only_label: keep only the examples with this label (the one-class set-up of anomaly detection).
         read_options: for a path, `image_size`, `color_mode`, `on_error` (images) or `label_column`,
             `columns`, `header` (tables); see `keras_ae.files`.
+
+    Raises:
+        InputError: an unknown `binarize` or `split`, `batch_size` not a positive integer, `validation_split` outside
+            (0, 1) or missing for `validation`, `only_label` for a TFDS source or a label not there, or a path that is
+            no folder of images, array or table (or holds malformed data).
+        FileNotFoundError: no such path, or a dataset with no local copy that TensorFlow Datasets cannot give
+            (`DatasetNotFoundError`).
     """
     if binarize not in BINARIZE_MODES:
         raise InputError(f"Unknown binarize {binarize!r}; expected one of {list(BINARIZE_MODES)}.")
@@ -535,6 +542,12 @@ def names(source, split="train", validation_split=None, seed=0, data_dir=None, o
     relative to a folder, row numbers of a table or array. So codes and scores map back to their files.
 
     Takes `load`'s arguments as they are (those that do not change which examples are read are ignored).
+
+    Raises:
+        InputError: `source` is a dataset name, or a path that is no folder of images, array or table; an unknown
+            `split`; `validation_split` outside (0, 1) or missing for `validation`; or `only_label` the path has no
+            labels for, or a label not there.
+        FileNotFoundError: no such file or folder.
     """
     if not is_path(source, data_dir):
         raise InputError(f"names are for a path (a folder, table or array); {source!r} is a dataset name.")
@@ -552,6 +565,12 @@ def count(
     """Examples in a split: from the IDX label file, the table or path, or the TFDS metadata, without a pass over images.
 
     Takes `load`'s arguments as they are; `binarize`, `flatten` and `with_labels` do not change the count.
+
+    Raises:
+        InputError: an unknown `split`, `validation_split` outside (0, 1) or missing for `validation`, `only_label` with
+            no such label, or a path that is no folder of images, array or table.
+        FileNotFoundError: no such path, or a dataset with no local copy that TensorFlow Datasets cannot give
+            (`DatasetNotFoundError`).
     """
     base, start, stop = parse_split(split)
     folder = None if is_path(source, data_dir) else local_directory(source, data_dir)

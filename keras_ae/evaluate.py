@@ -66,6 +66,12 @@ def measure(card, model, limit=None, probe=None, data_dir=None, split=None, **se
         probe: fit a linear probe on train-split codes (default: the card's `evaluation.linear_probe`).
         split: measure another split instead, e.g. the card's `monitor_split` (validation data, on which choices are made).
         settings: family settings (e.g. `iwae_samples=200` for a VAE), over the card's.
+
+    Raises:
+        InputError: `limit` is not a positive integer, the card names no dataset, or its data are refused (see
+            `keras_ae.data.load`).
+        FileNotFoundError: the card's dataset has no local copy nor a TensorFlow Datasets source, or its path does not
+            exist.
     """
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise InputError(f"limit must be a positive number of test examples; got {limit!r}.")

@@ -44,8 +44,11 @@ def export(model, path, format="savedmodel", signatures=None):
             `"onnx"`: one `<signature>.onnx` per deterministic signature (`tf2onnx`, opset 17; run with `onnxruntime`).
         signatures: the names to write (default: every one the format takes); e.g. `("serve", "encode")` where a
             converter cannot express a VAE's `anomaly_score` (it draws from a seeded normal).
+
     Raises:
-        InputError: an unknown format, or a signature the converter cannot express (naming the signature and the op).
+        InputError: an unknown format, signatures the family does not offer in that format (or none), or a signature
+            the converter cannot express (naming the signature and the op).
+        FileExistsError: `path` exists and is not an empty folder.
         MissingExtraError: the converter is not installed (`pip install "keras-ae[export]"`).
     """
     if format not in FORMATS:

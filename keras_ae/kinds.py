@@ -21,7 +21,11 @@ READ_BATCH = 1000  # examples per batch when a split is read whole for measuring
 
 
 def first_of(split, limit):
-    """The first `limit` examples of a split, itself maybe sliced: `first_of("test[100:]", 50)` is "test[100:150]"."""
+    """The first `limit` examples of a split, itself maybe sliced: `first_of("test[100:]", 50)` is "test[100:150]".
+
+    Raises:
+        InputError: `limit` is not a positive integer, `split` is unknown, or it is sliced by percentages.
+    """
     if limit is None:
         return split
     limit = positive_count(limit, "limit", "a positive number of examples (None: all)")
@@ -54,7 +58,11 @@ class Examples:
 
     def arrays(self, card, split, limit=None, binarize=None, data_dir=None, every_label=True):
         """A card's split as numpy arrays (examples, labels); with `every_label`, a one-class card keeps the other labels
-        (the anomalies to detect)."""
+        (the anomalies to detect).
+
+        Raises:
+            InputError: the card names no dataset, or its data are refused by `keras_ae.data.load`.
+        """
         card = as_card(card)
         spec = card.data
         if spec is None:
@@ -114,6 +122,12 @@ class Ratings:
         return inputs[rows], None if targets is None else targets[rows]
 
     def training_data(self, spec, split, batch_size, shuffle, seed=0, data_dir=None, input_context=None, **more):
+        """Batches of a split's rows (and their held-out entries), as training reads them.
+
+        Raises:
+            InputError: `input_context` shards across more than one input pipeline, or `batch_size` is not a positive
+                integer.
+        """
         if input_context is not None and input_context.num_input_pipelines > 1:
             raise InputError("Ratings data is not sharded across input pipelines; train recommenders on one worker.")
         inputs, targets = self.split(spec, split, data_dir)

@@ -20,6 +20,10 @@ def auroc(scores, is_anomaly):
 
     The Mann-Whitney form: the chance that a random anomaly scores above a random normal example, ties counting half
     (average ranks).
+
+    Raises:
+        InputError: `scores` and `is_anomaly` differ in length, lack anomalies or normal examples, or the scores are not
+            finite.
     """
     from scipy.stats import rankdata
 
@@ -44,6 +48,9 @@ def top_k(scores, k, exclude=None):
     """The k best-scored items of each user, best first, as (indices, scores), both (users, k); `exclude`d items score -inf.
 
     Ties are broken arbitrarily.
+
+    Raises:
+        InputError: `scores` is not 2-D, `k` is not between 1 and the number of items, or `exclude` has another shape.
     """
     scores = np.asarray(scores)
     if scores.ndim != 2:
@@ -85,6 +92,9 @@ def recall_at_k(scores, held_out, k, exclude=None):
 
     Users without a held-out item are left out (their recall is undefined): one value per user who has one; the mean is
     the reported number. Pass the fold-in items as `exclude` to rank only unseen items, as Liang et al. do.
+
+    Raises:
+        InputError: as in `top_k`, or `held_out` is not of the scores' shape.
     """
     hits, held_out_counts = _hits_at_k(scores, held_out, k, exclude)
     return hits.sum(axis=1) / np.minimum(k, held_out_counts)
@@ -94,6 +104,9 @@ def ndcg_at_k(scores, held_out, k, exclude=None):
     """NDCG@k per user (Liang et al. 2018): DCG of the top k, gain 1/log2(rank + 1), over that of min(k, held-out) hits.
 
     Users without a held-out item are left out, as in `recall_at_k`; the mean is the reported number.
+
+    Raises:
+        InputError: as in `top_k`, or `held_out` is not of the scores' shape.
     """
     hits, held_out_counts = _hits_at_k(scores, held_out, k, exclude)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
@@ -101,7 +114,11 @@ def ndcg_at_k(scores, held_out, k, exclude=None):
 
 
 def rmse(predicted, actual):
-    """Root mean squared error of predicted ratings against the actual ones (arrays over the same rated pairs)."""
+    """Root mean squared error of predicted ratings against the actual ones (arrays over the same rated pairs).
+
+    Raises:
+        InputError: `predicted` and `actual` are empty or of different shapes.
+    """
     predicted, actual = np.asarray(predicted, dtype="float64"), np.asarray(actual, dtype="float64")
     if predicted.shape != actual.shape or predicted.size == 0:
         raise InputError(f"predicted and actual must be non-empty, of one shape; got {predicted.shape} and {actual.shape}.")

@@ -43,7 +43,11 @@ class FeatureStatistics:
 
     @classmethod
     def of(cls, examples, feature_shape):
-        """The statistics of a batch-first array, or of an iterable of such batches, each checked for shape and finiteness."""
+        """The statistics of a batch-first array, or of an iterable of such batches, each checked for shape and finiteness.
+
+        Raises:
+            InputError: a batch not of shape (batch, *feature_shape), NaN or Inf in one, or no examples at all.
+        """
         statistics = cls()
         for batch in [examples] if isinstance(examples, np.ndarray) else examples:
             batch = np.asarray(batch)
@@ -82,6 +86,9 @@ class Scaling(layers.Layer):
     Args:
         kind: `"minmax"` (to [0, 1]) or `"standard"` (to mean 0, standard deviation 1), the statistics `adapt` computes.
         invert: map scaled values back to raw ones, `x * scale + offset`.
+
+    Raises:
+        InputError: an unknown `kind`.
     """
 
     def __init__(self, kind, invert=False, **kwargs):
@@ -103,7 +110,12 @@ class Scaling(layers.Layer):
 
     def adapt(self, examples):
         """Set `offset` and `scale` per feature from training examples: a batch-first array, or an iterable of such
-        batches read in one pass (see `FeatureStatistics`)."""
+        batches read in one pass (see `FeatureStatistics`).
+
+        Raises:
+            InputError: `examples` not of the layer's feature shape, holding NaN or Inf, or none (see
+                `FeatureStatistics.of`).
+        """
         self.set_statistics(FeatureStatistics.of(examples, tuple(self.offset.shape)))
 
     def set_statistics(self, statistics):
@@ -125,6 +137,10 @@ def adapt_scaling(encoder, decoder, examples):
     Args:
         encoder, decoder: the pair, e.g. `model.encoder, model.decoder`.
         examples: training examples in raw units: a float array, batch first, or an iterable of such batches.
+
+    Raises:
+        InputError: `examples` not of the scaling's feature shape, holding NaN or Inf, or none (see
+            `FeatureStatistics.of`).
     """
     scalings = [layer for network in (encoder, decoder) for layer in network.layers if isinstance(layer, Scaling)]
     if scalings:  # one pass over the examples, whatever their number
@@ -242,6 +258,9 @@ def dense(
         seed: seed of the initial weights and dropout (None: Keras' generator); no global random state is touched.
         dtype: the layers' dtype policy, e.g. `"mixed_bfloat16"` (None: Keras' global policy, which is left as it is);
             the scaling layers and `reconstruction` compute in float32 whatever it is.
+
+    Raises:
+        InputError: an unknown `scaling`.
     """
     input_shape = tuple(input_shape)
     regularizer = keras.regularizers.get(kernel_regularizer)
@@ -374,6 +393,9 @@ def conv(
         spatial_code: the code is a feature map `(ceil(height / r), ceil(width / r), latent_dim)` (a 1x1 convolution
             of the last features) instead of a vector.
         seed, dtype: as in `dense`.
+
+    Raises:
+        InputError: an `input_shape` that is not (height, width, channels).
     """
     arguments = dict(locals())  # every argument, passed on as given
     if len(input_shape) != 3:
@@ -407,6 +429,9 @@ def conv1d(
         latent_dim: size of the code.
         filters, kernel_size, strides, dense_units: as in `conv`.
         activation, code_activation, output_activation, batch_norm, dropout, kernel_regularizer, variational, scaling, seed, dtype: as in `dense`.
+
+    Raises:
+        InputError: an `input_shape` that is not (length,) or (length, channels), or an unknown `scaling`.
     """
     arguments = dict(locals())  # every argument, passed on as given
     if len(input_shape) not in (1, 2):
@@ -437,6 +462,9 @@ def summed_dense(
         output_activation: decoder output activation (default: sigmoid, or linear if variational).
         variational: encoder returns `[z_mean, z_log_var]`.
         seed, dtype: as in `dense`.
+
+    Raises:
+        InputError: `hidden_units` empty or not all of one width.
     """
     input_shape, hidden_units = tuple(input_shape), tuple(hidden_units)
     if not hidden_units or len(set(hidden_units)) != 1:
@@ -465,7 +493,11 @@ BUILDERS = {"dense": dense, "conv": conv, "conv1d": conv1d, "summed_dense": summ
 
 
 def build(kind, **kwargs):
-    """Build an encoder/decoder pair from plain data, e.g. a zoo card's `network` entry."""
+    """Build an encoder/decoder pair from plain data, e.g. a zoo card's `network` entry.
+
+    Raises:
+        InputError: an unknown `kind`, or what its builder refuses (see `dense`, `conv`, `conv1d`, `summed_dense`).
+    """
     if kind not in BUILDERS:
         raise InputError(f"Unknown network kind {kind!r}; expected one of {sorted(BUILDERS)}.")
     return BUILDERS[kind](**kwargs)

@@ -125,6 +125,15 @@ def train(
         backup_dir: where `keras.callbacks.BackupAndRestore` keeps state, so a killed run resumes. The folder is bound
             to this run by a fingerprint (`backup.json`, see `backup_fingerprint`): a backup of another card, batch size,
             split or precision is refused, and so is one that has already done `epochs` epochs (see `check_backup`).
+
+    Raises:
+        InputError: the card is not valid or lacks a data or recipe section; `epochs` or `batch_size` is not a positive
+            integer; `strategy` or `precision` is unknown; `backup_dir` is empty, a file, or holds another run's (or a
+            finished run's) backup; early stopping has no validation split; an unknown split; or
+            `recipe.initial_weights` names no preset, or one of another network or sha256.
+        FileNotFoundError: the card's dataset has no local copy (and TensorFlow Datasets none), or its path does not
+            exist.
+        ChecksumError: the weights of `recipe.initial_weights` are not the sha256 their card gives.
     """
     card = cards.as_card(card)
     missing = [section for section in ("data", "recipe") if getattr(card, section) is None]
@@ -370,6 +379,10 @@ def finish(model, card, history, stats, folder, data_dir=None):
     `keras_ae.load(folder)` loads the model back.
     Every file is written into a folder beside `folder` that then replaces it whole (`cards.writing_preset`): a
     concurrent writer of the same folder is refused, and a reader never sees a card without its threshold.
+
+    Raises:
+        InputError: the run logged no epochs, `card` is not a valid card, or `folder` is a file or holds files that are
+            not a preset's, or another keras-ae process or thread is writing it.
     """
     from keras_ae import plot
 
@@ -490,6 +503,13 @@ def card_for_data(
     images, `label_column`, `columns` or `header` off a table), `threshold_percentile` without `normal_label`, a 1-D
     array, and data too small for a held-out example and a training one (see `minimum_examples`) or, with
     `normal_label`, with fewer than `MIN_THRESHOLD_EXAMPLES` of that label to set its threshold.
+
+    Raises:
+        InputError: an unknown family or threshold rule; a read option the source does not use; `contamination` or
+            `threshold_percentile` out of range, given together or without `normal_label`; a 1-D array; too few examples
+            (of `normal_label`); a `start_from` that is no preset source, or one of another input shape, or without a
+            network section or weights.
+        FileNotFoundError: `source` is no existing file or folder, nor a dataset with a local copy.
     """
     from keras_ae import files
     from keras_ae.models import by_short_name

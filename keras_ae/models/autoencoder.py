@@ -29,6 +29,9 @@ class Autoencoder(BaseAutoencoder):
         encoder, decoder: see `BaseAutoencoder`; the decoder outputs values in the data's range
             (pixel probabilities in [0, 1] for `"bce"`).
         reconstruction: `"mse"` (mean squared error) or `"bce"` (binary cross-entropy), averaged over data dimensions.
+
+    Raises:
+        InputError: an unknown `reconstruction`; or `encoder` or `decoder` is not a built `keras.Model`.
     """
 
     metric_names = ("loss", "reconstruction_loss")
@@ -41,7 +44,11 @@ class Autoencoder(BaseAutoencoder):
         return RECONSTRUCTION_LOSSES[self.reconstruction](x, x_hat)
 
     def anomaly_score(self, x):
-        """Per-example reconstruction error (the model's reconstruction loss)."""
+        """Per-example reconstruction error (the model's reconstruction loss).
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         return self.reconstruction_loss(x, self(self.check_input(x)))
 
     def loss_terms(self, x, training):

@@ -61,6 +61,10 @@ class AutoRec(BaseAutoencoder):
         **kwargs: as in `BaseAutoencoder`.
 
     `user_ids` (a weight, saved with the model) maps input positions to the dataset's own user ids; set it with `set_user_ids`.
+
+    Raises:
+        InputError: a `rating_range` whose lowest is above its highest, an `input_dropout` or `code_dropout` outside
+            [0, 1); or `encoder` or `decoder` is not a built `keras.Model`.
     """
 
     metric_names = ("loss", "reconstruction_loss")
@@ -87,7 +91,11 @@ class AutoRec(BaseAutoencoder):
         self.item_codes = self.add_weight(shape=(self.items, *self.code_shape), initializer="zeros", trainable=False, name="item_codes")
 
     def adapt_to(self, explicit):
-        """Take an `ExplicitSplit`'s user and item ids, and every item's code from its training ratings (for `recommend`)."""
+        """Take an `ExplicitSplit`'s user and item ids, and every item's code from its training ratings (for `recommend`).
+
+        Raises:
+            InputError: the split's users are not the model's input positions, or its items not `items`.
+        """
         self.set_user_ids(explicit.user_ids)
         if len(explicit.item_ids) != self.items:
             raise InputError(f"{type(self).__name__} was built for {self.items} items; the split has {len(explicit.item_ids)}.")
@@ -95,7 +103,11 @@ class AutoRec(BaseAutoencoder):
         self.item_codes.assign(np.concatenate([np.asarray(self.embed(rows)) for rows in _dense_rows(explicit.train.T.tocsr(), 500)]))
 
     def set_user_ids(self, user_ids):
-        """The dataset's user id of each input position (e.g. `ExplicitSplit.user_ids`)."""
+        """The dataset's user id of each input position (e.g. `ExplicitSplit.user_ids`).
+
+        Raises:
+            InputError: `user_ids` are not one per input position.
+        """
         self.assign_ids(self.user_ids, user_ids, "user")
 
     def loss_terms(self, x, training, y=None):
@@ -127,6 +139,11 @@ class AutoRec(BaseAutoencoder):
         Histories as `keras_ae.models.task.history_rows` reads them: dicts {item id: rating}, lists of item ids (each rated
         the top of `rating_range`), or rows over this model's items. A rating outside `rating_range`, or not finite, is
         refused. Where a history leaves fewer than `k` items unseen, fewer are returned, with a `FewerItemsWarning`.
+
+        Raises:
+            InputError: the model keeps no item codes (`items=0`); history rows of another width, unknown item ids, a
+                rating outside `rating_range` (or not finite), an empty history, or `k` not between 1 and the number of
+                items.
         """
         if not self.items:
             raise InputError(f"This {type(self).__name__} keeps no item codes (items=0); build it with items= and call adapt_to.")
@@ -140,7 +157,11 @@ class AutoRec(BaseAutoencoder):
         return self.item_ids.numpy()[best], best_scores
 
     def anomaly_score(self, x):
-        """Per item: the squared error of its reconstruction on its observed ratings, summed over users."""
+        """Per item: the squared error of its reconstruction on its observed ratings, summed over users.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         return masked_squared_error(x, self(self.check_input(x)))
 
     def predict_ratings(self, train_matrix, user_index, item_index, batch_size=256):
@@ -150,6 +171,10 @@ class AutoRec(BaseAutoencoder):
             train_matrix: the (users x items) ratings the model reconstructs from (e.g. `ExplicitSplit.train`); each
                 item's column is fed to the model.
             user_index, item_index: equal-length arrays indexing the rows and columns of `train_matrix`.
+
+        Raises:
+            InputError: `train_matrix` rows are not the model's users, or `user_index` and `item_index` are not 1-D of
+                one length within its rows and columns.
         """
         users, items = np.asarray(user_index, dtype="int64"), np.asarray(item_index, dtype="int64")
         n_users = self.input_shape_per_example[0]

@@ -103,6 +103,9 @@ class BaseAutoencoder(keras.Model):
         encoder: a built Keras model mapping a batch of inputs to codes.
         decoder: a built Keras model mapping codes back to inputs.
         seed: seed of the model's own random draws (noise, sampling), distinct on each replica; None draws a fresh one.
+
+    Raises:
+        InputError: `encoder` or `decoder` is not a built `keras.Model`.
     """
 
     metric_names = ("loss",)
@@ -144,7 +147,11 @@ class BaseAutoencoder(keras.Model):
         )
 
     def assign_ids(self, table, ids, noun):
-        """Fill an id table made by `add_id_table`, refusing a count that does not match its `noun`s."""
+        """Fill an id table made by `add_id_table`, refusing a count that does not match its `noun`s.
+
+        Raises:
+            InputError: `ids` are not one per position of `table`.
+        """
         ids = np.asarray(ids, dtype="int64")
         if ids.shape != tuple(table.shape):
             raise InputError(f"{type(self).__name__} has {table.shape[0]} {noun}s; got {ids.shape[0]} {noun} ids.")
@@ -173,11 +180,22 @@ class BaseAutoencoder(keras.Model):
         integer (uint8 included), bool and other dtypes are refused, and so are NaN and Inf: a
         ValueError when called eagerly, an InvalidArgumentError with the same message inside a step (except under
         jit_compile=True, where XLA drops that check: arrays given to fit, evaluate and predict are still checked first).
+
+        Raises:
+            InputError: called eagerly, `x` is not floating-point, not of the encoder's input shape, or holds NaN or
+                Inf.
+            tf.errors.InvalidArgumentError: inside a compiled step (not under XLA), `x` holds NaN or Inf.
         """
         return self._check_batch(x, self.input_shape_per_example, "inputs scaled to [0, 1]")
 
     def check_code(self, z):
-        """Validate a batch of codes against the decoder's input spec, as `check_input` does for inputs."""
+        """Validate a batch of codes against the decoder's input spec, as `check_input` does for inputs.
+
+        Raises:
+            InputError: called eagerly, `z` is not floating-point, not of the decoder's input shape, or holds NaN or
+                Inf.
+            tf.errors.InvalidArgumentError: inside a compiled step (not under XLA), `z` holds NaN or Inf.
+        """
         return self._check_batch(z, self.code_shape, "codes")
 
     def _check_batch(self, x, expected, what):
@@ -223,9 +241,20 @@ class BaseAutoencoder(keras.Model):
         return super().predict(x, *args, **kwargs)
 
     def encode(self, x, training=False):
+        """The codes of a batch of inputs.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         return self.encoder(self.check_input(x), training=training)
 
     def decode(self, z, training=False):
+        """The inputs a batch of codes decodes to.
+
+        Raises:
+            InputError: `z` is not a floating-point batch of codes of `code_shape`, or holds NaN or Inf (see
+                `check_code`).
+        """
         return self.as_inputs(self.decoder(self.check_code(z), training=training))
 
     def as_inputs(self, outputs):
@@ -244,11 +273,20 @@ class BaseAutoencoder(keras.Model):
         return self.decoder(self.encode(x, training=training), training=training)
 
     def embed(self, x):
-        """The deterministic code of `x`: what downstream models and interpolation use."""
+        """The deterministic code of `x`: what downstream models and interpolation use.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         return self.encode(x)
 
     def interpolate(self, x_start, x_end, steps=8):
-        """Decode `steps` evenly spaced points between the codes of two batches; shape (batch, steps, *input)."""
+        """Decode `steps` evenly spaced points between the codes of two batches; shape (batch, steps, *input).
+
+        Raises:
+            InputError: `x_start` or `x_end` is not a floating-point batch of the input shape, or holds NaN or Inf (see
+                `check_input`).
+        """
         start, end = self.embed(x_start), self.embed(x_end)
         weights = ops.reshape(ops.linspace(0.0, 1.0, steps), (1, steps) + (1,) * len(self.code_shape))
         path = ops.expand_dims(start, 1) * (1.0 - weights) + ops.expand_dims(end, 1) * weights

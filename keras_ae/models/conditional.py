@@ -92,6 +92,10 @@ class ConditionalVAE(VAE):
             read the one-hot label (see the module's docstring), or a pair already widened.
         num_classes: how many classes the labels name.
         **kwargs: as in `VAE`.
+
+    Raises:
+        InputError: `num_classes` below 1; networks that are neither an ordinary VAE pair nor one widened by
+            `num_classes`, that cannot be widened, or that scale their inputs; or as in `VAE`.
     """
 
     uses_y = True
@@ -124,6 +128,11 @@ class ConditionalVAE(VAE):
         """The labels of the batch `x` as int32 of shape (batch,), an int standing for every example; else a ValueError.
 
         Inside a compiled step a wrong count or range is an InvalidArgumentError with the same message.
+
+        Raises:
+            InputError: `labels` are missing, not integers or not of shape (batch,); called eagerly, also of another
+                count than `x`'s examples or outside [0, num_classes).
+            tf.errors.InvalidArgumentError: inside a compiled step, a wrong count or a label outside [0, num_classes).
         """
         name, classes = type(self).__name__, self.num_classes
         expected = f"integer class labels in [0, {classes})"
@@ -160,7 +169,12 @@ class ConditionalVAE(VAE):
             return tf.identity(labels)
 
     def condition(self, x, labels):
-        """The checked inputs and the one-hot of their checked labels (float32)."""
+        """The checked inputs and the one-hot of their checked labels (float32).
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape (see `check_input`), or `labels` are not
+                integers in [0, num_classes), one per example (see `check_labels`).
+        """
         x = self.check_input(x)
         return x, ops.one_hot(self.check_labels(labels, x), self.num_classes, dtype="float32")
 
@@ -173,25 +187,45 @@ class ConditionalVAE(VAE):
         return self.decoder(append_condition(z, condition), training=training)
 
     def encode(self, x, labels=None, training=False):
-        """Posterior parameters `(z_mean, z_log_var)` given the labels, the log-variance clamped against overflow."""
+        """Posterior parameters `(z_mean, z_log_var)` given the labels, the log-variance clamped against overflow.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape (see `check_input`), or `labels` are not
+                integers in [0, num_classes), one per example (see `check_labels`).
+        """
         z_mean, z_log_var = self.posterior(*self.condition(x, labels), training=training)
         return z_mean, ops.cast(losses.clamp_log_variance(z_log_var), z_mean.dtype)
 
     def decode(self, z, labels=None, training=False):
-        """The likelihood mean of p(x | z, y): what the codes `z` look like as the labels' classes."""
+        """The likelihood mean of p(x | z, y): what the codes `z` look like as the labels' classes.
+
+        Raises:
+            InputError: `z` is not a floating-point batch of codes (see `check_code`), or `labels` are not integers in
+                [0, num_classes), one per code (see `check_labels`).
+        """
         z = self.check_code(z)
         condition = ops.one_hot(self.check_labels(labels, z), self.num_classes, dtype="float32")
         return self.as_inputs(self.likelihood_mean(self.decoder_output(z, condition, training=training)))
 
     def __call__(self, x, labels=None, **kwargs):
         """Keras' `__call__` with the labels checked first (a wrong one is a one-line ValueError) and passed by keyword
-        (so one int may stand for the batch)."""
+        (so one int may stand for the batch).
+
+        Raises:
+            InputError: called eagerly, `labels` are not integers in [0, num_classes), one per example (see
+                `check_labels`), or `x` is not a floating-point batch of the input shape (see `check_input`).
+        """
         if tf.executing_eagerly() and not keras.backend.is_keras_tensor(x):
             self.check_labels(labels, x)
         return super().__call__(x, labels=labels, **kwargs)
 
     def call(self, x, labels=None, training=False):
-        """The reconstruction of `x` given its labels: the likelihood mean at the posterior mean."""
+        """The reconstruction of `x` given its labels: the likelihood mean at the posterior mean.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape (see `check_input`), or `labels` are not
+                integers in [0, num_classes), one per example (see `check_labels`).
+        """
         x, condition = self.condition(x, labels)
         z_mean, _ = self.posterior(x, condition, training=training)
         return self.likelihood_mean(self.decoder_output(z_mean, condition, training=training))
@@ -204,11 +238,21 @@ class ConditionalVAE(VAE):
         return self(x, labels, training=False)
 
     def embed(self, x, labels=None):
-        """The posterior mean given the labels."""
+        """The posterior mean given the labels.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape (see `check_input`), or `labels` are not
+                integers in [0, num_classes), one per example (see `check_labels`).
+        """
         return self.encode(x, labels)[0]
 
     def interpolate(self, x_start, x_end, start_labels, end_labels, steps=8):
-        """Decode `steps` points between two batches' codes, the one-hot condition moving between their labels too."""
+        """Decode `steps` points between two batches' codes, the one-hot condition moving between their labels too.
+
+        Raises:
+            InputError: `x_start` or `x_end` is not a floating-point batch of the input shape (see `check_input`), or
+                their labels are not valid (see `check_labels`).
+        """
         x_start, start = self.condition(x_start, start_labels)
         x_end, end = self.condition(x_end, end_labels)
 
@@ -222,20 +266,35 @@ class ConditionalVAE(VAE):
         return ops.reshape(decoded, (-1, steps, *self.input_shape_per_example))
 
     def negative_elbo(self, x, labels=None, seed=0):
-        """Per-example negative ELBO of `x` given its labels in nats, one reparameterised draw with a fixed `seed`."""
+        """Per-example negative ELBO of `x` given its labels in nats, one reparameterised draw with a fixed `seed`.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape (see `check_input`), or `labels` are not
+                integers in [0, num_classes), one per example (see `check_labels`).
+        """
         x, condition = self.condition(x, labels)
         z_mean, z_log_var = self.posterior(x, condition)
         z = self.reparameterize(z_mean, z_log_var, seed=seed)
         return self.negative_log_likelihood(x, self.decoder_output(z, condition)) + losses.gaussian_kl_divergence(z_mean, z_log_var)
 
     def importance_weighted_bound(self, x, labels=None, samples=100, seed=0):
-        """Per-example importance-weighted upper bound on -log p(x | y) in nats (Burda et al. 2015), `samples` draws each."""
+        """Per-example importance-weighted upper bound on -log p(x | y) in nats (Burda et al. 2015), `samples` draws each.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape (see `check_input`), or `labels` are not
+                integers in [0, num_classes), one per example (see `check_labels`).
+        """
         x, condition = self.condition(x, labels)
         log_weights, _ = self.log_importance_weights(x, *self.posterior(x, condition), samples, seed, condition=condition)
         return negative_log_mean_weight(tf.cast(log_weights, tf.float64))
 
     def anomaly_score(self, x, labels=None):
-        """Per-example negative ELBO given the labels."""
+        """Per-example negative ELBO given the labels.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape (see `check_input`), or `labels` are not
+                integers in [0, num_classes), one per example (see `check_labels`).
+        """
         return self.negative_elbo(x, labels)
 
     def sample_labels(self, n, labels=None):
@@ -245,7 +304,11 @@ class ConditionalVAE(VAE):
         return np.full(n, labels) if np.ndim(labels) == 0 else labels
 
     def sample(self, n, labels=None, seed=None):
-        """Decode `n` draws from the prior given `labels` (an int, n ints, or None: cycling through the classes)."""
+        """Decode `n` draws from the prior given `labels` (an int, n ints, or None: cycling through the classes).
+
+        Raises:
+            InputError: `labels` are outside [0, num_classes), or neither one nor `n` of them.
+        """
         z = keras.random.normal((n, *self.code_shape), seed=self.seed_generator if seed is None else seed)
         return self.in_batches(self.decode, z, np.asarray(self.sample_labels(n, labels), "int32"))
 
@@ -269,7 +332,12 @@ class ConditionalVAETask(VAETask):
 
     def measure(self, examples, inputs, targets=None, iwae_samples=100, bound_seed=0, batch_size=50):
         """The VAE's metrics, each given the true labels `targets`: reconstruction MSE/PSNR, negative ELBO and
-        importance-weighted bound."""
+        importance-weighted bound.
+
+        Raises:
+            InputError: `targets` (the true labels) are missing or not one per example; or the examples or labels are
+                not valid (see `check_input`, `check_labels`).
+        """
         model = self.model
         if targets is None:
             raise InputError(f"{model.__class__.__name__} is measured given the true labels: pass them as targets.")

@@ -36,6 +36,10 @@ class DenoisingAutoencoder(Autoencoder):
             of values to 0 or 1 at random).
         noise_level: standard deviation or fraction, by `noise`.
         **kwargs: as in `Autoencoder`.
+
+    Raises:
+        InputError: an unknown `noise` or `reconstruction`, a `noise_level` that is not a non-negative number; or
+            `encoder` or `decoder` is not a built `keras.Model`.
     """
 
     def __init__(self, encoder, decoder, noise="gaussian", noise_level=0.5, **kwargs):
@@ -65,7 +69,11 @@ class DenoisingAutoencoder(Autoencoder):
         return {"loss": reconstruction, "reconstruction_loss": reconstruction}
 
     def denoise(self, x):
-        """Reconstruction of (possibly noisy) inputs: the model's prediction."""
+        """Reconstruction of (possibly noisy) inputs: the model's prediction.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         return self(self.check_input(x), training=False)
 
     def get_config(self):

@@ -40,6 +40,9 @@ class MultDAE(BaseAutoencoder):
         **kwargs: as in `BaseAutoencoder`.
 
     `item_ids` (a weight, saved with the model) maps columns to the dataset's own item ids; set it with `set_item_ids`.
+
+    Raises:
+        InputError: an `input_dropout` outside [0, 1); or `encoder` or `decoder` is not a built `keras.Model`.
     """
 
     metric_names = ("loss", "reconstruction_loss")
@@ -57,11 +60,19 @@ class MultDAE(BaseAutoencoder):
                                                name="item_popularity")
 
     def set_item_ids(self, item_ids):
-        """The dataset's item id of each input column (e.g. `RatingsSplit.item_ids`)."""
+        """The dataset's item id of each input column (e.g. `RatingsSplit.item_ids`).
+
+        Raises:
+            InputError: `item_ids` are not one per input column.
+        """
         self.assign_ids(self.item_ids, item_ids, "item")
 
     def adapt_to(self, split):
-        """Take a `RatingsSplit`'s item ids and its training users' counts per item (what an empty history is shown)."""
+        """Take a `RatingsSplit`'s item ids and its training users' counts per item (what an empty history is shown).
+
+        Raises:
+            InputError: the split's item ids are not one per input column.
+        """
         self.set_item_ids(split.item_ids)
         self.item_popularity.assign(np.asarray(split.train.sum(axis=0), "float32").ravel())
 
@@ -86,7 +97,11 @@ class MultDAE(BaseAutoencoder):
         return {"loss": nll, "reconstruction_loss": nll}
 
     def anomaly_score(self, x):
-        """Per-user multinomial negative log-likelihood of the history: how unusual the user's taste is."""
+        """Per-user multinomial negative log-likelihood of the history: how unusual the user's taste is.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         return multinomial_negative_log_likelihood(x, self(self.check_input(x)))
 
     def recommend(self, histories, k=10, exclude_seen=True):
@@ -97,6 +112,10 @@ class MultDAE(BaseAutoencoder):
         empty history has nothing to go on: it gets the items most popular with the training users (their counts as
         scores), with a warning naming its rows. Where a history leaves fewer than `k` items unseen, fewer are returned,
         with a `FewerItemsWarning` (see `keras_ae.models.task.items_to_recommend`).
+
+        Raises:
+            InputError: history rows of another width, unknown item ids, a rating other than 1 (or not finite), or `k`
+                not between 1 and the number of items.
         """
         rows = history_rows(histories, self.item_ids.numpy(), rating_range=(1.0, 1.0))
         k = items_to_recommend(rows, k, exclude_seen)
@@ -122,6 +141,10 @@ class MultVAE(MultDAE):
         total_anneal_steps: training steps over which the KL weight rises linearly to 1 (capped at `beta_cap`);
             the step counter is a model variable, saved with it.
         **kwargs: as in `MultDAE`.
+
+    Raises:
+        InputError: an encoder that does not return [z_mean, z_log_var], an `input_dropout` outside [0, 1), or a decoder
+            that is not a built `keras.Model`.
     """
 
     metric_names = ("loss", "reconstruction_loss", "kl_loss")

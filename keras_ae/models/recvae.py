@@ -42,6 +42,10 @@ class RecVAE(MultVAE):
         encoder_updates: encoder updates per batch, before the batch's one decoder update (the paper alternates 3
             epochs of the encoder with 1 of the decoder).
         **kwargs: as in `MultDAE` (`input_dropout`, applied on the encoder's updates only; `seed`).
+
+    Raises:
+        InputError: `beta_cap` or `total_anneal_steps` given, `gamma` below 0, `encoder_updates` not an integer >= 1; or
+            as in `MultVAE`.
     """
 
     def __init__(self, encoder, decoder, gamma=0.005, encoder_updates=3, **kwargs):

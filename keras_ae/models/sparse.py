@@ -32,6 +32,10 @@ class SparseAutoencoder(Autoencoder):
         target: the desired mean activation for `"kl"`.
         sparsity_weight: multiplier of the penalty.
         **kwargs: as in `Autoencoder`.
+
+    Raises:
+        InputError: an unknown `sparsity` or `reconstruction`, a `target` outside (0, 1); or `encoder` or `decoder` is
+            not a built `keras.Model`.
     """
 
     metric_names = ("loss", "reconstruction_loss", "sparsity_loss", "mean_activation")

@@ -54,6 +54,10 @@ class VAE(BaseAutoencoder):
             with warm-up weighting log p(z) - log q(z|x) inside each weight by the current beta.
         samples: draws per example of the `"iwae"` objective.
         **kwargs: as in `BaseAutoencoder`.
+
+    Raises:
+        InputError: an unknown `likelihood` or `objective`, `samples` not a positive integer, an encoder that does not
+            return [z_mean, z_log_var], or a decoder that is not a built `keras.Model`.
     """
 
     metric_names = ("loss", "reconstruction_loss", "kl_loss")
@@ -87,7 +91,11 @@ class VAE(BaseAutoencoder):
         return self.beta * ramp(self.training_steps + 1, self.kl_warmup_steps)
 
     def encode(self, x, training=False):
-        """Posterior parameters `(z_mean, z_log_var)`, the log-variance clamped against overflow."""
+        """Posterior parameters `(z_mean, z_log_var)`, the log-variance clamped against overflow.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         z_mean, z_log_var = self.encoder(self.check_input(x), training=training)
         return z_mean, ops.cast(losses.clamp_log_variance(z_log_var), z_mean.dtype)
 
@@ -115,6 +123,12 @@ class VAE(BaseAutoencoder):
         return self.decoder(z, training=training)
 
     def decode(self, z, training=False):
+        """The likelihood mean of p(x | z) for a batch of codes `z`.
+
+        Raises:
+            InputError: `z` is not a floating-point batch of codes of `code_shape`, or holds NaN or Inf (see
+                `check_code`).
+        """
         return self.as_inputs(self.likelihood_mean(self.decoder(self.check_code(z), training=training)))
 
     def call(self, x, training=False):
@@ -122,11 +136,19 @@ class VAE(BaseAutoencoder):
         return self.likelihood_mean(self.decoder(z_mean, training=training))
 
     def embed(self, x):
-        """The posterior mean, the VAE's deterministic code."""
+        """The posterior mean, the VAE's deterministic code.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         return self.encode(x)[0]
 
     def negative_elbo(self, x, seed=0):
-        """Per-example negative ELBO in nats, one reparameterised draw with a fixed `seed` (repeatable)."""
+        """Per-example negative ELBO in nats, one reparameterised draw with a fixed `seed` (repeatable).
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         z_mean, z_log_var = self.encoder(self.check_input(x))
         z = self.reparameterize(z_mean, z_log_var, seed=seed)
         return self.negative_log_likelihood(x, self.decoder(z)) + losses.gaussian_kl_divergence(z_mean, z_log_var)
@@ -135,6 +157,9 @@ class VAE(BaseAutoencoder):
         """Per-example importance-weighted upper bound on -log p(x) in nats (Burda et al. 2015), `samples` draws each.
 
         It tightens towards -log p(x) as `samples` grows; with one sample it is the negative ELBO.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
         """
         x = self.check_input(x)
         log_weights, _ = self.log_importance_weights(x, *self.encoder(x), samples, seed)
@@ -153,7 +178,11 @@ class VAE(BaseAutoencoder):
         return ops.reshape(-nll + beta * log_ratio, (-1, samples)), ops.reshape(nll, (-1, samples))
 
     def anomaly_score(self, x):
-        """Per-example negative ELBO."""
+        """Per-example negative ELBO.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         return self.negative_elbo(x)
 
     def sample(self, n, seed=None):

@@ -53,6 +53,10 @@ class VQVAE(BaseAutoencoder):
         commitment_cost: weight beta of the commitment loss.
         ema_decay: decay of the codebook's moving averages.
         **kwargs: as in `BaseAutoencoder`.
+
+    Raises:
+        InputError: the encoder does not return one code of the decoder's input shape, or the decoder is not a built
+            `keras.Model`.
     """
 
     metric_names = ("loss", "reconstruction_loss", "commitment_loss", "perplexity")
@@ -107,11 +111,20 @@ class VQVAE(BaseAutoencoder):
         return self.decoder(self.nearest_codes(self.encode(x, training=training))[1], training=training)
 
     def compress(self, x):
-        """The int32 code indices of a batch of images, shape (batch, *code_positions)."""
+        """The int32 code indices of a batch of images, shape (batch, *code_positions).
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         return self.nearest_codes(self.encode(x))[0]
 
     def decompress(self, indices):
-        """Images decoded from code indices (any integer dtype, shape (batch, *code_positions), values below K)."""
+        """Images decoded from code indices (any integer dtype, shape (batch, *code_positions), values below K).
+
+        Raises:
+            InputError: `indices` are not integers of shape (batch, *code_positions) in [0, num_embeddings), or the call
+                is inside an XLA-compiled function (see `check_indices`).
+        """
         indices = self.check_indices(indices)
         return self.in_batches(lambda chosen: self.as_inputs(self.decoder(ops.take(self.codebook, chosen, axis=0))), indices)
 
@@ -119,6 +132,11 @@ class VQVAE(BaseAutoencoder):
         """Validate a batch of code indices; return them as int32 (an assertion inside a graph, as `check_input`).
 
         Refused inside an XLA-compiled function: XLA drops assertions, and its gather would clamp a bad index to a code.
+
+        Raises:
+            InputError: `indices` are not integers of shape (batch, *code_positions), or (eagerly) not in
+                [0, num_embeddings), or the call is inside an XLA-compiled function.
+            tf.errors.InvalidArgumentError: inside a compiled step, an index outside [0, num_embeddings).
         """
         indices = indices if hasattr(indices, "dtype") else np.asarray(indices)
         expected = (
@@ -146,7 +164,11 @@ class VQVAE(BaseAutoencoder):
         return losses.mean_squared_error(x, x_hat) * math.prod(self.input_shape_per_example)
 
     def anomaly_score(self, x):
-        """Per-example squared reconstruction error, summed over data dimensions."""
+        """Per-example squared reconstruction error, summed over data dimensions.
+
+        Raises:
+            InputError: `x` is not a floating-point batch of the input shape, or holds NaN or Inf (see `check_input`).
+        """
         return self.squared_error(x, self(self.check_input(x)))
 
     def loss_terms(self, x, training):
