@@ -1,5 +1,7 @@
 """Anomaly detection with any autoencoder: scores, a threshold fitted on normal data, and AUROC."""
 
+import numbers
+
 import numpy as np
 from sklearn.base import BaseEstimator
 
@@ -147,15 +149,17 @@ class Detector(BaseEstimator):
 
         Raises:
             InputError: `contamination` outside (0, 0.5], an unknown `family`, `X` not 2-D rows (or empty, or not
-                finite), or an unknown `score` (after training).
+                finite), or an unknown `score` (each before training).
         """
         import keras
 
         from keras_ae import networks
         from keras_ae.models import by_short_name
 
-        if not 0.0 < float(self.contamination) <= 0.5:
-            raise InputError(f"contamination must lie in (0, 0.5]; got {self.contamination!r}.")
+        if not _is_number(self.contamination) or not 0.0 < float(self.contamination) <= 0.5:
+            raise InputError(f"contamination must be a number in (0, 0.5]; got {self.contamination!r}.")
+        if self.score not in SCORES:
+            raise InputError(f"Unknown anomaly score {self.score!r}; expected one of {list(SCORES)}.")
         tasks = by_short_name()
         if self.family not in tasks:
             raise InputError(f"Unknown family {self.family!r}; expected one of {sorted(tasks)}.")
@@ -212,6 +216,11 @@ class Detector(BaseEstimator):
 
     def fit_predict(self, X, y=None):
         return self.fit(X).predict(X)
+
+
+def _is_number(value):
+    """A real number (numpy's too), not a bool or a string."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _row_batches(rows, batch_size, seed):

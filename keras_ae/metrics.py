@@ -4,6 +4,7 @@ They know no model, card or file; `keras_ae.evaluate` and the families' tasks ap
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -11,8 +12,8 @@ from keras_ae.errors import InputError
 
 
 def psnr(mse, data_range=1.0):
-    """Peak signal-to-noise ratio in dB of a mean squared error."""
-    return float(10.0 * math.log10(data_range**2 / mse))
+    """Peak signal-to-noise ratio in dB of a mean squared error (infinite for a perfect reconstruction)."""
+    return math.inf if mse == 0 else float(10.0 * math.log10(data_range**2 / mse))
 
 
 def auroc(scores, is_anomaly):
@@ -50,14 +51,14 @@ def top_k(scores, k, exclude=None):
     Ties are broken arbitrarily.
 
     Raises:
-        InputError: `scores` is not 2-D, `k` is not between 1 and the number of items, or `exclude` has another shape.
+        InputError: `scores` is not 2-D, `k` is not an integer between 1 and the number of items, or `exclude` has another shape.
     """
     scores = np.asarray(scores)
     if scores.ndim != 2:
         raise InputError(f"scores must be a (users, items) array; got shape {scores.shape}.")
     items = scores.shape[1]
-    if not 1 <= k <= items:
-        raise InputError(f"k must be between 1 and the number of items ({items}); got k={k}.")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= items:
+        raise InputError(f"k must be an integer between 1 and the number of items ({items}); got k={k}.")
     if exclude is not None:
         scores = np.array(scores, dtype=np.result_type(scores.dtype, np.float32))
         scores[_marked_items(exclude, scores.shape, "exclude").nonzero()] = -np.inf

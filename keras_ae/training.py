@@ -5,6 +5,7 @@ import datetime
 import hashlib
 import itertools
 import json
+import numbers
 import os
 import platform
 import re
@@ -530,7 +531,7 @@ def card_for_data(
         if threshold_percentile is not None or threshold_rule != "percentile":
             raise InputError("contamination sets the percentile threshold (100 x (1 - the expected share of anomalies)); give it "
                              "alone, without threshold_percentile or another threshold rule")
-        if not 0.0 < float(contamination) < 0.5:
+        if isinstance(contamination, bool) or not isinstance(contamination, numbers.Real) or not 0.0 < float(contamination) < 0.5:
             raise InputError(f"contamination is the expected share of anomalies, between 0 and 0.5; got {contamination!r}.")
         threshold_percentile = 100.0 * (1.0 - float(contamination))
     if (threshold_percentile is not None or threshold_rule != "percentile") and normal_label is None:

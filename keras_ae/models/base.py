@@ -19,6 +19,14 @@ SAMPLE_BATCH = 1000  # examples decoded, scored or measured at once by `per_batc
 MAX_EXPORTED_SAMPLES = 10_000  # the most images one call of an exported `sample` draws
 
 
+def check_networks(encoder, decoder):
+    """Refuse an encoder or decoder that is not a built `keras.Model`, in one line; a family checks this before it reads
+    their outputs."""
+    for role, network in (("encoder", encoder), ("decoder", decoder)):
+        if not isinstance(network, keras.Model) or not network.built:
+            raise InputError(f"{role} must be a built keras.Model (e.g. from keras_ae.networks); got {network!r}.")
+
+
 def check_choice(argument, value, choices):
     """Return `value` if it is one of `choices`, else raise a ValueError listing them."""
     if value not in choices:
@@ -116,9 +124,7 @@ class BaseAutoencoder(keras.Model):
 
     def __init__(self, encoder, decoder, seed=None, **kwargs):
         super().__init__(**kwargs)
-        for role, network in (("encoder", encoder), ("decoder", decoder)):
-            if not isinstance(network, keras.Model) or not network.built:
-                raise InputError(f"{role} must be a built keras.Model (e.g. from keras_ae.networks); got {network!r}.")
+        check_networks(encoder, decoder)
         self.encoder = encoder
         self.decoder = decoder
         self.seed = seed

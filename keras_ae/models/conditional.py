@@ -301,6 +301,9 @@ class ConditionalVAE(VAE):
         """`n` labels: `labels` as given (an int, or n ints), or by default 0, 1, ..., num_classes - 1, 0, 1, ..."""
         if labels is None:
             return np.arange(n) % self.num_classes
+        given = np.asarray(labels)
+        if given.dtype.kind not in "iu":
+            raise InputError(f"labels must be integer classes in [0, {self.num_classes}); got dtype {given.dtype}.")
         return np.full(n, labels) if np.ndim(labels) == 0 else labels
 
     def sample(self, n, labels=None, seed=None):

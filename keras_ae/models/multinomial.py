@@ -18,7 +18,7 @@ from keras import ops
 
 from keras_ae import losses, metrics
 from keras_ae.errors import InputError
-from keras_ae.models.base import BaseAutoencoder, per_batch, ramp, reparameterize
+from keras_ae.models.base import BaseAutoencoder, check_networks, per_batch, ramp, reparameterize
 from keras_ae.models.task import RecommenderTask, history_rows, items_to_recommend, metric_text, top_unseen
 
 RANKING_METRICS = (("recall@20", metrics.recall_at_k, 20), ("recall@50", metrics.recall_at_k, 50), ("ndcg@100", metrics.ndcg_at_k, 100))
@@ -151,6 +151,7 @@ class MultVAE(MultDAE):
     counts_steps = True
 
     def __init__(self, encoder, decoder, beta_cap=0.2, total_anneal_steps=20000, **kwargs):
+        check_networks(encoder, decoder)
         if len(encoder.outputs) != 2:
             raise InputError("A MultVAE encoder must return [z_mean, z_log_var]; build it with keras_ae.networks.dense(..., variational=True).")
         self.beta_cap = float(beta_cap)

@@ -24,7 +24,9 @@ from keras import ops
 
 from keras_ae import losses
 from keras_ae.errors import InputError
-from keras_ae.models.base import MAX_EXPORTED_SAMPLES, BaseAutoencoder, check_choice, per_batch, ramp, reparameterize
+from keras_ae.models.base import (
+    MAX_EXPORTED_SAMPLES, BaseAutoencoder, check_choice, check_networks, per_batch, ramp, reparameterize,
+)
 from keras_ae.models.task import Task, metric_column, metric_text
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -72,6 +74,7 @@ class VAE(BaseAutoencoder):
         if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 1:
             raise InputError(f"samples must be a positive integer of draws per example; got {samples!r}.")
         self.samples = int(samples)
+        check_networks(encoder, decoder)
         if len(encoder.outputs) != 2:
             raise InputError(
                 f"A VAE encoder must return [z_mean, z_log_var]; this one has {len(encoder.outputs)} output(s). "

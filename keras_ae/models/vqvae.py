@@ -19,7 +19,7 @@ from keras import ops
 
 from keras_ae import losses
 from keras_ae.errors import InputError
-from keras_ae.models.base import BaseAutoencoder, per_batch, replica_context
+from keras_ae.models.base import BaseAutoencoder, check_networks, per_batch, replica_context
 from keras_ae.models.task import Task, metric_column
 
 LAPLACE_EPSILON = 1e-5  # smoothing of the EMA cluster sizes, so no code divides by zero
@@ -62,6 +62,7 @@ class VQVAE(BaseAutoencoder):
     metric_names = ("loss", "reconstruction_loss", "commitment_loss", "perplexity")
 
     def __init__(self, encoder, decoder, num_embeddings=256, commitment_cost=0.25, ema_decay=0.99, **kwargs):
+        check_networks(encoder, decoder)
         if len(encoder.outputs) != 1 or tuple(encoder.outputs[0].shape[1:]) != tuple(decoder.inputs[0].shape[1:]):
             raise InputError(
                 "A VQVAE encoder must return one code of the decoder's input shape; got outputs "
