@@ -756,40 +756,37 @@ def parser():
     evaluate = add("evaluate", command_evaluate, "Measure a model on its card's test split (needs KERAS_AE_DATA or TFDS).")
     evaluate.add_argument("source", help=source_help)
     evaluate.add_argument("--limit", type=_integer(1), help="only the first N test images")
-    reconstruct = add("reconstruct", command_reconstruct, "Reconstruct images: a PNG or .npy file (into a grid), or a folder (one PNG each).")
-    reconstruct.add_argument("source", help=source_help)
-    reconstruct.add_argument("--image-size", type=_image_size,
-        help="for images: HEIGHTxWIDTH, the size the model takes (the default; images of other sizes are resized, with a note)")
-    reconstruct.add_argument("input")
+    def over_inputs(name, function, help_text, input_help, labels=True, tables=False):
+        """A command that runs a model over a file, folder or table of inputs, with the options such commands share."""
+        command = add(name, function, help_text)
+        command.add_argument("source", help=source_help)
+        command.add_argument("input", help=input_help)
+        command.add_argument("--image-size", type=_image_size, help="for images: HEIGHTxWIDTH, the size the model takes (the "
+                             "default; images of other sizes are resized, with a note)")
+        if tables:
+            command.add_argument("--label-column", type=_label_column,
+                                 help="a label column in INPUT to leave out of the features (default: the one the card records)")
+        if labels:
+            command.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) "
+                                 "or a .npy file")
+        return command
+
+    inputs_help = "a folder of images, a .npy/.npz array or a .csv/.tsv table"
+    reconstruct = over_inputs("reconstruct", command_reconstruct,
+                              "Reconstruct images: a PNG or .npy file (into a grid), or a folder (one PNG each).", "a .png or .npy file, or a folder of images")
     reconstruct.add_argument("--out", default="reconstruction.png",
                              help=f"the grid PNG (up to {MAX_GRID_IMAGES:,} inputs), a .npy file, or for a folder INPUT the output folder")
-    reconstruct.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) or a .npy file")
     reconstruct.add_argument("--overwrite", action="store_true", help="replace output files that exist already (never the input)")
-    denoise = add("denoise", command_denoise, "Denoise a folder of images with a denoising model; one PNG per input.")
-    denoise.add_argument("source", help=source_help)
-    denoise.add_argument("--image-size", type=_image_size,
-        help="for images: HEIGHTxWIDTH, the size the model takes (the default; images of other sizes are resized, with a note)")
-    denoise.add_argument("input", help="a folder of images")
+    denoise = over_inputs("denoise", command_denoise, "Denoise a folder of images with a denoising model; one PNG per input.",
+                          "a folder of images", labels=False)
     denoise.add_argument("--out", default="denoised", help="folder for the denoised PNG files (outside INPUT)")
     denoise.add_argument("--overwrite", action="store_true", help="replace output files that exist already (never the input's)")
-    embed = add("embed", command_embed, "Codes of each input (file or table row) as CSV (with its name) or .npy, in file order.")
-    embed.add_argument("source", help=source_help)
-    embed.add_argument("--image-size", type=_image_size,
-        help="for images: HEIGHTxWIDTH, the size the model takes (the default; images of other sizes are resized, with a note)")
-    embed.add_argument("input", help="a folder of images, a .npy/.npz array or a .csv/.tsv table")
+    embed = over_inputs("embed", command_embed, "Codes of each input (file or table row) as CSV (with its name) or .npy, in file order.",
+                        inputs_help, tables=True)
     embed.add_argument("--out", default="codes.csv", help="codes.csv (a row per input, its name first) or codes.npy")
-    embed.add_argument("--label-column", type=_label_column,
-                       help="a label column in INPUT to leave out of the features (default: the one the card records)")
-    embed.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) or a .npy file")
-    score = add("score", command_score, "Anomaly scores of each input (file or row) as CSV, flagged where the card has a threshold.")
-    score.add_argument("source", help=source_help)
-    score.add_argument("--image-size", type=_image_size,
-        help="for images: HEIGHTxWIDTH, the size the model takes (the default; images of other sizes are resized, with a note)")
-    score.add_argument("input", help="a folder of images, a .npy/.npz array or a .csv/.tsv table")
+    score = over_inputs("score", command_score, "Anomaly scores of each input (file or row) as CSV, flagged where the card has a threshold.",
+                        inputs_help, tables=True)
     score.add_argument("--out", default="scores.csv")
-    score.add_argument("--label-column", type=_label_column,
-                       help="a label column in INPUT to leave out of the features (default: the one the card records)")
-    score.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) or a .npy file")
     recommend = add("recommend", command_recommend, "Recommend items for a history of item ids, with titles from the dataset's movies.csv.")
     recommend.add_argument("source", help=source_help)
     recommend.add_argument("--items", required=True, help="the history: item ids, e.g. 1,260,1196, or with ratings 1:5,260:4.5")
