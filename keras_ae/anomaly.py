@@ -157,7 +157,7 @@ class Detector(BaseEstimator):
         from keras_ae.models import by_short_name
 
         if not _is_number(self.contamination) or not 0.0 < float(self.contamination) <= 0.5:
-            raise InputError(f"contamination must be a number in (0, 0.5]; got {self.contamination!r}.")
+            raise InputError(f"contamination must lie in (0, 0.5], a number; got {self.contamination!r}.")
         if self.score not in SCORES:
             raise InputError(f"Unknown anomaly score {self.score!r}; expected one of {list(SCORES)}.")
         tasks = by_short_name()
