@@ -224,11 +224,9 @@ def _read_images(path, shape, source, image_size=None):
         if len(shape) != 3 or shape[-1] not in (1, 3):
             raise InputError(f"{path} is an image; {source} takes examples of {_shape_text(shape)}, not images: give a .npy "
                              f"array of shape (n, {', '.join(map(str, shape))})")
-        color_mode = "rgb" if shape[-1] == 3 else "grayscale"
-        image = files.read_image(path, color_mode=color_mode)[None]
-        if image_size is not None and tuple(image.shape[1:3]) != tuple(image_size):
-            _note_resized([image.shape[1:3]], {"image_size": image_size, "color_mode": color_mode}, source)
-            image = files.read_image(path, image_size=image_size, color_mode=color_mode)[None]
+        options = {"image_size": image_size, "color_mode": "rgb" if shape[-1] == 3 else "grayscale"}
+        _note_resized([files.image_size_of(path)], options, source)
+        image = files.read_image(path, **options)[None]
         full_shape, batches = image.shape, iter([image])
     else:
         raise InputError(f"INPUT must be a .png or .npy file; got {path.name}")
@@ -372,17 +370,13 @@ def _apply_to_folder(source, verb, folder, out, transform, labels_text=None, ove
     """Run `transform(model)` (a function of a batch) over a folder of images, read at the size and in the colours the
     model takes (or `image_size`), a batch at a time, and write one PNG per input; never into the input folder, nor over
     existing files unless `overwrite`."""
-    from keras_ae import cards, data
+    from keras_ae import cards
 
     card, _ = _family(source, verb)
     _check_folder_output(folder, out, [], overwrite)  # before reading anything
     model = cards.load(source)
-    options = _image_options(card, model.input_shape_per_example, image_size)
-    found = data.open_path(folder, **options)
-    _note_resized(found.found.found_sizes, options, source)
+    found = _open_inputs(folder, card, model, source, image_size)
     _check_folder_output(folder, out, found.names, overwrite)
-    if found.example_shape != model.input_shape_per_example:
-        raise InputError(_shape_fault(folder, (found.count, *found.example_shape), model.input_shape_per_example, source))
     labels = _input_labels(card, labels_text, found.count, folder, found.names)
     outputs = _each_batch(transform(model), found.batches(BATCH_SIZE), labels, _Progress(verb, found.count))
     print(f"wrote {found.count} images to {_write_images(outputs, found.names, out)}")
@@ -493,24 +487,36 @@ def _note_resized(found_sizes, options, source):
               f"{source} takes", file=sys.stderr)
 
 
+def _open_inputs(path, card, model, source, image_size=None, **options):
+    """The streamed source (`keras_ae.data.open_path`) of a folder, array or table of inputs to `model`, read with
+    `options`; a folder's images at the size and in the colours the model takes (others resized, with a note). Inputs
+    of another shape are refused in words for what `path` is."""
+    from keras_ae import data
+
+    folder = Path(path).is_dir()
+    if folder:
+        options.update(_image_options(card, model.input_shape_per_example, image_size))
+    found = data.open_path(path, **options)
+    if folder:
+        _note_resized(found.found.found_sizes, options, source)
+    if found.example_shape != model.input_shape_per_example:
+        raise InputError(_shape_fault(path, (found.count, *found.example_shape), model.input_shape_per_example, source))
+    return found
+
+
 def _model_inputs(args, verb, counted=False):
     """(card, model, found, labels) of a command that runs a model over a file, folder or table of inputs, read as the
     preset's card reads its data (a table's layout, images' size and colours), streamed in file order: `found` is the
     input's source (`keras_ae.data.open_path`). A table is counted first only if asked or the model takes labels."""
-    from keras_ae import cards, data, kinds
+    from keras_ae import cards, kinds
 
     card, _ = _family(args.source, verb)
     model = cards.load(args.source)
-    options = {**_read_options(card, ("label_column", "columns", "header")),  # a table's layout, images' size and colours
-               **(_image_options(card, model.input_shape_per_example, args.image_size) if Path(args.input).is_dir() else {})}
+    options = _read_options(card, ("label_column", "columns", "header"))  # a table's layout as the card records it
     if args.label_column is not None:
         options["label_column"] = args.label_column
     conditional = kinds.of(cards.task_of(card)).with_labels
-    found = data.open_path(args.input, counted=counted or conditional, **options)
-    if Path(args.input).is_dir():
-        _note_resized(found.found.found_sizes, options, args.source)
-    if found.example_shape != model.input_shape_per_example:
-        raise InputError(_shape_fault(args.input, (found.count, *found.example_shape), model.input_shape_per_example, args.source))
+    found = _open_inputs(args.input, card, model, args.source, args.image_size, counted=counted or conditional, **options)
     labels = _input_labels(card, args.labels, found.count, args.input, found.names, found.labels) if conditional or args.labels else None
     return card, model, found, labels
 

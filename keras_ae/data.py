@@ -321,9 +321,13 @@ def path_split_indices(found, base, start, stop, validation_split, seed, only_la
     """The rows of a path's split, in file order (a split is carved by a seeded draw, then kept in the file's order)."""
     if found.labels is None and only_label is not None:
         raise InputError(f"{source} has no labels (no class subfolders, label_column or labels array); drop only_label.")
-    labels = np.full(found.count, -1, np.int64) if found.labels is None else found.labels
     indices = np.sort(local_split_indices(found.count, base, start, stop, validation_split, seed))
-    return kept_indices(labels, indices, only_label, source)
+    return kept_indices(path_labels(found), indices, only_label, source)
+
+
+def path_labels(found):
+    """A path's labels, -1 for every example of an unlabelled one."""
+    return np.full(found.count, -1, np.int64) if found.labels is None else found.labels
 
 
 TFDS_HOST = ("storage.googleapis.com", 443)  # where TensorFlow Datasets downloads from
@@ -482,7 +486,7 @@ def load(
         indices = path_split_indices(found, base, start, stop, validation_split, seed, only_label, source)
         if input_context is not None and input_context.num_input_pipelines > 1:
             indices = indices[input_context.input_pipeline_id::input_context.num_input_pipelines]
-        labels = tf.constant(np.full(found.count, -1, np.int64) if found.labels is None else found.labels)
+        labels = tf.constant(path_labels(found))
         dataset = found.examples(indices, seed if shuffle and not cache else None)
         scale = 1.0
 

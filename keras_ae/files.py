@@ -299,17 +299,21 @@ def decode_image(path, image_size, color_mode):
     return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), (height, width, CHANNELS[color_mode]))
 
 
+def image_size_of(path):
+    """(height, width) of one image file from its header (its pixels unread); else a one-line error naming the file."""
+    refuse_special_file(path)
+    try:
+        return _probe(path)
+    except Exception as error:
+        raise InputError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
+
+
 def read_image(path, image_size=None, color_mode="grayscale"):
     """One image file as float32 (height, width, channels) in [0, 1], as `decode_image` reads it; else a one-line error
     naming the file."""
     _check_choice("color_mode", color_mode, CHANNELS)
     _check_image_size(image_size)
-    refuse_special_file(path)
-    try:
-        size = _probe(path)
-    except Exception as error:
-        raise InputError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
-    return decode_image(str(path), tuple(image_size or size), color_mode).numpy()
+    return decode_image(str(path), tuple(image_size or image_size_of(path)), color_mode).numpy()
 
 
 def _load_numpy(path, read):
