@@ -390,6 +390,8 @@ def command_reconstruct(args):
                                 args.image_size)
     card, _ = _family(args.source, "reconstruct")
     model = cards.load(args.source)
+    if args.image_size is not None and Path(args.input).suffix.lower() != ".png":
+        raise InputError(f"--image-size is for images; {args.input} is not one: leave --image-size out")
     count, batches = _read_images(args.input, model.input_shape_per_example, args.source,
                                   _image_options(card, model.input_shape_per_example, args.image_size).get("image_size"))
     labels = _input_labels(card, args.labels, count, args.input, [])
@@ -496,6 +498,8 @@ def _open_inputs(path, card, model, source, image_size=None, **options):
     folder = Path(path).is_dir()
     if folder:
         options.update(_image_options(card, model.input_shape_per_example, image_size))
+    elif image_size is not None:
+        raise InputError(f"--image-size is for images; {path} is not a folder of images: leave --image-size out")
     found = data.open_path(path, **options)
     if folder:
         _note_resized(found.found.found_sizes, options, source)

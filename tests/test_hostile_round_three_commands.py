@@ -223,6 +223,11 @@ def test_images_of_another_size_are_resized_to_the_models_with_one_note(tmp_path
     refused(run(capsys, "score", "conv_ae_mnist", tmp_path / "rgb", "--out", tmp_path / "s.csv", "--image-size", "32x32"),
             "--image-size 32x32", "takes images of 28x28 pixels", "leave --image-size out")
     assert not (tmp_path / "s.csv").exists()
+    np.save(tmp_path / "digits.npy", DIGITS[:2])
+    for verb, out in (("score", "s.csv"), ("reconstruct", "r.npy")):  # accepted and unused on an array: refused instead
+        refused(run(capsys, verb, "conv_ae_mnist", tmp_path / "digits.npy", "--out", tmp_path / out, "--image-size", "28x28"),
+                "--image-size is for images", "leave --image-size out")
+        assert not (tmp_path / out).exists()
     save_png(tmp_path / "small.png", DIGITS[0, 2:-2, 2:-2, 0])
     code, _, err = run(capsys, "reconstruct", "conv_ae_mnist", tmp_path / "small.png", "--out", tmp_path / "r.png")
     assert code == 0 and "resized images of 24x24 to 28x28" in err, err
