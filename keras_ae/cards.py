@@ -15,6 +15,7 @@ import fcntl
 import fnmatch
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -78,8 +79,8 @@ def build_model(card, seed=None, dtype=None):
         dtype: the layers' dtype policy (None: Keras' global policy, left as it is).
 
     A card without a network section (a hand-built model: `model.config` holds its encoder and decoder whole) gets its
-    initial weights from the initializers in that config; `seed` seeds the model's own draws, and a `dtype` other than
-    its layers' own policy is refused, since the policy is fixed in the config.
+    initial weights from the initializers in that config: `seed` seeds those that name no seed of their own, and a
+    `dtype` other than its layers' own policy is refused, since the policy is fixed in the config.
     """
     from keras_ae import networks
 
@@ -89,7 +90,8 @@ def build_model(card, seed=None, dtype=None):
     if seed is not None:  # the model's own draws too, unless its config names a seed of its own
         config.setdefault("seed", seed)
     if card.network is None:
-        model = family.from_config(config)
+        with _python_random_seeded(seed):  # Keras draws an unseeded initializer's seed from Python's `random`
+            model = family.from_config(config)
         policies = {layer.dtype_policy.name for network in (model.encoder, model.decoder) for layer in network.layers if layer.weights}
         wanted = None if dtype is None else keras_dtype_name(dtype)
         if wanted is not None and policies != {wanted}:
@@ -98,6 +100,20 @@ def build_model(card, seed=None, dtype=None):
                              "cannot be applied to them: ask for that one, or give the card a network section")
         return model
     return family(*networks.build(**card.network.arguments(), seed=seed, dtype=dtype), **{**config, **({"dtype": dtype} if dtype else {})})
+
+
+@contextlib.contextmanager
+def _python_random_seeded(seed):
+    """Seed Python's `random` for the block (nothing when `seed` is None), then give the caller's state back."""
+    if seed is None:
+        yield
+        return
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def keras_dtype_name(dtype):

@@ -3,6 +3,7 @@ a `Card` or its JSON form, and a card without a network section refuses a dtype 
 
 import dataclasses
 import json
+import random
 import re
 from pathlib import Path
 
@@ -109,6 +110,15 @@ def test_a_card_without_a_network_takes_its_own_dtype_and_refuses_another(tmp_pa
                                     recipe=cards.Recipe(epochs=1, batch_size=5))
     with pytest.raises(keras_ae.errors.InputError, match="has no network section"):
         keras_ae.train(trainable, precision="mixed_bfloat16", verbose=0)
+
+
+def test_a_card_without_a_network_seeds_its_initial_weights_and_leaves_the_callers_random_state():
+    card = cards.describe(keras_ae.Autoencoder(*networks.dense((6,), 2, hidden_units=[4])), "hand_built")
+    state = random.getstate()
+    first, again, other = (cards.build_model(card, seed=seed).get_weights() for seed in (1, 1, 2))
+    assert random.getstate() == state
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
 
 def test_only_the_families_and_the_data_kinds_read_a_cards_data_keys():
