@@ -15,6 +15,7 @@ SAYS = {  # what each story prints when it has run to its end
     "recommendations_from_ratings": "recommended movie ids",
     "denoise_scanned_digits": "picture written to",
     "compress_images_with_vqvae": "JPEG quality",
+    "score_with_beam": "rows scored on Beam",
 }
 
 
