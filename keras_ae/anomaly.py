@@ -8,6 +8,9 @@ from sklearn.base import BaseEstimator
 from keras_ae.errors import InputError
 from keras_ae.metrics import auroc
 from keras_ae.models import per_batch
+from keras_ae.training import OWN_DATA_DEFAULTS
+
+ROWS = OWN_DATA_DEFAULTS["rows"]  # the recipe `keras-ae train --data` uses on rows too
 
 SCORES = ("reconstruction", "reconstruction+code", "weighted reconstruction+code")
 
@@ -130,8 +133,9 @@ class Detector(BaseEstimator):
         seed: seed of the weights and of the model's draws.
     """
 
-    def __init__(self, family="ae", network="dense", latent_dim=8, hidden_units=(64, 32), epochs=50, batch_size=64,
-                 learning_rate=1e-3, contamination=0.1, score="reconstruction", seed=0):
+    def __init__(self, family="ae", network=ROWS["network"], latent_dim=ROWS["latent_dim"], hidden_units=ROWS["hidden_units"],
+                 epochs=ROWS["epochs"], batch_size=ROWS["batch_size"], learning_rate=1e-3, contamination=0.1,
+                 score="reconstruction", seed=0):
         self.family, self.network, self.latent_dim, self.hidden_units = family, network, latent_dim, hidden_units
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
         self.contamination, self.score, self.seed = contamination, score, seed

@@ -166,7 +166,7 @@ def command_train(args):
     given = [option for option, value in (("--label-column", args.label_column), ("--normal-label", args.normal_label),
                                           ("--threshold-percentile", args.threshold_percentile), ("--image-size", args.image_size),
                                           ("--color-mode", args.color_mode), ("--contamination", args.contamination),
-                                          ("--from", args.start_from)) if value is not None]
+                                          ("--from", args.start_from), ("--network", args.network), ("--latent-dim", args.latent_dim)) if value is not None]
     if given and not args.data:
         raise InputError(f"{given[0]} is for --data (your own data); a zoo name or --card trains as its card says: drop {given[0]}")
     if args.output:  # refused before any data is read, and again under the lock before training
@@ -177,8 +177,8 @@ def command_train(args):
         held = data.HELD_BATCHES * (args.batch_size or 128)  # the images a training stream holds at once
         files.check_images_fit(args.data, args.image_size, args.color_mode or "grayscale", "--image-size", "64x64", held)
         card = card_for_data(
-            args.data, family=args.family, network=args.network, latent_dim=args.latent_dim, epochs=args.epochs or 20,
-            batch_size=args.batch_size or 128, normal_label=args.normal_label, threshold_percentile=args.threshold_percentile,
+            args.data, family=args.family, network=args.network, latent_dim=args.latent_dim, epochs=args.epochs,
+            batch_size=args.batch_size, normal_label=args.normal_label, threshold_percentile=args.threshold_percentile,
             image_size=args.image_size, color_mode=args.color_mode, label_column=args.label_column,
             name=Path(args.output).name if args.output else None, threshold_rule=args.threshold_rule.replace("-", "_"),
             contamination=args.contamination, start_from=args.start_from,
@@ -737,8 +737,10 @@ def parser():
     train.add_argument("--card", help="a card JSON file instead of a zoo name")
     train.add_argument("--data", help="your data: a folder of images (class subfolders give labels), a .npy/.npz array or a .csv/.tsv table")
     train.add_argument("--family", default="ae", help="with --data: a family's short name: ae, dae, sae, vae, vqvae...")
-    train.add_argument("--network", default="dense", help="with --data: dense, conv (images) or conv1d (signals)")
-    train.add_argument("--latent-dim", type=_integer(1, 65_536), default=32, help="with --data: size (or channels) of the code")
+    train.add_argument("--network", help="with --data: dense, conv (images) or conv1d (signals); default: conv for images, "
+                                          "dense (hidden layers 64 and 32) for rows")
+    train.add_argument("--latent-dim", type=_integer(1, 65_536), help="with --data: size (or channels) of the code; default: 32 "
+                                                                      "for images, 8 for rows")
     train.add_argument("--label-column", type=_label_column, help="with --data: a table's label column (name or index)")
     train.add_argument("--normal-label", help="with --data: train only on this label and record an anomaly threshold")
     train.add_argument("--threshold-percentile", type=_percentile, help="with --normal-label: percentile of training scores (default 99)")
@@ -753,8 +755,9 @@ def parser():
                        help="with --data: fine-tune this zoo entry or preset (its family, network and weights) on your data")
     train.add_argument("--image-size", type=_image_size, help="with --data: resize images to HEIGHTxWIDTH")
     train.add_argument("--color-mode", help="with --data: grayscale or rgb")
-    train.add_argument("--epochs", type=_integer(1))
-    train.add_argument("--batch-size", type=_integer(1), help="global batch size")
+    train.add_argument("--epochs", type=_integer(1), help="default: the card's; with --data, 20 for images, 50 for rows")
+    train.add_argument("--batch-size", type=_integer(1), help="global batch size; default: the card's; with --data, 128 for "
+                                                               "images, 64 for rows")
     train.add_argument("--strategy", default="auto", help="auto, one_device, mirrored, multi_worker or tpu")
     train.add_argument("--precision", choices=schema.PRECISIONS,
                        help="default: the recipe's, else auto (bfloat16 where the hardware computes it natively)")

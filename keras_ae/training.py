@@ -481,14 +481,29 @@ def _check_enough_examples(source, labels, size, validation_split, normal_label,
                          "(with one, it is that one score): give more examples of that label.")
 
 
+# What training on one's own data uses unless told otherwise, per example shape: the recipes the anomaly suites measured
+# (scripts/anomaly_benchmark.py; docs/applications.md). Rows: anomaly.Detector's dense autoencoder; images: its conv one.
+OWN_DATA_DEFAULTS = {
+    "rows": {"network": "dense", "hidden_units": (64, 32), "latent_dim": 8, "epochs": 50, "batch_size": 64},
+    "images": {"network": "conv", "latent_dim": 32, "epochs": 20, "batch_size": 128},
+}
+
+
+def own_data_defaults(example_shape):
+    """`OWN_DATA_DEFAULTS` for examples of this shape: images for (height, width, channels), rows otherwise."""
+    return OWN_DATA_DEFAULTS["images" if len(example_shape) == 3 else "rows"]
+
+
 def card_for_data(
-    source, family="ae", network="dense", latent_dim=32, epochs=20, batch_size=128, validation_split=0.1,
+    source, family="ae", network=None, latent_dim=None, epochs=None, batch_size=None, validation_split=0.1,
     normal_label=None, threshold_percentile=None, name=None, threshold_rule="percentile", contamination=None, start_from=None,
     **read_options,
 ):
     """A card that trains a family on the user's own data (a folder of images, an array or a table).
 
-    The network's input shape is read from the data; tables and signals get min-max scaling inside the
+    The network's input shape is read from the data; `network`, `latent_dim`, `epochs` and `batch_size` default to
+    `OWN_DATA_DEFAULTS` for its kind (rows: a dense network of hidden layers 64 and 32, code 8, 50 epochs of batches
+    of 64; images: a conv network, code 32, 20 epochs of 128). Tables and signals get min-max scaling inside the
     model; a seeded `validation_split` is held out. A table's header (False without one) is recorded beside its
     label column, so the preset reads tables of that layout by itself and refuses others. With `normal_label` (for
     a folder, a class folder's name or index), training uses only that label's examples and the card's `anomaly`
@@ -558,8 +573,14 @@ def card_for_data(
     if Path(source).suffix.lower() in data.TABLE_SUFFIXES:
         read_options["header"] = files.table_header(source, read_options.get("header", "infer"))
     images = len(input_shape) == 3
-    architecture = {"kind": network, "input_shape": input_shape, "latent_dim": latent_dim, **task.network_options.get("*", {}),
-                    **task.network_options.get(network, {})}
+    defaults = own_data_defaults(input_shape)
+    network = defaults["network"] if network is None else network
+    latent_dim = defaults["latent_dim"] if latent_dim is None else latent_dim
+    epochs = defaults["epochs"] if epochs is None else epochs
+    batch_size = defaults["batch_size"] if batch_size is None else batch_size
+    architecture = {"kind": network, "input_shape": input_shape, "latent_dim": latent_dim,
+                    **({"hidden_units": list(defaults["hidden_units"])} if network == "dense" and "hidden_units" in defaults else {}),
+                    **task.network_options.get("*", {}), **task.network_options.get(network, {})}
     if not images and network in ("dense", "conv1d"):
         architecture["scaling"] = "minmax"
     dataset = str(Path(source).expanduser().resolve())
