@@ -447,7 +447,7 @@ def _source_kind(source):
     """What a path given to `card_for_data` is: "a folder of images", "a table", "an array", or None (not known here)."""
     path = Path(source).expanduser()
     suffix = path.suffix.lower()
-    return ("a folder of images" if path.is_dir() else "a table" if suffix in data.TABLE_SUFFIXES
+    return ("a folder of images" if path.is_dir() else "a table" if suffix in data.TABLE_SUFFIXES + data.COLUMN_SUFFIXES
             else "an array" if suffix in data.ARRAY_SUFFIXES else None)
 
 
@@ -512,7 +512,7 @@ def card_for_data(
             network section or weights.
         FileNotFoundError: `source` is no existing file or folder, nor a dataset with a local copy.
     """
-    from keras_ae import files
+    from keras_ae import file_formats, files
     from keras_ae.models import by_short_name
 
     tasks = by_short_name()
@@ -557,6 +557,8 @@ def card_for_data(
         input_shape = list(first.shape[1:])
     if Path(source).suffix.lower() in data.TABLE_SUFFIXES:
         read_options["header"] = files.table_header(source, read_options.get("header", "infer"))
+    if Path(source).suffix.lower() in file_formats.PARQUET_SUFFIXES:
+        read_options["header"] = file_formats.parquet_columns(source)
     images = len(input_shape) == 3
     architecture = {"kind": network, "input_shape": input_shape, "latent_dim": latent_dim, **task.network_options.get("*", {}),
                     **task.network_options.get(network, {})}
