@@ -7,9 +7,9 @@
 Named datasets, in order: `data_dir/<name>/`, `$KERAS_AE_DATA/<name>/`, Debian's
 `/usr/share/datasets/<name-with-dashes>/` (IDX `.gz` files, or the table of a dataset in
 `TABLE_DATASETS`), then `tfds.load`. A path (a folder of images, a `.npy`/`.npz` array or a
-`.csv`/`.tsv` table, read by `keras_ae.files`) is one set: `split="train"` is all of it, and
-`validation_split` carves a seeded validation part. uint8 images stay uint8 in memory (one copy);
-each batch is converted to float32 in [0, 1] inside the pipeline.
+`.csv`/`.tsv` table, read by `keras_ae.files`; a Parquet or TFRecord file, by `keras_ae.file_formats`) is
+one set: `split="train"` is all of it, and `validation_split` carves a seeded validation part. uint8 images
+stay uint8 in memory (one copy); each batch is converted to float32 in [0, 1] inside the pipeline.
 """
 
 import gzip
@@ -168,7 +168,9 @@ def is_path(source, data_dir=None):
         return True
     if not isinstance(source, str):
         return False
-    if "/" in source or os.sep in source or source.startswith((".", "~")) or Path(source).suffix.lower() in TABLE_SUFFIXES + ARRAY_SUFFIXES + COLUMN_SUFFIXES:
+    if "/" in source or os.sep in source or source.startswith((".", "~")):
+        return True
+    if Path(source).suffix.lower() in TABLE_SUFFIXES + ARRAY_SUFFIXES + COLUMN_SUFFIXES:
         return True
     return Path(source).exists()
 
@@ -251,8 +253,8 @@ class TableSource:
 
 class ParquetSource:
     """A Parquet file (through pyarrow), streamed a batch of rows at a time; its count from the file's metadata, its
-    labels from the label column alone. `counted` reads every column used once at once, so that every fault is raised
-    before any batch."""
+    labels from the label column alone. `counted` reads every used column once, at once, so that every fault is
+    raised before any batch."""
 
     def __init__(self, path, label_column=None, columns=None, header="infer", counted=True):
         self.table = file_formats.open_parquet(path, label_column=label_column, columns=columns, header=header)
@@ -290,7 +292,7 @@ class TFRecordSource:
         self.names = None if self.count is None else range(self.count)
 
     def examples(self, indices, shuffle_seed=None):
-        kept = tf.constant(np.isin(np.arange(self.count), indices))
+        kept = tf.constant(_kept(self.count, indices))
         dataset = tf.data.TFRecordDataset(str(self.layout.path)).enumerate().filter(lambda index, _: tf.gather(kept, index))
         dataset = dataset.batch(file_formats.READ_ROWS).map(
             lambda chosen, serialized: (chosen, file_formats.parse_records(self.layout, chosen, serialized))).unbatch()
@@ -304,8 +306,7 @@ class TFRecordSource:
 def _chosen_rows(chunks, count, indices, example_shape, shuffle_seed):
     """The rows at `indices` (sorted, as a path's splits are) of a file read as `chunks()` (features, labels) in file
     order; shuffled in a buffer of `SHUFFLE_EXAMPLES` rows with `shuffle_seed`."""
-    kept = np.zeros(count, bool)
-    kept[indices] = True
+    kept = _kept(count, indices)
 
     def rows():
         start = 0
@@ -317,6 +318,13 @@ def _chosen_rows(chunks, count, indices, example_shape, shuffle_seed):
     signature = (tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None, *example_shape), tf.float32))
     dataset = tf.data.Dataset.from_generator(rows, output_signature=signature).unbatch()
     return _shuffled(dataset.apply(tf.data.experimental.assert_cardinality(len(indices))), len(indices), shuffle_seed)
+
+
+def _kept(count, indices):
+    """A mask of `count` rows, True at `indices`."""
+    kept = np.zeros(count, bool)
+    kept[indices] = True
+    return kept
 
 
 def _shuffled(dataset, size, shuffle_seed):
@@ -339,9 +347,10 @@ def _indexed(indices, shuffle_seed):
 
 def open_path(path, image_size=None, color_mode="grayscale", on_error="raise", label_column=None, columns=None, header="infer",
               held=None, counted=True):
-    """A user's folder of images, `.npy`/`.npz` array or `.csv`/`.tsv` table as a streamed source: its `count`, `labels`
-    (None without), `names` (file paths relative to a folder, else row numbers), `example_shape`, `examples(indices)`
-    (a tf.data.Dataset of float32 examples) and `batches(batch_size)` (numpy batches in file order)."""
+    """A user's folder of images, `.npy`/`.npz` array, `.csv`/`.tsv` table, Parquet or TFRecord file as a streamed
+    source: its `count`, `labels` (None without), `names` (file paths relative to a folder, else row numbers),
+    `example_shape`, `examples(indices)` (a tf.data.Dataset of float32 examples) and `batches(batch_size)` (numpy
+    batches in file order)."""
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -508,7 +517,8 @@ def load(
 
     Args:
         source: a dataset name (`mnist`, `fashion_mnist`, `ecg5000`, or any TFDS image dataset), or a path:
-            a folder of images (class subfolders give labels), a `.npy`/`.npz` array, a `.csv`/`.tsv` table.
+            a folder of images (class subfolders give labels), a `.npy`/`.npz` array, a `.csv`/`.tsv` table, a
+            `.parquet` file or a `.tfrecord` file of `tf.train.Example` records.
         split: `train`, `test`, `validation` (with `validation_split`), optionally sliced: `train[:5000]`.
             A path is one set, its `train` split.
         batch_size: examples per batch (the per-replica size when `input_context` is given).
@@ -527,7 +537,8 @@ def load(
         input_context: a `tf.distribute.InputContext`; shards by input pipeline.
         only_label: keep only the examples with this label (the one-class set-up of anomaly detection).
         read_options: for a path, `image_size`, `color_mode`, `on_error` (images) or `label_column`,
-            `columns`, `header` (tables); see `keras_ae.files`.
+            `columns`, `header` (tables; Parquet and TFRecord files take `label_column` and `columns`, names of their
+            columns or features); see `keras_ae.files` and `keras_ae.file_formats`.
 
     Raises:
         InputError: an unknown `binarize` or `split`, `batch_size` not a positive integer, `validation_split` outside

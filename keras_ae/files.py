@@ -473,7 +473,7 @@ def listed(names):
     return ", ".join(repr(name) for name in names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
 
 
-def column_index(path, key, names, has_header, argument):
+def _column_index(path, key, names, has_header, argument):
     """The 0-based index of a column given by its name or by an integer index (negative counts from the end)."""
     width = len(names)
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and -width <= key < width:
@@ -530,6 +530,22 @@ def table_header(path, header="infer"):
     return [cell.strip() for cell in rows[0][1]] if _first_row_is_header(path, rows, header) else False
 
 
+def chosen_columns(path, names, label_column=None, columns=None, has_header=True):
+    """(feature column indices, label column index or None) of a table with columns `names`, as `read_table` takes
+    `label_column` and `columns` (names or indices); the label may not be a feature, and one feature at least is left."""
+    label_index = None if label_column is None else _column_index(path, label_column, names, has_header, "label_column")
+    if columns is None:
+        feature_indices = [index for index in range(len(names)) if index != label_index]
+    else:
+        keys = [columns] if isinstance(columns, (str, int, np.integer)) else columns
+        feature_indices = [_column_index(path, key, names, has_header, "columns") for key in keys]
+    if label_index is not None and label_index in feature_indices:
+        raise InputError(f"{path}: column {names[label_index]!r} is both label_column and in columns; leave the label out of columns.")
+    if not feature_indices:
+        raise InputError(f"{path} has no feature columns left; expected at least one column besides the label.")
+    return feature_indices, label_index
+
+
 class Table(NamedTuple):
     """A table's layout as `open_table` read it from its first rows: what `table_chunks` parses."""
 
@@ -557,16 +573,7 @@ def open_table(path, label_column=None, columns=None, header="infer"):
     names = [cell.strip() for cell in first_cells] if has_header else [str(index) for index in range(len(first_cells))]
     if has_header and len(rows) == 1:
         raise InputError(f"{path} has a header (line {first_line}) but no data rows; expected one example per line after it.")
-    label_index = None if label_column is None else column_index(path, label_column, names, has_header, "label_column")
-    if columns is None:
-        feature_indices = [index for index in range(len(names)) if index != label_index]
-    else:
-        keys = [columns] if isinstance(columns, (str, int, np.integer)) else columns
-        feature_indices = [column_index(path, key, names, has_header, "columns") for key in keys]
-    if label_index is not None and label_index in feature_indices:
-        raise InputError(f"{path}: column {names[label_index]!r} is both label_column and in columns; leave the label out of columns.")
-    if not feature_indices:
-        raise InputError(f"{path} has no feature columns left; expected at least one column besides the label.")
+    feature_indices, label_index = chosen_columns(path, names, label_column, columns, has_header)
     return Table(path, first_line, first_line if has_header else 0, len(names), feature_indices, [names[index] for index in feature_indices],
                  label_index, None if label_index is None else names[label_index])
 

@@ -444,7 +444,8 @@ READ_OPTIONS_FOR = {"image_size": "a folder of images", "color_mode": "a folder 
 
 
 def _source_kind(source):
-    """What a path given to `card_for_data` is: "a folder of images", "a table", "an array", or None (not known here)."""
+    """What a path given to `card_for_data` is: "a folder of images", "a table" (Parquet and TFRecord files too), "an
+    array", or None (not known here)."""
     path = Path(source).expanduser()
     suffix = path.suffix.lower()
     return ("a folder of images" if path.is_dir() else "a table" if suffix in data.TABLE_SUFFIXES + data.COLUMN_SUFFIXES
@@ -486,11 +487,11 @@ def card_for_data(
     normal_label=None, threshold_percentile=None, name=None, threshold_rule="percentile", contamination=None, start_from=None,
     **read_options,
 ):
-    """A card that trains a family on the user's own data (a folder of images, an array or a table).
+    """A card that trains a family on the user's own data (a folder of images, an array, a table, a Parquet or TFRecord file).
 
     The network's input shape is read from the data; tables and signals get min-max scaling inside the
-    model; a seeded `validation_split` is held out. A table's header (False without one) is recorded beside its
-    label column, so the preset reads tables of that layout by itself and refuses others. With `normal_label` (for
+    model; a seeded `validation_split` is held out. A table's header (False without one; a Parquet file's columns) is
+    recorded beside its label column, so the preset reads tables of that layout by itself and refuses others. With `normal_label` (for
     a folder, a class folder's name or index), training uses only that label's examples and the card's `anomaly`
     section asks `finish` for a threshold at `threshold_percentile` (default 99).
 
