@@ -70,6 +70,8 @@ def open_parquet(path, label_column=None, columns=None, header="infer"):
                              "Give the table those columns, in that order.")
     else:
         _refuse_header(path, header)
+    if not parquet.metadata.num_rows:
+        raise InputError(f"{path} holds no rows; expected a table of numbers, one example per row.")
     feature_indices, label_index = files.chosen_columns(path, names, label_column, columns)
     for index in feature_indices:
         kind = schema.field(index).type

@@ -132,6 +132,7 @@ FAULTS = [
     ("layout.parquet", lambda path: parquet_of(path, {"a": [1.0]}), {"header": ["a", "b"]},
      "layout.parquet: expected the columns 'a', 'b'; found 'a'"),
     ("junk.parquet", lambda path: path.write_bytes(b"not parquet"), {}, "Cannot read .*junk.parquet as a Parquet file"),
+    ("empty.parquet", lambda path: parquet_of(path, {"a": pa.array([], pa.float32())}), {}, "empty.parquet holds no rows"),
     ("short.tfrecord", lambda path: records_with_a_fault(path, {"x": [1.0], "y": [1]}), {},
      'short.tfrecord record 5, feature "x": holds 1 values; expected 2, as in record 0.'),
     ("missing.tfrecord", lambda path: records_with_a_fault(path, {"x": [1.0, 2.0]}), {"label_column": "y"},
