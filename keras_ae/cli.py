@@ -518,12 +518,16 @@ def _model_inputs(args, verb, counted=False):
     """(card, model, found, labels) of a command that runs a model over a file, folder or table of inputs, read as the
     preset's card reads its data (a table's layout, images' size and colours), streamed in file order: `found` is the
     input's source (`keras_ae.data.open_path`). A table is counted first only if asked or the model takes labels."""
-    from keras_ae import cards, kinds
+    from keras_ae import cards, data, kinds
 
+    given = {key: value for key, value in (("label_column", args.label_column), ("columns", args.columns)) if value is not None}
+    if given and (Path(args.input).is_dir() or Path(args.input).suffix.lower() not in data.TABLE_SUFFIXES + data.COLUMN_SUFFIXES):
+        option = "--label-column" if "label_column" in given else "--columns"
+        raise InputError(f"{option} is for a table (CSV/TSV, Parquet or TFRecord file); {args.input} is not one, so it would do "
+                         f"nothing: drop {option}")
     card, _ = _family(args.source, verb)
     model = cards.load(args.source)
-    options = _read_options(card, ("label_column", "columns", "header"))  # a table's layout as the card records it
-    options.update({key: value for key, value in (("label_column", args.label_column), ("columns", args.columns)) if value is not None})
+    options = {**_read_options(card, ("label_column", "columns", "header")), **given}  # the card's table layout, unless given
     conditional = kinds.of(cards.task_of(card)).with_labels
     found = _open_inputs(args.input, card, model, args.source, args.image_size, counted=counted or conditional, **options)
     labels = _input_labels(card, args.labels, found.count, args.input, found.names, found.labels) if conditional or args.labels else None

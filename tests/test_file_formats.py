@@ -204,6 +204,11 @@ def test_refusals_on_the_command_line_exit_2_in_one_line_and_write_nothing(files
         code, _, err = run(capsys, "score", "ae_ecg5000", *arguments, "--out", out)
         assert code == 2 and complaint in err and err.count("\n") == 1, err
     assert out.read_text() == "old scores\n" and sorted(os.listdir(tmp_path)) == ["scores.csv", "short.tfrecord"]
+    np.save(tmp_path / "rows.npy", np.zeros((2, 140), np.float32))
+    for option in ("--columns", "--label-column"):  # accepted and ignored before
+        code, _, err = run(capsys, "embed", "ae_ecg5000", tmp_path / "rows.npy", option, "x", "--out", tmp_path / "codes.csv")
+        assert code == 2 and f"{option} is for a table (CSV/TSV, Parquet or TFRecord file)" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "codes.csv").exists()
     code, _, err = run(capsys, "train", "--data", short, "--epochs", "1", "--output", tmp_path / "preset")
     assert code == 2 and "record 5" in err and err.count("\n") == 1 and not (tmp_path / "preset").exists()
 
