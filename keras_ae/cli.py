@@ -147,6 +147,11 @@ def _label_column(text):
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def _columns(text):
+    """Comma-separated column (or feature) names or indices."""
+    return [_label_column(part.strip()) for part in text.split(",") if part.strip()]
+
+
 def _image_size(text):
     """`64x48` or `64,48` (height, width) as a pair of positive integers."""
     parts = text.replace(",", "x").split("x")
@@ -163,7 +168,8 @@ def command_train(args):
 
     if sum(map(bool, (args.name, args.card, args.data))) != 1:
         raise InputError("give one of: a zoo name, --card FILE or --data PATH")
-    given = [option for option, value in (("--label-column", args.label_column), ("--normal-label", args.normal_label),
+    given = [option for option, value in (("--label-column", args.label_column), ("--columns", args.columns),
+                                          ("--normal-label", args.normal_label),
                                           ("--threshold-percentile", args.threshold_percentile), ("--image-size", args.image_size),
                                           ("--color-mode", args.color_mode), ("--contamination", args.contamination),
                                           ("--from", args.start_from), ("--network", args.network), ("--latent-dim", args.latent_dim)) if value is not None]
@@ -179,7 +185,7 @@ def command_train(args):
         card = card_for_data(
             args.data, family=args.family, network=args.network, latent_dim=args.latent_dim, epochs=args.epochs,
             batch_size=args.batch_size, normal_label=args.normal_label, threshold_percentile=args.threshold_percentile,
-            image_size=args.image_size, color_mode=args.color_mode, label_column=args.label_column,
+            image_size=args.image_size, color_mode=args.color_mode, label_column=args.label_column, columns=args.columns,
             name=Path(args.output).name if args.output else None, threshold_rule=args.threshold_rule.replace("-", "_"),
             contamination=args.contamination, start_from=args.start_from,
         )
@@ -432,7 +438,7 @@ def _shape_text(shape):
 def _shape_fault(path, shape, expected, source):
     """Why the examples read from `path` do not fit a model whose examples have the shape `expected`, in words for what
     `path` is (a folder of images, a table, an array) and with the fix this command offers."""
-    from keras_ae.data import TABLE_SUFFIXES
+    from keras_ae.data import COLUMN_SUFFIXES, TABLE_SUFFIXES
     from keras_ae.files import IMAGE_EXTENSIONS
 
     got, expected, path = tuple(shape[1:]), tuple(expected), Path(path)
@@ -441,7 +447,7 @@ def _shape_fault(path, shape, expected, source):
                 "that size")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return f"{path} is an image of {_shape_text(got)}; {source} takes images of {_shape_text(expected)}: resize it to that size"
-    if path.suffix.lower() in TABLE_SUFFIXES and len(got) == 1:
+    if path.suffix.lower() in TABLE_SUFFIXES + COLUMN_SUFFIXES and len(got) == 1:
         if len(expected) != 1:
             return (f"{path} has rows of {got[0]} values; {source} takes examples of {_shape_text(expected)}, not table rows: "
                     f"give a .npy array of shape (n, {', '.join(map(str, expected))})")
@@ -512,13 +518,16 @@ def _model_inputs(args, verb, counted=False):
     """(card, model, found, labels) of a command that runs a model over a file, folder or table of inputs, read as the
     preset's card reads its data (a table's layout, images' size and colours), streamed in file order: `found` is the
     input's source (`keras_ae.data.open_path`). A table is counted first only if asked or the model takes labels."""
-    from keras_ae import cards, kinds
+    from keras_ae import cards, data, kinds
 
+    given = {key: value for key, value in (("label_column", args.label_column), ("columns", args.columns)) if value is not None}
+    if given and (Path(args.input).is_dir() or Path(args.input).suffix.lower() not in data.TABLE_SUFFIXES + data.COLUMN_SUFFIXES):
+        option = "--label-column" if "label_column" in given else "--columns"
+        raise InputError(f"{option} is for a table (CSV/TSV, Parquet or TFRecord file); {args.input} is not one, so it would do "
+                         f"nothing: drop {option}")
     card, _ = _family(args.source, verb)
     model = cards.load(args.source)
-    options = _read_options(card, ("label_column", "columns", "header"))  # a table's layout as the card records it
-    if args.label_column is not None:
-        options["label_column"] = args.label_column
+    options = {**_read_options(card, ("label_column", "columns", "header")), **given}  # the card's table layout, unless given
     conditional = kinds.of(cards.task_of(card)).with_labels
     found = _open_inputs(args.input, card, model, args.source, args.image_size, counted=counted or conditional, **options)
     labels = _input_labels(card, args.labels, found.count, args.input, found.names, found.labels) if conditional or args.labels else None
@@ -735,13 +744,17 @@ def parser():
     train = add("train", command_train, "Train a zoo entry, a card file, or a family on your own data (--data).")
     train.add_argument("name", nargs="?")
     train.add_argument("--card", help="a card JSON file instead of a zoo name")
-    train.add_argument("--data", help="your data: a folder of images (class subfolders give labels), a .npy/.npz array or a .csv/.tsv table")
+    train.add_argument("--data", help="your data: a folder of images (class subfolders give labels), a .npy/.npz array, a .csv/.tsv "
+                       "table, a .parquet file or a .tfrecord file of tf.train.Example records")
     train.add_argument("--family", default="ae", help="with --data: a family's short name: ae, dae, sae, vae, vqvae...")
     train.add_argument("--network", help="with --data: dense, conv (images) or conv1d (signals); default: conv for images, "
                                           "dense (hidden layers 64 and 32) for rows")
     train.add_argument("--latent-dim", type=_integer(1, 65_536), help="with --data: size (or channels) of the code; default: 32 "
                                                                       "for images, 8 for rows")
-    train.add_argument("--label-column", type=_label_column, help="with --data: a table's label column (name or index)")
+    train.add_argument("--label-column", type=_label_column, help="with --data: a table's label column (name or index), or a "
+                       "TFRecord file's label feature")
+    train.add_argument("--columns", type=_columns, help="with --data: a table's feature columns (names or indices, comma-separated; "
+                       "default all but the label), or a TFRecord file's features")
     train.add_argument("--normal-label", help="with --data: train only on this label and record an anomaly threshold")
     train.add_argument("--threshold-percentile", type=_percentile, help="with --normal-label: percentile of training scores (default 99)")
     train.add_argument("--threshold-rule", choices=("percentile", "mean-plus-std", "best-accuracy"), default="percentile",
@@ -779,12 +792,14 @@ def parser():
         if tables:
             command.add_argument("--label-column", type=_label_column,
                                  help="a label column in INPUT to leave out of the features (default: the one the card records)")
+            command.add_argument("--columns", type=_columns, help="INPUT's feature columns (names or indices, comma-separated), "
+                                 "or a TFRecord file's features (default: the card's, else all but the label)")
         if labels:
             command.add_argument("--labels", help="for a conditional model: the class of every input (3), one per input (3,1,4) "
                                  "or a .npy file")
         return command
 
-    inputs_help = "a folder of images, a .npy/.npz array or a .csv/.tsv table"
+    inputs_help = "a folder of images, a .npy/.npz array, a .csv/.tsv table, a .parquet file or a .tfrecord file"
     reconstruct = over_inputs("reconstruct", command_reconstruct,
                               "Reconstruct images: a PNG or .npy file (into a grid), or a folder (one PNG each).", "a .png or .npy file, or a folder of images")
     reconstruct.add_argument("--out", default="reconstruction.png",

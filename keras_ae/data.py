@@ -7,9 +7,9 @@
 Named datasets, in order: `data_dir/<name>/`, `$KERAS_AE_DATA/<name>/`, Debian's
 `/usr/share/datasets/<name-with-dashes>/` (IDX `.gz` files, or the table of a dataset in
 `TABLE_DATASETS`), then `tfds.load`. A path (a folder of images, a `.npy`/`.npz` array or a
-`.csv`/`.tsv` table, read by `keras_ae.files`) is one set: `split="train"` is all of it, and
-`validation_split` carves a seeded validation part. uint8 images stay uint8 in memory (one copy);
-each batch is converted to float32 in [0, 1] inside the pipeline.
+`.csv`/`.tsv` table, read by `keras_ae.files`; a Parquet or TFRecord file, by `keras_ae.file_formats`) is
+one set: `split="train"` is all of it, and `validation_split` carves a seeded validation part. uint8 images
+stay uint8 in memory (one copy); each batch is converted to float32 in [0, 1] inside the pipeline.
 """
 
 import gzip
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_ae import files, ratings
+from keras_ae import file_formats, files, ratings
 from keras_ae.card_types import as_data
 from keras_ae.errors import InputError
 from keras_ae.schema import BINARIZE_MODES, DATASET_NAME, SPLIT_PATTERN, positive_count
@@ -42,6 +42,7 @@ TABLE_DATASETS = {
 }
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
 ARRAY_SUFFIXES = (".npy", ".npz")
+COLUMN_SUFFIXES = file_formats.PARQUET_SUFFIXES + file_formats.TFRECORD_SUFFIXES  # files of named columns or features
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -167,7 +168,9 @@ def is_path(source, data_dir=None):
         return True
     if not isinstance(source, str):
         return False
-    if "/" in source or os.sep in source or source.startswith((".", "~")) or Path(source).suffix.lower() in TABLE_SUFFIXES + ARRAY_SUFFIXES:
+    if "/" in source or os.sep in source or source.startswith((".", "~")):
+        return True
+    if Path(source).suffix.lower() in TABLE_SUFFIXES + ARRAY_SUFFIXES + COLUMN_SUFFIXES:
         return True
     return Path(source).exists()
 
@@ -241,28 +244,94 @@ class TableSource:
         self.names = None if self.count is None else range(self.count)
 
     def examples(self, indices, shuffle_seed=None):
-        """The rows at `indices` (sorted, as a path's splits are), read in file order; shuffled in a buffer of
-        `SHUFFLE_EXAMPLES` rows with `shuffle_seed`."""
-        kept = np.zeros(self.count, bool)
-        kept[indices] = True
-
-        def rows():
-            start = 0
-            for features, _ in files.table_chunks(self.table):
-                chosen = np.flatnonzero(kept[start:start + len(features)])
-                yield chosen + start, features[chosen]
-                start += len(features)
-
-        signature = (tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None, *self.example_shape), tf.float32))
-        dataset = tf.data.Dataset.from_generator(rows, output_signature=signature).unbatch()
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(indices)))
-        if shuffle_seed is None:
-            return dataset
-        return dataset.shuffle(max(1, min(len(indices), SHUFFLE_EXAMPLES)), seed=shuffle_seed, reshuffle_each_iteration=True)
+        return _chosen_rows(lambda: files.table_chunks(self.table), self.count, indices, self.example_shape, shuffle_seed)
 
     def batches(self, batch_size):
         for features, _ in files.table_chunks(self.table, rows=batch_size):
             yield features
+
+
+class ParquetSource:
+    """A Parquet file (through pyarrow), streamed a batch of rows at a time; its count from the file's metadata, its
+    labels from the label column alone. `counted` reads every used column once, at once, so that every fault is
+    raised before any batch."""
+
+    def __init__(self, path, label_column=None, columns=None, header="infer", counted=True):
+        self.table = file_formats.open_parquet(path, label_column=label_column, columns=columns, header=header)
+        self.count, self.names = self.table.count, range(self.table.count)
+        self.example_shape = (len(self.table.feature_names),)
+        self.labels = None
+        if counted or self.table.label_name is not None:
+            read = self.table if counted else self.table._replace(feature_names=[])  # the label column alone
+            cells = [cell for _, labels in file_formats.parquet_chunks(read) for cell in labels or ()]
+            self.labels = files.label_values(cells) if self.table.label_name is not None else None
+
+    def examples(self, indices, shuffle_seed=None):
+        return _chosen_rows(lambda: file_formats.parquet_chunks(self.table), self.count, indices, self.example_shape, shuffle_seed)
+
+    def batches(self, batch_size):
+        for features, _ in file_formats.parquet_chunks(self.table, rows=batch_size):
+            yield features
+
+
+class TFRecordSource:
+    """A TFRecord file of `tf.train.Example` records, parsed in the graph as it streams. `counted` makes one pass at
+    once, for the count and the labels (and every fault, raised before any batch); without it they are unknown (None)
+    until read."""
+
+    def __init__(self, path, label_column=None, columns=None, header="infer", counted=True):
+        self.layout = file_formats.open_records(path, label_column=label_column, columns=columns, header=header)
+        self.example_shape = (self.layout.width,)
+        self.count = self.labels = None
+        if counted:
+            self.count, cells = 0, []
+            for indices, _, labels in file_formats.record_batches(self.layout, with_label=True):
+                self.count += len(indices)
+                cells.extend(labels or ())
+            self.labels = files.label_values(cells) if self.layout.label_name is not None else None
+        self.names = None if self.count is None else range(self.count)
+
+    def examples(self, indices, shuffle_seed=None):
+        kept = tf.constant(_kept(self.count, indices))
+        dataset = tf.data.TFRecordDataset(str(self.layout.path)).enumerate().filter(lambda index, _: tf.gather(kept, index))
+        dataset = dataset.batch(file_formats.READ_ROWS).map(
+            lambda chosen, serialized: (chosen, file_formats.parse_records(self.layout, chosen, serialized))).unbatch()
+        return _shuffled(dataset.apply(tf.data.experimental.assert_cardinality(len(indices))), len(indices), shuffle_seed)
+
+    def batches(self, batch_size):
+        for _, examples, _ in file_formats.record_batches(self.layout, rows=batch_size):
+            yield examples
+
+
+def _chosen_rows(chunks, count, indices, example_shape, shuffle_seed):
+    """The rows at `indices` (sorted, as a path's splits are) of a file read as `chunks()` (features, labels) in file
+    order; shuffled in a buffer of `SHUFFLE_EXAMPLES` rows with `shuffle_seed`."""
+    kept = _kept(count, indices)
+
+    def rows():
+        start = 0
+        for features, _ in chunks():
+            chosen = np.flatnonzero(kept[start:start + len(features)])
+            yield chosen + start, features[chosen]
+            start += len(features)
+
+    signature = (tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None, *example_shape), tf.float32))
+    dataset = tf.data.Dataset.from_generator(rows, output_signature=signature).unbatch()
+    return _shuffled(dataset.apply(tf.data.experimental.assert_cardinality(len(indices))), len(indices), shuffle_seed)
+
+
+def _kept(count, indices):
+    """A mask of `count` rows, True at `indices`."""
+    kept = np.zeros(count, bool)
+    kept[indices] = True
+    return kept
+
+
+def _shuffled(dataset, size, shuffle_seed):
+    """A stream of `size` rows shuffled in a buffer of `SHUFFLE_EXAMPLES` with `shuffle_seed` (None: as it is)."""
+    if shuffle_seed is None:
+        return dataset
+    return dataset.shuffle(max(1, min(size, SHUFFLE_EXAMPLES)), seed=shuffle_seed, reshuffle_each_iteration=True)
 
 
 READ_ROWS = 1024  # array rows gathered from a memory-mapped file at a time
@@ -278,9 +347,10 @@ def _indexed(indices, shuffle_seed):
 
 def open_path(path, image_size=None, color_mode="grayscale", on_error="raise", label_column=None, columns=None, header="infer",
               held=None, counted=True):
-    """A user's folder of images, `.npy`/`.npz` array or `.csv`/`.tsv` table as a streamed source: its `count`, `labels`
-    (None without), `names` (file paths relative to a folder, else row numbers), `example_shape`, `examples(indices)`
-    (a tf.data.Dataset of float32 examples) and `batches(batch_size)` (numpy batches in file order)."""
+    """A user's folder of images, `.npy`/`.npz` array, `.csv`/`.tsv` table, Parquet or TFRecord file as a streamed
+    source: its `count`, `labels` (None without), `names` (file paths relative to a folder, else row numbers),
+    `example_shape`, `examples(indices)` (a tf.data.Dataset of float32 examples) and `batches(batch_size)` (numpy
+    batches in file order)."""
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -290,10 +360,13 @@ def open_path(path, image_size=None, color_mode="grayscale", on_error="raise", l
     files.refuse_special_file(path)  # a FIFO would block forever, a device never end
     if suffix in ARRAY_SUFFIXES:
         return ArraySource(path)
-    if suffix in TABLE_SUFFIXES:
-        return TableSource(path, label_column=label_column, columns=columns, header=header, counted=counted)
+    sources = {**dict.fromkeys(TABLE_SUFFIXES, TableSource), **dict.fromkeys(file_formats.PARQUET_SUFFIXES, ParquetSource),
+               **dict.fromkeys(file_formats.TFRECORD_SUFFIXES, TFRecordSource)}
+    if suffix in sources:
+        return sources[suffix](path, label_column=label_column, columns=columns, header=header, counted=counted)
     raise InputError(
-        f"{path}: expected a folder of images, a {'/'.join(ARRAY_SUFFIXES)} array or a {'/'.join(TABLE_SUFFIXES)} table."
+        f"{path}: expected a folder of images, a {'/'.join(ARRAY_SUFFIXES)} array, a {'/'.join(TABLE_SUFFIXES)} table, a "
+        f"{'/'.join(file_formats.PARQUET_SUFFIXES)} Parquet file or a {'/'.join(file_formats.TFRECORD_SUFFIXES)} TFRecord file."
     )
 
 
@@ -444,7 +517,8 @@ def load(
 
     Args:
         source: a dataset name (`mnist`, `fashion_mnist`, `ecg5000`, or any TFDS image dataset), or a path:
-            a folder of images (class subfolders give labels), a `.npy`/`.npz` array, a `.csv`/`.tsv` table.
+            a folder of images (class subfolders give labels), a `.npy`/`.npz` array, a `.csv`/`.tsv` table, a
+            `.parquet` file or a `.tfrecord` file of `tf.train.Example` records.
         split: `train`, `test`, `validation` (with `validation_split`), optionally sliced: `train[:5000]`.
             A path is one set, its `train` split.
         batch_size: examples per batch (the per-replica size when `input_context` is given).
@@ -463,7 +537,8 @@ def load(
         input_context: a `tf.distribute.InputContext`; shards by input pipeline.
         only_label: keep only the examples with this label (the one-class set-up of anomaly detection).
         read_options: for a path, `image_size`, `color_mode`, `on_error` (images) or `label_column`,
-            `columns`, `header` (tables); see `keras_ae.files`.
+            `columns`, `header` (tables; Parquet and TFRecord files take `label_column` and `columns`, names of their
+            columns or features); see `keras_ae.files` and `keras_ae.file_formats`.
 
     Raises:
         InputError: an unknown `binarize` or `split`, `batch_size` not a positive integer, `validation_split` outside
@@ -566,7 +641,8 @@ def count(
     source, split="train", validation_split=None, seed=0, data_dir=None, only_label=None, binarize=None, flatten=False,
     with_labels=False, download=True, **read_options
 ):
-    """Examples in a split: from the IDX label file, the table or path, or the TFDS metadata, without a pass over images.
+    """Examples in a split: from the IDX label file, the table or path, or the TFDS metadata, without a pass over images
+    (a CSV table or a TFRecord file is read once; a Parquet file's metadata has its count).
 
     Takes `load`'s arguments as they are; `binarize`, `flatten` and `with_labels` do not change the count.
 
@@ -586,7 +662,9 @@ def count(
     elif folder is not None:
         labels = source_arrays(source, base, data_dir)[1]
     elif is_path(source, data_dir):
-        found = source_of(source, base, data_dir, **read_options)
+        found = source_of(source, base, data_dir, counted=False, **read_options)  # a Parquet file's count is in its metadata
+        if found.count is None:  # a CSV or TFRecord file is counted by one pass
+            found = source_of(source, base, data_dir, **read_options)
         return len(path_split_indices(found, base, start, stop, validation_split, seed, only_label, source))
     else:
         local_error = f"No local copy (looked in {searched_directories(source, data_dir)})."

@@ -468,7 +468,7 @@ def _cell_fault(cell):
     return None
 
 
-def _listed(names):
+def listed(names):
     """Column names for a message: the first 20, quoted, and how many in all."""
     return ", ".join(repr(name) for name in names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
 
@@ -482,11 +482,11 @@ def _column_index(path, key, names, has_header, argument):
         return names.index(key)
     if isinstance(key, str) and names.count(key) > 1:
         raise InputError(f"{path}: {argument} {key!r} names {names.count(key)} columns; expected a unique name: pass an index.")
-    available = f"its columns are {_listed(names)}, or indices" if has_header else f"it has {width} columns and no header, so use indices"
+    available = f"its columns are {listed(names)}, or indices" if has_header else f"it has {width} columns and no header, so use indices"
     raise InputError(f"{path} has no column {key!r} ({argument}): {available} 0..{width - 1} (or -{width}..-1 from the end).")
 
 
-def _label_fault(cell):
+def label_fault(cell):
     """Whether a label cell is missing or not a finite number where it is a number."""
     return cell == "" or (_is_number(cell) and not math.isfinite(float(cell)))
 
@@ -513,10 +513,10 @@ def _first_row_is_header(path, rows, header):
         if first == expected:
             return True
         missing, unexpected = [name for name in expected if name not in first], [name for name in first if name not in expected]
-        differences = [f"missing {_listed(missing)}"] * bool(missing) + [f"not expected {_listed(unexpected)}"] * bool(unexpected)
-        found = (f"{_listed(first)} ({'; '.join(differences) or 'the same names in another order'})"
+        differences = [f"missing {listed(missing)}"] * bool(missing) + [f"not expected {listed(unexpected)}"] * bool(unexpected)
+        found = (f"{listed(first)} ({'; '.join(differences) or 'the same names in another order'})"
                  if _first_row_is_header(path, rows, "infer") else "no header (a first row of numbers)")
-        raise InputError(f"{path}: expected the header {_listed(expected)}; found {found}. Give the table those columns, in that order.")
+        raise InputError(f"{path}: expected the header {listed(expected)}; found {found}. Give the table those columns, in that order.")
     _check_choice("header", header, ("infer", True, False))
     return header
 
@@ -528,6 +528,22 @@ def table_header(path, header="infer"):
     if not rows:
         return False
     return [cell.strip() for cell in rows[0][1]] if _first_row_is_header(path, rows, header) else False
+
+
+def chosen_columns(path, names, label_column=None, columns=None, has_header=True):
+    """(feature column indices, label column index or None) of a table with columns `names`, as `read_table` takes
+    `label_column` and `columns` (names or indices); the label may not be a feature, and one feature at least is left."""
+    label_index = None if label_column is None else _column_index(path, label_column, names, has_header, "label_column")
+    if columns is None:
+        feature_indices = [index for index in range(len(names)) if index != label_index]
+    else:
+        keys = [columns] if isinstance(columns, (str, int, np.integer)) else columns
+        feature_indices = [_column_index(path, key, names, has_header, "columns") for key in keys]
+    if label_index is not None and label_index in feature_indices:
+        raise InputError(f"{path}: column {names[label_index]!r} is both label_column and in columns; leave the label out of columns.")
+    if not feature_indices:
+        raise InputError(f"{path} has no feature columns left; expected at least one column besides the label.")
+    return feature_indices, label_index
 
 
 class Table(NamedTuple):
@@ -557,16 +573,7 @@ def open_table(path, label_column=None, columns=None, header="infer"):
     names = [cell.strip() for cell in first_cells] if has_header else [str(index) for index in range(len(first_cells))]
     if has_header and len(rows) == 1:
         raise InputError(f"{path} has a header (line {first_line}) but no data rows; expected one example per line after it.")
-    label_index = None if label_column is None else _column_index(path, label_column, names, has_header, "label_column")
-    if columns is None:
-        feature_indices = [index for index in range(len(names)) if index != label_index]
-    else:
-        keys = [columns] if isinstance(columns, (str, int, np.integer)) else columns
-        feature_indices = [_column_index(path, key, names, has_header, "columns") for key in keys]
-    if label_index is not None and label_index in feature_indices:
-        raise InputError(f"{path}: column {names[label_index]!r} is both label_column and in columns; leave the label out of columns.")
-    if not feature_indices:
-        raise InputError(f"{path} has no feature columns left; expected at least one column besides the label.")
+    feature_indices, label_index = chosen_columns(path, names, label_column, columns, has_header)
     return Table(path, first_line, first_line if has_header else 0, len(names), feature_indices, [names[index] for index in feature_indices],
                  label_index, None if label_index is None else names[label_index])
 
@@ -591,7 +598,7 @@ def _checked_rows(table, rows):
         return values.astype(np.float32), None
     labels = [cells[table.label_index].strip() for _, cells in rows]
     for (number, _), cell in zip(rows, labels):
-        if _label_fault(cell):
+        if label_fault(cell):
             raise InputError(f'{table.path} line {number}, column "{table.label_name}": label {cell!r} is missing or not finite; '
                              "expected a label in every row (drop unlabelled rows).")
     return values.astype(np.float32), labels
@@ -624,7 +631,7 @@ def _fast_chunks(table, rows):
                 if column.isna().any():
                     return
                 labels = [cell.strip() for cell in column.tolist()]
-                if any(_label_fault(cell) for cell in labels):
+                if any(label_fault(cell) for cell in labels):
                     return
             yield values.astype(np.float32), labels
     except (ValueError, pandas.errors.ParserError, UnicodeDecodeError):

@@ -444,10 +444,11 @@ READ_OPTIONS_FOR = {"image_size": "a folder of images", "color_mode": "a folder 
 
 
 def _source_kind(source):
-    """What a path given to `card_for_data` is: "a folder of images", "a table", "an array", or None (not known here)."""
+    """What a path given to `card_for_data` is: "a folder of images", "a table" (Parquet and TFRecord files too), "an
+    array", or None (not known here)."""
     path = Path(source).expanduser()
     suffix = path.suffix.lower()
-    return ("a folder of images" if path.is_dir() else "a table" if suffix in data.TABLE_SUFFIXES
+    return ("a folder of images" if path.is_dir() else "a table" if suffix in data.TABLE_SUFFIXES + data.COLUMN_SUFFIXES
             else "an array" if suffix in data.ARRAY_SUFFIXES else None)
 
 
@@ -499,12 +500,12 @@ def card_for_data(
     normal_label=None, threshold_percentile=None, name=None, threshold_rule="percentile", contamination=None, start_from=None,
     **read_options,
 ):
-    """A card that trains a family on the user's own data (a folder of images, an array or a table).
+    """A card that trains a family on the user's own data (a folder of images, an array, a table, a Parquet or TFRecord file).
 
     The network's input shape is read from the data; `network`, `latent_dim`, `epochs` and `batch_size` default to
     `OWN_DATA_DEFAULTS` for its kind (rows: a dense network of hidden layers 64 and 32, code 8, 50 epochs of batches
     of 64; images: a conv network, code 32, 20 epochs of 128). Tables and signals get min-max scaling inside the
-    model; a seeded `validation_split` is held out. A table's header (False without one) is recorded beside its
+    model; a seeded `validation_split` is held out. A table's header (False without one; a Parquet file's columns) is recorded beside its
     label column, so the preset reads tables of that layout by itself and refuses others. With `normal_label` (for
     a folder, a class folder's name or index), training uses only that label's examples and the card's `anomaly`
     section asks `finish` for a threshold at `threshold_percentile` (default 99).
@@ -527,7 +528,7 @@ def card_for_data(
             network section or weights.
         FileNotFoundError: `source` is no existing file or folder, nor a dataset with a local copy.
     """
-    from keras_ae import files
+    from keras_ae import file_formats, files
     from keras_ae.models import by_short_name
 
     tasks = by_short_name()
@@ -572,6 +573,8 @@ def card_for_data(
         input_shape = list(first.shape[1:])
     if Path(source).suffix.lower() in data.TABLE_SUFFIXES:
         read_options["header"] = files.table_header(source, read_options.get("header", "infer"))
+    if Path(source).suffix.lower() in file_formats.PARQUET_SUFFIXES:
+        read_options["header"] = file_formats.parquet_columns(source)
     images = len(input_shape) == 3
     defaults = own_data_defaults(input_shape)
     network = defaults["network"] if network is None else network

@@ -7,6 +7,14 @@ N x 200,000-row CSV of 140 columns (ECG5000's beats, resampled with noise) score
 measurement runs in its own process: peak RSS (resource.getrusage), time to the first batch, time for the whole pass.
 Images: one pass at batch 128 of keras.utils.image_dataset_from_directory and of keras_ae.data.load. Tables: pandas.read_csv
 then anomaly_score in batches of 1,000, and `keras-ae score` (which streams its input and writes the CSV of scores).
+
+    KERAS_AE_DATA=../shared/data python scripts/stream_benchmark.py --inputs /tmp/stream_inputs --image-scales \
+        --table-scales 1 5 --table-formats parquet tfrecord --out benchmarks/stream_formats.json
+
+The same rows as a Parquet file (row groups of 65,536 rows) and a TFRecord file (one tf.train.Example per row, its 140
+values as the float feature "x"), each made once from the CSV: `keras-ae score` against pandas.read_parquet then
+anomaly_score in batches of 1,000, and against tf.data.TFRecordDataset parsed by hand (tf.io.parse_example) in batches
+of 1,000.
 """
 
 import argparse
@@ -52,6 +60,31 @@ def make_table(path, rows, seed=0):
             np.savetxt(handle, chunk, fmt="%.6f", delimiter=",")
 
 
+def convert_table(table, target):
+    """The CSV `table` as a Parquet file (columns "v0".."v139") or a TFRecord file (feature "x"), by `target`'s suffix."""
+    import pandas
+
+    chunks = pandas.read_csv(table, header=None, chunksize=65_536, dtype=np.float32)
+    if target.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        writer = None
+        for chunk in chunks:
+            batch = pa.Table.from_pandas(chunk.set_axis([f"v{index}" for index in range(COLUMNS)], axis=1), preserve_index=False)
+            writer = writer or pq.ParquetWriter(target, batch.schema)
+            writer.write_table(batch)
+        writer.close()
+        return
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(target)) as writer:
+        for chunk in chunks:
+            for row in chunk.to_numpy():
+                feature = tf.train.Feature(float_list=tf.train.FloatList(value=row))
+                writer.write(tf.train.Example(features=tf.train.Features(feature={"x": feature})).SerializeToString())
+
+
 def image_input(folder, scale):
     """The folder of images at `scale` times the issue's size, made once."""
     images = folder / f"images_x{scale}"
@@ -61,12 +94,15 @@ def image_input(folder, scale):
     return images
 
 
-def table_input(folder, scale):
-    """The CSV at `scale` times the issue's size, made once."""
-    table = folder / f"table_x{scale}.csv"
+def table_input(folder, scale, table_format="csv"):
+    """The CSV at `scale` times the issue's size, or its rows as a Parquet or TFRecord file, made once."""
+    table = folder / f"table_x{scale}.{table_format}"
     if not table.exists():
-        partial = table.with_suffix(".partial")
-        make_table(partial, ROWS * scale)
+        partial = folder / f"table_x{scale}.partial.{table_format}"
+        if table_format == "csv":
+            make_table(partial, ROWS * scale)
+        else:
+            convert_table(table_input(folder, scale), partial)
         partial.rename(table)
     return table
 
@@ -95,22 +131,39 @@ def measure_images(way, folder):
     return {"examples": examples, "first_batch_seconds": first, "seconds": time.perf_counter() - start}
 
 
-def measure_table(way, table, out):
-    """Score every row of the CSV with ae_ecg5000: pandas and anomaly_score in batches of 1,000, or `keras-ae score`."""
-    start = time.perf_counter()
-    if way == "pandas":
-        import pandas
+def hand_made_batches(table):
+    """The table's rows in batches of 1,000, read the way a user would by hand: pandas for a CSV or Parquet file (whole),
+    tf.data for a TFRecord file (streamed)."""
+    if Path(table).suffix == ".tfrecord":
+        import tensorflow as tf
 
+        spec = {"x": tf.io.FixedLenFeature([COLUMNS], tf.float32)}
+        dataset = tf.data.TFRecordDataset(str(table)).batch(1000).map(lambda records: tf.io.parse_example(records, spec)["x"])
+        yield from dataset.prefetch(2).as_numpy_iterator()
+        return
+    import pandas
+
+    frame = pandas.read_parquet(table) if Path(table).suffix == ".parquet" else pandas.read_csv(table, header=None)
+    values = frame.to_numpy("float32")
+    del frame
+    for begin in range(0, len(values), 1000):
+        yield values[begin:begin + 1000]
+
+
+def measure_table(way, table, out):
+    """Score every row of the table with ae_ecg5000: read by hand and anomaly_score in batches of 1,000, or `keras-ae
+    score`."""
+    start = time.perf_counter()
+    if way != "keras_ae":
         import keras_ae
 
         model = keras_ae.load("ae_ecg5000")
-        values = pandas.read_csv(table, header=None).to_numpy("float32")
         first, scores = None, []
-        for begin in range(0, len(values), 1000):
-            scores.append(np.asarray(model.anomaly_score(values[begin:begin + 1000])))
+        for batch in hand_made_batches(table):
+            scores.append(np.asarray(model.anomaly_score(batch)))
             first = first or time.perf_counter() - start
         np.savetxt(out, np.concatenate(scores), fmt="%.9g")
-        return {"examples": len(values), "first_batch_seconds": first, "seconds": time.perf_counter() - start}
+        return {"examples": sum(map(len, scores)), "first_batch_seconds": first, "seconds": time.perf_counter() - start}
     from keras_ae import cli
 
     status = cli.main(["score", "ae_ecg5000", str(table), "--out", str(out)])
@@ -137,8 +190,10 @@ def run(kind, way, path, out):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", default="/tmp/stream_inputs", help="folder for the generated inputs (kept between runs)")
-    parser.add_argument("--image-scales", type=int, nargs="+", default=[1, 5], help="multiples of the issue's 60,000 images")
-    parser.add_argument("--table-scales", type=int, nargs="+", default=[1, 5], help="multiples of the issue's 200,000 rows")
+    parser.add_argument("--image-scales", type=int, nargs="*", default=[1, 5], help="multiples of the issue's 60,000 images")
+    parser.add_argument("--table-scales", type=int, nargs="*", default=[1, 5], help="multiples of the issue's 200,000 rows")
+    parser.add_argument("--table-formats", nargs="+", choices=("csv", "parquet", "tfrecord"), default=["csv"],
+                        help="the tables' file formats")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "stream.json"))
     parser.add_argument("--make-only", action="store_true", help="make the inputs and stop")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -149,7 +204,9 @@ def main():
     folder.mkdir(parents=True, exist_ok=True)
     results = []
     cases = [("images", scale, ("keras", "keras_ae"), image_input(folder, scale)) for scale in args.image_scales]
-    cases += [("table", scale, ("pandas", "keras_ae"), table_input(folder, scale)) for scale in args.table_scales]
+    hand_made = {"csv": "pandas", "parquet": "pandas", "tfrecord": "tf.data"}
+    cases += [(f"table ({table_format})" if table_format != "csv" else "table", scale, (hand_made[table_format], "keras_ae"),
+               table_input(folder, scale, table_format)) for table_format in args.table_formats for scale in args.table_scales]
     for kind, scale, ways, path in [] if args.make_only else cases:
         for way in ways:
             result = {"input": kind, "scale": scale, "way": way, **run(kind, way, path, folder / f"scores_{way}.csv")}
