@@ -8,6 +8,9 @@ carved from the training data), recorded as `training.validation_metrics`: the n
 """
 
 import argparse
+import os
+import tempfile
+from pathlib import Path
 
 import keras_ae
 from keras_ae import cards, evaluate, weights
@@ -38,6 +41,24 @@ def validation_metrics(card, model):
     return {key: round(value, 5) if isinstance(value, float) else value for key, value in measured.items()}
 
 
+def is_new_entry(name):
+    """A zoo folder holding only its card (no weights yet): the entry is being trained for the first time."""
+    folder = weights.ZOO_DIR / name
+    return sorted(path.name for path in folder.iterdir()) == [cards.CARD_FILE]
+
+
+def write_entry(model, card, history, stats, name):
+    """`finish` into zoo/NAME; a new entry's lone card.json is replaced by the finished card, its weights moved in first."""
+    folder = weights.ZOO_DIR / name
+    if not is_new_entry(name):
+        return finish(model, card, history, stats, folder)
+    with tempfile.TemporaryDirectory(dir=weights.ZOO_DIR, prefix=f".{name}.") as scratch:
+        card = finish(model, card, history, stats, Path(scratch) / name)
+        for written in sorted((Path(scratch) / name).iterdir(), key=lambda path: path.name == cards.CARD_FILE):
+            os.replace(written, folder / written.name)
+    return card
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help="zoo entries to retrain, in order")
@@ -52,12 +73,14 @@ def main(argv=None):
         card = cards.model_card(name)
         if args.repin:
             card = repin(card)
+        if not is_new_entry(name):  # refused now, not after the training
+            cards.check_preset_target(weights.ZOO_DIR / name, overwrite=True)
         print(f"== training {name} for {args.epochs or card['recipe']['epochs']} epochs", flush=True)
         model, history, stats = keras_ae.train(card, strategy=args.strategy, epochs=args.epochs, backup_dir=args.backup_dir, verbose=2)
         stats["command"] = f"KERAS_AE_DATA=../shared/data python scripts/train_zoo.py {name}" + (
             f" --epochs {args.epochs}" if args.epochs else ""
         )
-        card = finish(model, card, history, stats, weights.ZOO_DIR / name)
+        card = write_entry(model, card, history, stats, name)
         reloaded = cards.load(name)
         measured = validation_metrics(card, reloaded)
         if measured is not None:
