@@ -73,7 +73,7 @@ def measure(card, model, limit=None, probe=None, data_dir=None, split=None, **se
         FileNotFoundError: the card's dataset has no local copy nor a TensorFlow Datasets source, or its path does not
             exist.
     """
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InputError(f"limit must be a positive number of test examples; got {limit!r}.")
     card = as_card(card)
     if card.data is None:

@@ -42,3 +42,9 @@ def test_metric_formulas_take_their_edge_cases():
     assert metrics.psnr(0.0) == math.inf  # a perfect reconstruction
     with pytest.raises(InputError, match="k must be an integer"):
         metrics.top_k(np.zeros((1, 5)), 1.5)
+
+
+@pytest.mark.parametrize("limit", [True, 0, 2.5])
+def test_measure_refuses_a_limit_that_is_no_count(limit):
+    with pytest.raises(InputError, match="limit must be a positive number of test examples"):
+        keras_ae.evaluate.measure(keras_ae.model_card("ae_mnist"), None, limit=limit)
