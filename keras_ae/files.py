@@ -606,7 +606,8 @@ def _checked_rows(table, rows):
 
 def _fast_chunks(table, rows):
     """pandas' C parser over the table, `rows` at a time, for as long as every chunk is clean: whole rows of finite
-    float32 numbers and a label in each. Stops at the first chunk that is not (the exact reader then names the fault)."""
+    float32 numbers and a label in each. Stops at the first chunk that is not (the exact reader then names the fault);
+    returns True when it read the table to its end."""
     import pandas
 
     delimiter = TABLE_DELIMITERS[table.path.suffix.lower()]
@@ -635,15 +636,22 @@ def _fast_chunks(table, rows):
                     return
             yield values.astype(np.float32), labels
     except (ValueError, pandas.errors.ParserError, UnicodeDecodeError):
-        return
+        return False
+    return True
 
 
 def table_chunks(table, rows=TABLE_ROWS):
     """(features float32 (m, features), label cells or None) of a table's data rows, `rows` at a time, in file order: the
     memory held is one chunk, whatever the table's length. A fault (a text or empty cell, a ragged row, a missing label)
     is one error naming the file, line and column, raised when its chunk is reached."""
-    done = 0
-    for chunk in _fast_chunks(table, rows):
+    done, chunks = 0, _fast_chunks(table, rows)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration as end:
+            if end.value:  # read to its end, clean: no row is left for the exact reader (which would re-read them all)
+                return
+            break
         done += len(chunk[0])
         yield chunk
     data = (row for row in _table_rows(table.path) if row[0] > table.header_line)

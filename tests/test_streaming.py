@@ -45,8 +45,11 @@ def test_a_table_streams_in_chunks_equal_to_the_whole_and_its_faults_name_the_li
     table = files.open_table(path, label_column=-1)
     exact = []
     monkeypatch.setattr(files, "_checked_rows", lambda *args: exact.append(1) or files_checked_rows(*args))
+    monkeypatch.setattr(files, "_table_rows", lambda path: pytest.fail("a clean table was read a second time, row by row"))
     chunks = list(files.table_chunks(table, rows=700))
     assert [len(features) for features, _ in chunks] == [700, 700, 700, 400] and not exact  # pandas' parser, all clean
+    monkeypatch.undo()
+    monkeypatch.setattr(files, "_checked_rows", lambda *args: exact.append(1) or files_checked_rows(*args))
     np.testing.assert_allclose(np.concatenate([features for features, _ in chunks]), beats[:, :-1].astype(np.float32), rtol=1e-7)
     assert files.label_values([cell for _, cells in chunks for cell in cells]).tolist() == beats[:, -1].astype(int).tolist()
     lines = path.read_text().splitlines()
