@@ -56,7 +56,7 @@ def test_initial_weights_need_a_preset_and_a_sha256():
         keras_ae.cards.Card.from_json(card)
 
 
-@pytest.mark.parametrize("name, start", [("iwae_mnist", "vae_mnist")])
+@pytest.mark.parametrize("name, start", [("iwae_mnist", "vae_mnist"), ("iwae50_mnist", "iwae_mnist")])
 def test_each_iwae_stage_fine_tunes_its_start_as_it_is_to_a_better_likelihood(name, start):
     """Each stage's recipe starts from its start's current weights (retraining the start breaks the pin, and this test
     says so); it was kept because its validation bound is below its start's, and its card's test bounds, each re-measured
