@@ -438,7 +438,7 @@ def _shape_text(shape):
 def _shape_fault(path, shape, expected, source):
     """Why the examples read from `path` do not fit a model whose examples have the shape `expected`, in words for what
     `path` is (a folder of images, a table, an array) and with the fix this command offers."""
-    from keras_ae.data import COLUMN_SUFFIXES, TABLE_SUFFIXES
+    from keras_ae.data import path_kind
     from keras_ae.files import IMAGE_EXTENSIONS
 
     got, expected, path = tuple(shape[1:]), tuple(expected), Path(path)
@@ -447,7 +447,7 @@ def _shape_fault(path, shape, expected, source):
                 "that size")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return f"{path} is an image of {_shape_text(got)}; {source} takes images of {_shape_text(expected)}: resize it to that size"
-    if path.suffix.lower() in TABLE_SUFFIXES + COLUMN_SUFFIXES and len(got) == 1:
+    if path_kind(path) == "a table" and len(got) == 1:
         if len(expected) != 1:
             return (f"{path} has rows of {got[0]} values; {source} takes examples of {_shape_text(expected)}, not table rows: "
                     f"give a .npy array of shape (n, {', '.join(map(str, expected))})")
@@ -521,7 +521,7 @@ def _model_inputs(args, verb, counted=False):
     from keras_ae import cards, data, kinds
 
     given = {key: value for key, value in (("label_column", args.label_column), ("columns", args.columns)) if value is not None}
-    if given and (Path(args.input).is_dir() or Path(args.input).suffix.lower() not in data.TABLE_SUFFIXES + data.COLUMN_SUFFIXES):
+    if given and data.path_kind(args.input) != "a table":
         option = "--label-column" if "label_column" in given else "--columns"
         raise InputError(f"{option} is for a table (CSV/TSV, Parquet or TFRecord file); {args.input} is not one, so it would do "
                          f"nothing: drop {option}")

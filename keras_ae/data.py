@@ -160,6 +160,15 @@ def load_arrays(name, split="train", data_dir=None):
     return images, labels
 
 
+def path_kind(path):
+    """What a path is, by its suffix: "a folder of images", "a table" (CSV/TSV, Parquet and TFRecord files), "an
+    array", or None (none of these)."""
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    return ("a folder of images" if path.is_dir() else "a table" if suffix in TABLE_SUFFIXES + COLUMN_SUFFIXES
+            else "an array" if suffix in ARRAY_SUFFIXES else None)
+
+
 def is_path(source, data_dir=None):
     """Whether `source` is read as a path rather than a dataset name: a `Path`; text with a folder separator, a leading
     . or ~, or a file suffix we read; or a bare name of an existing file or folder (`"photos"`). A bare name that is also

@@ -443,15 +443,6 @@ READ_OPTIONS_FOR = {"image_size": "a folder of images", "color_mode": "a folder 
                     "columns": "a table", "header": "a table"}  # what each of `card_for_data`'s read options reads
 
 
-def _source_kind(source):
-    """What a path given to `card_for_data` is: "a folder of images", "a table" (Parquet and TFRecord files too), "an
-    array", or None (not known here)."""
-    path = Path(source).expanduser()
-    suffix = path.suffix.lower()
-    return ("a folder of images" if path.is_dir() else "a table" if suffix in data.TABLE_SUFFIXES + data.COLUMN_SUFFIXES
-            else "an array" if suffix in data.ARRAY_SUFFIXES else None)
-
-
 def minimum_examples(validation_split):
     """The fewest examples of which a seeded `validation_split` holds out at least one and leaves at least one to train on."""
     start = max(2, int(0.5 / validation_split) - 1)  # below it, round(size * validation_split) is 0
@@ -537,7 +528,7 @@ def card_for_data(
     task = tasks[family]
     family_class = task.family
     read_options = {key: value for key, value in read_options.items() if value is not None}
-    kind = _source_kind(source)
+    kind = data.path_kind(source)
     idle = [key for key in read_options if kind is not None and READ_OPTIONS_FOR.get(key, kind) != kind]
     if idle:
         raise InputError(f"{idle[0]} is for {READ_OPTIONS_FOR[idle[0]]}; {source} is {kind}, so it would do nothing: drop it.")
