@@ -184,6 +184,10 @@ def is_path(source, data_dir=None):
     return Path(source).exists()
 
 
+# tf.data's maps here are plain graph code (tf.cond where they branch): not rewritten by AutoGraph, which took 1.4 s of
+# an image folder's 2 s to its first batch.
+plain = tf.autograph.experimental.do_not_convert
+
 SHUFFLE_EXAMPLES = 10_000  # the shuffle buffer of a streamed table (parsed rows); images and arrays shuffle their indices
 HELD_BATCHES = 4  # decoded batches a stream holds at once (one being filled, prefetched ones): what must fit in memory
 
@@ -199,16 +203,16 @@ class ImageFolderSource:
         self.example_shape = (*self.found.image_size, files.CHANNELS[color_mode])
 
     def examples(self, indices, shuffle_seed=None):
-        return _indexed(indices, shuffle_seed).map(
-            lambda index: (index, files.decode_image(tf.gather(self.paths, index), self.found.image_size, self.found.color_mode)),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-    @property
-    def paths(self):
-        return tf.constant(self.found.paths)
+        indices = np.asarray(indices, np.int64)  # with their paths as the stream's elements: a graph constant of every
+        paths = np.asarray(self.found.paths, object)[indices]  # path took a second to make each iterator
+        dataset = tf.data.Dataset.from_tensor_slices((indices, paths.astype(bytes) if len(paths) else np.zeros(0, bytes)))
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+        return dataset.map(plain(lambda index, path: (index, files.decode_image(path, self.found.image_size, self.found.color_mode))),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def batches(self, batch_size):
-        dataset = self.examples(np.arange(self.count)).map(lambda _, image: image).batch(batch_size)
+        dataset = self.examples(np.arange(self.count)).map(plain(lambda _, image: image)).batch(batch_size)
         return dataset.prefetch(2).as_numpy_iterator()
 
 
@@ -229,7 +233,7 @@ class ArraySource:
 
         shape = (None, *self.example_shape)
         batched = _indexed(indices, shuffle_seed).batch(READ_ROWS)
-        batched = batched.map(lambda chosen: (chosen, tf.ensure_shape(tf.numpy_function(gather, [chosen], tf.float32), shape)))
+        batched = batched.map(plain(lambda chosen: (chosen, tf.ensure_shape(tf.numpy_function(gather, [chosen], tf.float32), shape))))
         return batched.unbatch().apply(tf.data.experimental.assert_cardinality(len(indices)))
 
     def batches(self, batch_size):
@@ -256,8 +260,7 @@ class TableSource:
         return _chosen_rows(lambda: files.table_chunks(self.table), self.count, indices, self.example_shape, shuffle_seed)
 
     def batches(self, batch_size):
-        for features, _ in files.table_chunks(self.table, rows=batch_size):
-            yield features
+        return _rebatched((features for features, _ in files.table_chunks(self.table)), batch_size)
 
 
 class ParquetSource:
@@ -279,8 +282,7 @@ class ParquetSource:
         return _chosen_rows(lambda: file_formats.parquet_chunks(self.table), self.count, indices, self.example_shape, shuffle_seed)
 
     def batches(self, batch_size):
-        for features, _ in file_formats.parquet_chunks(self.table, rows=batch_size):
-            yield features
+        return _rebatched((features for features, _ in file_formats.parquet_chunks(self.table)), batch_size)
 
 
 class TFRecordSource:
@@ -302,14 +304,29 @@ class TFRecordSource:
 
     def examples(self, indices, shuffle_seed=None):
         kept = tf.constant(_kept(self.count, indices))
-        dataset = tf.data.TFRecordDataset(str(self.layout.path)).enumerate().filter(lambda index, _: tf.gather(kept, index))
+        dataset = tf.data.TFRecordDataset(str(self.layout.path)).enumerate().filter(plain(lambda index, _: tf.gather(kept, index)))
         dataset = dataset.batch(file_formats.READ_ROWS).map(
-            lambda chosen, serialized: (chosen, file_formats.parse_records(self.layout, chosen, serialized))).unbatch()
+            plain(lambda chosen, serialized: (chosen, file_formats.parse_records(self.layout, chosen, serialized)))).unbatch()
         return _shuffled(dataset.apply(tf.data.experimental.assert_cardinality(len(indices))), len(indices), shuffle_seed)
 
     def batches(self, batch_size):
-        for _, examples, _ in file_formats.record_batches(self.layout, rows=batch_size):
-            yield examples
+        return _rebatched((examples for _, examples, _ in file_formats.record_batches(self.layout)), batch_size)
+
+
+def _rebatched(chunks, batch_size):
+    """Arrays of `batch_size` rows (the last may be shorter) cut from `chunks` of any lengths: a file is parsed in large
+    chunks (parsing 1,000 rows at a time cost pandas a third more), batches are what the model is given."""
+    pending, held = [], 0
+    for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= batch_size:
+            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            whole = held - held % batch_size
+            yield from (joined[start:start + batch_size] for start in range(0, whole, batch_size))
+            pending, held = [joined[whole:]], held - whole
+    if held:
+        yield np.concatenate(pending)
 
 
 def _chosen_rows(chunks, count, indices, example_shape, shuffle_seed):
@@ -616,7 +633,7 @@ def load(
             batch_images = tf.reshape(batch_images, (tf.shape(batch_images)[0], -1))
         return (batch_images, batch_labels) if with_labels else batch_images
 
-    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(plain(prepare), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     # Without autotuning's model thread: destroying an epoch's iterator waited for it, CPU idle, for up to a minute

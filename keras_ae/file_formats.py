@@ -265,7 +265,8 @@ def record_batches(layout, rows=READ_ROWS, with_label=False):
 
     with_label = with_label and layout.label_name is not None
     dataset = tf.data.TFRecordDataset(str(layout.path)).enumerate().batch(rows)
-    dataset = dataset.map(lambda indices, serialized: (indices, parse_records(layout, indices, serialized, with_label)))
+    dataset = dataset.map(tf.autograph.experimental.do_not_convert(
+        lambda indices, serialized: (indices, parse_records(layout, indices, serialized, with_label))))
     iterator = dataset.prefetch(2).as_numpy_iterator()  # the next batch parsed while this one is used
     while True:
         try:

@@ -129,8 +129,8 @@ def check_images_fit(folder, image_size=None, color_mode="grayscale", argument="
 
 
 def _files_under(root, recursive):
-    """Visible image files under `root` (searched recursively or not; symbolic links to folders not followed), sorted
-    by path as pathlib sorts paths (by their parts)."""
+    """Visible image files under `root` as str paths (searched recursively or not; symbolic links to folders not
+    followed), sorted as pathlib sorts paths (by their parts)."""
     if recursive:
         found = []
         for directory, folders, names in os.walk(root):
@@ -139,7 +139,7 @@ def _files_under(root, recursive):
     else:
         found = [entry.path for entry in os.scandir(root) if not entry.name.startswith(".") and not os.path.isdir(entry.path)]
     found = [path for path in found if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS]
-    return [Path(path) for path in sorted(found, key=lambda path: path.split(os.sep))]
+    return sorted(found, key=lambda path: path.split(os.sep))  # str, not Path: making 60,000 Paths costs more than listing
 
 
 def _image_files(folder):
@@ -255,7 +255,7 @@ def list_images(folder, image_size=None, color_mode="grayscale", on_error="raise
         raise InputError(f"Cannot read image {path} ({fault}); {len(failures)} of {len(files)} files are unreadable: "
                          f"fix or remove them{hint}.")
     if failures:
-        names = ", ".join(str(path.relative_to(folder)) for path, _ in failures[:NAMES_SHOWN])
+        names = ", ".join(os.path.relpath(path, folder) for path, _ in failures[:NAMES_SHOWN])
         more = ", ..." if len(failures) > NAMES_SHOWN else ""
         warnings.warn(f"Skipped {len(failures)} unreadable image files of {len(files)} in {folder}: {names}{more}", stacklevel=2)
     if len(first_of_size) > 1 and image_size is None:
@@ -264,7 +264,7 @@ def list_images(folder, image_size=None, color_mode="grayscale", on_error="raise
                          "(height x width); pass image_size=(height, width) to resize them all to one size.")
     labels = np.array([label for _, label in kept], dtype=np.int64) if class_folders else None
     size = tuple(int(side) for side in image_size) if image_size is not None else next(iter(first_of_size))
-    return ImageFolder([str(path) for path, _ in kept], labels, [path.name for path in class_folders], size, color_mode,
+    return ImageFolder([path for path, _ in kept], labels, [path.name for path in class_folders], size, color_mode,
                        tuple(first_of_size))
 
 
@@ -275,18 +275,21 @@ def decode_image(path, image_size, color_mode):
     import tensorflow as tf  # here, so that reading cards and tables never imports TensorFlow
 
     contents = tf.io.read_file(path)
+    channels = 3 if color_mode == "rgb" else 0  # the decoders give grey as RGB and drop alpha; luma is made below
 
     def sixteen_bit_png():
-        return tf.cast(tf.io.decode_png(contents, dtype=tf.uint16), tf.float32) / 65535.0
+        return tf.cast(tf.io.decode_png(contents, channels=channels, dtype=tf.uint16), tf.float32) / 65535.0
 
-    def eight_bit():
-        return tf.cast(tf.io.decode_image(contents, expand_animations=False), tf.float32) / 255.0
+    def eight_bit():  # divided here, not by decode_image's float32 (a multiply, 1 ulp off x / 255)
+        return tf.cast(tf.io.decode_image(contents, channels=channels, expand_animations=False), tf.float32) / 255.0
 
-    image = tf.cond(tf.strings.substr(contents, 0, 8) == PNG_SIGNATURE, sixteen_bit_png, eight_bit)
-    grey = tf.shape(image)[-1] < 3  # grey, or grey and alpha
-    if color_mode == "rgb":
-        image = tf.cond(grey, lambda: tf.tile(image[..., :1], [1, 1, 3]), lambda: image[..., :3])
-    else:
+    head = tf.strings.join([tf.strings.substr(contents, 0, 25), b"\0" * 25])  # padded: substr refuses a start past the end
+    sixteen_bit = tf.logical_and(tf.strings.substr(head, 0, 8) == PNG_SIGNATURE,
+                                 tf.strings.substr(head, 24, 1) == b"\x10")  # the bit depth, in the IHDR chunk
+    image = tf.cond(sixteen_bit, sixteen_bit_png, eight_bit)
+    if color_mode == "grayscale":
+        grey = tf.shape(image)[-1] < 3  # grey, or grey and alpha
+
         def luma():
             red, green, blue = image[..., 0:1], image[..., 1:2], image[..., 2:3]
             same = tf.logical_and(tf.equal(red, green), tf.equal(green, blue))  # grey kept exact
@@ -295,8 +298,9 @@ def decode_image(path, image_size, color_mode):
         image = tf.cond(grey, lambda: image[..., :1], luma)
     height, width = image_size
     resized = tf.logical_or(tf.shape(image)[0] != height, tf.shape(image)[1] != width)
-    image = tf.cond(resized, lambda: tf.image.resize(image, (height, width), antialias=True), lambda: image)
-    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), (height, width, CHANNELS[color_mode]))
+    image = tf.cond(resized, lambda: tf.clip_by_value(tf.image.resize(image, (height, width), antialias=True), 0.0, 1.0),
+                    lambda: image)
+    return tf.ensure_shape(image, (height, width, CHANNELS[color_mode]))
 
 
 def image_size_of(path):

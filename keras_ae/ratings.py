@@ -332,7 +332,7 @@ def batches(matrix, batch_size, shuffle=False, seed=0, targets=None):
             tensor.set_shape((None, part.shape[1]))
         return dense[0] if targets is None else tuple(dense)
 
-    return rows.batch(batch_size).map(densify, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return rows.batch(batch_size).map(tf.autograph.experimental.do_not_convert(densify), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 
