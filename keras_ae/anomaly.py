@@ -12,7 +12,8 @@ from keras_ae.training import OWN_DATA_DEFAULTS
 
 ROWS = OWN_DATA_DEFAULTS["rows"]  # the recipe `keras-ae train --data` uses on rows too
 
-SCORES = ("reconstruction", "reconstruction+code", "weighted reconstruction+code")
+SCORES = ("reconstruction", "reconstruction+code", "weighted reconstruction+code", "reconstruction+neighbours")
+NEIGHBOURS = 5  # the code term of "reconstruction+neighbours": distance to the 5th nearest normal code
 
 
 def anomaly_scores(model, x, batch_size=500):
@@ -48,7 +49,9 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
     standardized by their mean and spread on `normal_x`, then summed. `"weighted reconstruction+code"` takes as its
     first term the squared error of each value divided by that value's mean squared error on `normal_x` (raised by
     `weight_floor` times their mean), averaged: an error where normal examples are reconstructed closely counts more
-    than one where they rarely are.
+    than one where they rarely are. `"reconstruction+neighbours"` takes as its code term the distance to the
+    `NEIGHBOURS`-th nearest normal code (each normal example's own code left out when the terms are standardized): a
+    normal class of several clusters is not one Gaussian.
 
     Raises:
         InputError: an unknown `score`; for a code term, fewer than 2 `normal_x`, examples refused by `check_input`, or
@@ -62,6 +65,8 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
     if len(normal_x) < 2:
         raise InputError(f"score={score!r} needs at least 2 normal examples to fit; got {len(normal_x)}.")
     normal_codes = codes(model, normal_x).reshape(len(normal_x), -1).astype("float64")
+    if score == "reconstruction+neighbours":
+        return _neighbours_scorer(model, normal_x, normal_codes)
     mean = normal_codes.mean(axis=0)
     covariance = np.atleast_2d(np.cov(normal_codes - mean, rowvar=False))
     covariance += ridge * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
@@ -84,6 +89,26 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
         return np.log(reconstruction + 1e-12), np.log(distance + 1e-12)
 
     reference = [(term.mean(), term.std() + 1e-12) for term in terms(normal_x)]
+    return lambda x: sum((term - center) / spread for term, (center, spread) in zip(terms(np.asarray(x)), reference))
+
+
+def _neighbours_scorer(model, normal_x, normal_codes):
+    """The "reconstruction+neighbours" score fitted on `normal_x` (see `fit_scorer`)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(NEIGHBOURS, len(normal_codes) - 1)
+    index = NearestNeighbors(n_neighbors=k + 1).fit(normal_codes)
+
+    def terms(x, own=False):  # own: x is normal_x, whose nearest code is its own, left out
+        reconstruction = np.asarray(anomaly_scores(model, x), "float64")
+        if np.min(reconstruction) < 0:
+            raise InputError(f"score='reconstruction+neighbours' takes the log of {type(model).__name__}'s anomaly scores, "
+                             "which must be non-negative; use score='reconstruction'.")
+        found = normal_codes if own else codes(model, x).reshape(len(x), -1).astype("float64")
+        distance = index.kneighbors(found, n_neighbors=k + 1)[0][:, k if own else k - 1]
+        return np.log(reconstruction + 1e-12), np.log(distance + 1e-12)
+
+    reference = [(term.mean(), term.std() + 1e-12) for term in terms(normal_x, own=True)]
     return lambda x: sum((term - center) / spread for term, (center, spread) in zip(terms(np.asarray(x)), reference))
 
 
@@ -129,7 +154,7 @@ class Detector(BaseEstimator):
         epochs, batch_size, learning_rate: training, on all of `X` (no validation part: `fit` holds nothing out).
         contamination: the expected share of anomalies in `X`, in (0, 0.5]; the threshold is that upper quantile of the
             training scores (`threshold_`), as PyOD sets it.
-        score: `"reconstruction"` or `"reconstruction+code"` (see `fit_scorer`).
+        score: one of `SCORES` (see `fit_scorer`).
         seed: seed of the weights and of the model's draws.
     """
 

@@ -1,4 +1,4 @@
-"""keras_ae.anomaly.fit_scorer: the two code scores against independent computations, and on real digits."""
+"""keras_ae.anomaly.fit_scorer: the code scores against independent computations, and on real digits."""
 
 import json
 
@@ -57,6 +57,25 @@ def test_the_weighted_term_divides_each_pixel_by_its_typical_normal_error(digits
     assert not np.allclose(standardized(weighted), standardized(plain), atol=0.1)  # the weights change the ranking term
 
 
+def test_the_neighbours_term_is_the_distance_to_the_fifth_nearest_normal_code(digits):
+    model = keras_ae.load("conv_ae_mnist")
+    images, labels = digits
+    normal, other = images[labels == 1][:300], images[labels != 1][:40]
+    scores = anomaly.fit_scorer(model, normal, "reconstruction+neighbours")
+    normal_codes, other_codes = evaluate.codes(model, normal).astype("float64"), evaluate.codes(model, other).astype("float64")
+    to_normal = distance.cdist(other_codes, normal_codes)
+    among_normal = distance.cdist(normal_codes, normal_codes) + np.diag(np.full(len(normal), np.inf))  # its own left out
+    fifth = lambda distances: np.sort(distances, axis=1)[:, 4]  # noqa: E731
+    reconstruction = lambda x: ((np.asarray(model(x)) - x) ** 2).mean(axis=(1, 2, 3))  # noqa: E731
+
+    def standardized_logs(values, reference):
+        return (np.log(values) - np.log(reference).mean()) / np.log(reference).std()
+
+    expected = (standardized_logs(reconstruction(other), reconstruction(normal))
+                + standardized_logs(fifth(to_normal), fifth(among_normal)))
+    np.testing.assert_allclose(scores(other), expected, rtol=1e-3, atol=1e-3)
+
+
 def test_the_code_term_finds_digits_the_model_reconstructs_well(digits):
     model = keras_ae.load("conv_ae_mnist")  # trained on every digit: reconstruction alone barely tells them apart
     images, labels = digits
@@ -69,7 +88,8 @@ def test_the_code_term_finds_digits_the_model_reconstructs_well(digits):
 
 def test_bad_requests_say_what_was_expected(digits):
     model = keras_ae.load("conv_ae_mnist")
-    with pytest.raises(ValueError, match="expected one of \\['reconstruction', 'reconstruction\\+code', 'weighted reconstruction\\+code'\\]"):
+    with pytest.raises(ValueError, match="expected one of \\['reconstruction', 'reconstruction\\+code', 'weighted reconstruction\\+code', "
+                       "'reconstruction\\+neighbours'\\]"):
         anomaly.fit_scorer(model, digits[0][:10], "code")
     with pytest.raises(ValueError, match="at least 2 normal examples"):
         anomaly.fit_scorer(model, digits[0][:1], "reconstruction+code")
