@@ -108,6 +108,22 @@ def test_no_codes_decode_to_no_images_of_the_right_shape_and_samples_decode_in_b
     np.testing.assert_array_equal(np.asarray(vae.sample(2100, seed=3)), whole)  # three batches, the same draws
 
 
+def test_a_batch_refused_inside_the_compiled_graph_gives_the_models_own_one_line_error():
+    from keras_ae import cli
+
+    model, images = keras_ae.load("conv_ae_mnist"), np.zeros((4, 28, 28, 1), "float32")
+    clean = list(cli._each_batch(model.anomaly_score, [images, images[:2]], None))
+    assert [len(scores) for scores in clean] == [4, 2]
+    np.testing.assert_allclose(clean[0], np.asarray(model.anomaly_score(images)), rtol=1e-5)
+    holed = images.copy()
+    holed[1, 2, 3, 0] = np.nan  # the readers refuse it first; the model's graph check is the last line of defence
+    with pytest.raises(ValueError, match="Autoencoder got NaN or Inf in its inputs"):
+        list(cli._each_batch(model.anomaly_score, [images, holed], None))
+    cvae, labels = keras_ae.load("cvae_mnist"), np.array([1, 2, 3, 12])
+    with pytest.raises(ValueError, match=r"label outside \[0, 10\)"):
+        list(cli._each_batch(cvae.anomaly_score, [images], labels))
+
+
 def test_errors_reach_the_terminal_on_one_line_without_colour_codes(tmp_path):
     from keras_ae import cli
 
