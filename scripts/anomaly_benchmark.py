@@ -57,7 +57,7 @@ def detector(family, network, batch_size=64):
 
 CANDIDATES = {  # data kind -> {model: how to train it on a unit}; each model is scored by every anomaly.SCORES
     "images": {"conv ae": conv_autoencoder},
-    "signals": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16": detector("ae", "dense", batch_size=16)},
+    "signals": {"ae dense": detector("ae", "dense")},
     "tables": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16": detector("ae", "dense", batch_size=16)},
 }
 
