@@ -88,8 +88,7 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
         distance = np.einsum("ij,ij->i", offsets @ inverse, offsets)
         return np.log(reconstruction + 1e-12), np.log(distance + 1e-12)
 
-    reference = [(term.mean(), term.std() + 1e-12) for term in terms(normal_x)]
-    return lambda x: sum((term - center) / spread for term, (center, spread) in zip(terms(np.asarray(x)), reference))
+    return _standardized_sum(terms, terms(normal_x))
 
 
 def _neighbours_scorer(model, normal_x, normal_codes):
@@ -108,7 +107,12 @@ def _neighbours_scorer(model, normal_x, normal_codes):
         distance = index.kneighbors(found, n_neighbors=k + 1)[0][:, k if own else k - 1]
         return np.log(reconstruction + 1e-12), np.log(distance + 1e-12)
 
-    reference = [(term.mean(), term.std() + 1e-12) for term in terms(normal_x, own=True)]
+    return _standardized_sum(terms, terms(normal_x, own=True))
+
+
+def _standardized_sum(terms, normal_terms):
+    """A scorer summing `terms(x)`, each standardized by its mean and spread on the normal examples (`normal_terms`)."""
+    reference = [(term.mean(), term.std() + 1e-12) for term in normal_terms]
     return lambda x: sum((term - center) / spread for term, (center, spread) in zip(terms(np.asarray(x)), reference))
 
 
