@@ -204,8 +204,8 @@ class ImageFolderSource:
 
     def examples(self, indices, shuffle_seed=None):
         indices = np.asarray(indices, np.int64)  # with their paths as the stream's elements: a graph constant of every
-        paths = np.asarray(self.found.paths, object)[indices]  # path took a second to make each iterator
-        dataset = tf.data.Dataset.from_tensor_slices((indices, paths.astype(bytes) if len(paths) else np.zeros(0, bytes)))
+        paths = tf.constant([os.fsencode(self.found.paths[index]) for index in indices], tf.string)  # path took a second
+        dataset = tf.data.Dataset.from_tensor_slices((indices, paths))  # to make each iterator
         if shuffle_seed is not None:
             dataset = dataset.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
         return dataset.map(plain(lambda index, path: (index, files.decode_image(path, self.found.image_size, self.found.color_mode))),

@@ -95,6 +95,21 @@ def test_an_image_folder_streams_with_labels_in_file_order(tmp_path, digits):
     assert next(iter(odd)).shape[0] == data.count(str(folder), "validation", validation_split=0.25, only_label=1) > 0
 
 
+def test_image_files_named_outside_ascii_stream_shuffled_or_not(tmp_path, digits):
+    folder = tmp_path / "photos" / "café"
+    folder.mkdir(parents=True)
+    for index, name in enumerate(["ümlaut.png", "日本.png", "plain.png"]):
+        Image.fromarray(digits[0][index][..., 0]).save(folder / name)
+    names = data.names(str(tmp_path / "photos"))
+    assert names == sorted(names) and len(names) == 3
+    in_order = np.concatenate(list(data.load(str(tmp_path / "photos"), batch_size=2).as_numpy_iterator()))
+    shuffled = np.concatenate(list(data.load(str(tmp_path / "photos"), batch_size=2, shuffle=True).as_numpy_iterator()))
+    expected = {name: digits[0][index][..., 0] / np.float32(255) for index, name in enumerate(["ümlaut.png", "日本.png", "plain.png"])}
+    for image, name in zip(in_order, names):
+        np.testing.assert_array_equal(image[..., 0], expected[name.split("/")[-1]])
+    assert sorted(map(bytes, shuffled)) == sorted(map(bytes, in_order))
+
+
 def test_a_npy_file_is_memory_mapped_and_streams_in_any_order(tmp_path, digits):
     path = tmp_path / "digits.npy"
     np.save(path, digits[0])
