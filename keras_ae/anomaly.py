@@ -80,13 +80,9 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
         reconstruction_term = lambda x: np.asarray(anomaly_scores(model, x), "float64")  # noqa: E731
 
     def terms(x):
-        reconstruction = reconstruction_term(x)
-        if np.min(reconstruction) < 0:
-            raise InputError(f"score={score!r} takes the log of {type(model).__name__}'s anomaly scores, "
-                             "which must be non-negative; use score='reconstruction'.")
         offsets = codes(model, x).reshape(len(x), -1) - mean
         distance = np.einsum("ij,ij->i", offsets @ inverse, offsets)
-        return np.log(reconstruction + 1e-12), np.log(distance + 1e-12)
+        return _log_of_errors(reconstruction_term(x), model, score), np.log(distance + 1e-12)
 
     return _standardized_sum(terms, terms(normal_x))
 
@@ -100,14 +96,19 @@ def _neighbours_scorer(model, normal_x, normal_codes):
 
     def terms(x, own=False):  # own: x is normal_x, whose nearest code is its own, left out
         reconstruction = np.asarray(anomaly_scores(model, x), "float64")
-        if np.min(reconstruction) < 0:
-            raise InputError(f"score='reconstruction+neighbours' takes the log of {type(model).__name__}'s anomaly scores, "
-                             "which must be non-negative; use score='reconstruction'.")
         found = normal_codes if own else codes(model, x).reshape(len(x), -1).astype("float64")
         distance = index.kneighbors(found, n_neighbors=k + 1)[0][:, k if own else k - 1]
-        return np.log(reconstruction + 1e-12), np.log(distance + 1e-12)
+        return _log_of_errors(reconstruction, model, "reconstruction+neighbours"), np.log(distance + 1e-12)
 
     return _standardized_sum(terms, terms(normal_x, own=True))
+
+
+def _log_of_errors(reconstruction, model, score):
+    """The log of reconstruction errors, the first term of a code score; refused if any is negative."""
+    if np.min(reconstruction) < 0:
+        raise InputError(f"score={score!r} takes the log of {type(model).__name__}'s anomaly scores, "
+                         "which must be non-negative; use score='reconstruction'.")
+    return np.log(reconstruction + 1e-12)
 
 
 def _standardized_sum(terms, normal_terms):
