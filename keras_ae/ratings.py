@@ -332,7 +332,8 @@ def batches(matrix, batch_size, shuffle=False, seed=0, targets=None):
             tensor.set_shape((None, part.shape[1]))
         return dense[0] if targets is None else tuple(dense)
 
-    return rows.batch(batch_size).map(tf.autograph.experimental.do_not_convert(densify), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    densified = rows.batch(batch_size).map(tf.autograph.experimental.do_not_convert(densify), num_parallel_calls=tf.data.AUTOTUNE)
+    return densified.prefetch(tf.data.AUTOTUNE)
 
 
 
