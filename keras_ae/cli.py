@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_ae import __version__
-from keras_ae.errors import InputError, MissingExtraError
+from keras_ae.errors import InputError, MissingExtraError, carried_input_error
 
 
 @contextlib.contextmanager
@@ -896,7 +896,11 @@ def main(argv=None):
     with quiet_tensorflow(args.verbose) if args.tensorflow else contextlib.nullcontext():
         try:
             return args.function(args) or 0
-        except (InputError, MissingExtraError, OSError) as error:  # the user's input or environment; other errors are bugs
+        except Exception as error:  # the user's input or environment (as such, or carried out of a stream); other errors are bugs
+            if not isinstance(error, (InputError, MissingExtraError, OSError)):
+                error = carried_input_error(error)
+                if error is None:
+                    raise
             print(f"keras-ae {args.command}: error: {_in_command_terms(_one_line(error), args.command)}", file=sys.stderr)
             return 2
 

@@ -189,6 +189,7 @@ def is_path(source, data_dir=None):
 plain = tf.autograph.experimental.do_not_convert
 
 SHUFFLE_EXAMPLES = 10_000  # the shuffle buffer of a streamed table (parsed rows); images and arrays shuffle their indices
+CHECKED_CHUNK = 1_024  # files whose headers a stream checks at once while the rest are still being read
 HELD_BATCHES = 4  # decoded batches a stream holds at once (one being filled, prefetched ones): what must fit in memory
 
 
@@ -208,12 +209,23 @@ class ImageFolderSource:
         dataset = tf.data.Dataset.from_tensor_slices((indices, paths))  # to make each iterator
         if shuffle_seed is not None:
             dataset = dataset.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+        if self.found.check is not None:  # headers still being read: each chunk waits for its own, and stops at a fault
+            dataset = dataset.batch(CHECKED_CHUNK).map(plain(self._checked)).unbatch()
         return dataset.map(plain(lambda index, path: (index, files.decode_image(path, self.found.image_size, self.found.color_mode))),
                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
+    def _checked(self, indices, paths):
+        indices = tf.numpy_function(self.found.check.check, [indices], tf.int64, stateful=True)
+        return tf.ensure_shape(indices, paths.shape), paths
+
     def batches(self, batch_size):
         dataset = self.examples(np.arange(self.count)).map(plain(lambda _, image: image)).batch(batch_size)
-        return dataset.prefetch(2).as_numpy_iterator()
+        try:
+            yield from dataset.prefetch(2).as_numpy_iterator()
+        except tf.errors.InvalidArgumentError:  # a header read while streaming was at fault: its one-line error
+            if self.found.check is not None:
+                self.found.check.verdict()
+            raise
 
 
 class ArraySource:

@@ -5,6 +5,7 @@ import math
 import os
 import secrets
 import stat
+import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -130,16 +131,24 @@ def check_images_fit(folder, image_size=None, color_mode="grayscale", argument="
 
 def _files_under(root, recursive):
     """Visible image files under `root` as str paths (searched recursively or not; symbolic links to folders not
-    followed), sorted as pathlib sorts paths (by their parts)."""
-    if recursive:
-        found = []
-        for directory, folders, names in os.walk(root):
-            folders[:] = [name for name in folders if not name.startswith(".")]
-            found.extend(os.path.join(directory, name) for name in names if not name.startswith("."))
-    else:
-        found = [entry.path for entry in os.scandir(root) if not entry.name.startswith(".") and not os.path.isdir(entry.path)]
-    found = [path for path in found if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS]
-    return sorted(found, key=lambda path: path.split(os.sep))  # str, not Path: making 60,000 Paths costs more than listing
+    followed), in the order pathlib sorts paths (by their parts): each folder's entries sorted by name."""
+    with os.scandir(root) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    found = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        try:
+            folder = entry.is_dir()
+        except OSError:  # a link loop: listed, and refused as unreadable when its header is read
+            folder = False
+        if folder:
+            if recursive and not entry.is_symlink():
+                found.extend(_files_under(entry.path, recursive))
+        elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            found.append(entry.path)
+    return found  # str, not Path: making 60,000 Paths costs more than listing
 
 
 def _image_files(folder):
@@ -161,7 +170,8 @@ class ImageFolder(NamedTuple):
     class_names: list
     image_size: tuple  # (height, width) every image is decoded to
     color_mode: str
-    found_sizes: tuple = ()  # the (height, width) sizes the files have, in the order first met
+    found_sizes: tuple = ()  # the (height, width) sizes met in the headers read so far, in the order first met
+    check: object = None  # the `HeaderCheck` still reading headers while the stream starts, or None when all were read
 
 
 def _png_size(path):
@@ -217,8 +227,81 @@ def _check_image_size(image_size):
         raise InputError(f"image_size must be (height, width), two positive integers; got {image_size!r}.")
 
 
+PROBED_BEFORE_STREAMING = 5_000  # image headers read before a stream starts; the rest are read while it starts
+
+
+class HeaderCheck:
+    """Every image file's header read in file order (never its pixels): the first `PROBED_BEFORE_STREAMING` before
+    `list_images` returns, the rest on a thread while the stream starts. A stream calls `check(indices)` before decoding
+    those files: a fault anywhere then stops it with the one-line error a full check before streaming would give."""
+
+    def __init__(self, folder, files, image_size, on_error):
+        self.folder, self.files, self.image_size, self.on_error = folder, files, image_size, on_error
+        self.results = [None] * len(files)  # (size, fault) of each file once read
+        self.problem = False  # a fault, or (without image_size) a second size, seen
+        self.first_size = None
+        self._thread = None
+
+    def _read(self, index):
+        if self.results[index] is None:
+            size, fault = self.results[index] = _probe_or_fault(self.files[index][0])
+            if fault is None and self.first_size is None:
+                self.first_size = size
+            if fault is not None or (self.image_size is None and size != self.first_size):
+                self.problem = True  # only ever set: the stream's reads and the thread's may interleave
+
+    def read(self, stop):
+        for index in range(stop):
+            self._read(index)
+
+    def start(self):
+        """Read the headers not read yet on a thread (no-op once all are read)."""
+        if self.results[-1] is None:
+            self._thread = threading.Thread(target=self.read, args=(len(self.files),), name="keras_ae image headers", daemon=True)
+            self._thread.start()
+
+    def check(self, indices):
+        """`indices` (numpy int64), once their headers are read and no fault is known; else the one-line error."""
+        for index in indices:
+            self._read(index)
+        if self.problem:
+            self.verdict()
+        return indices
+
+    def verdict(self):
+        """(kept [(path, label)], sizes in the order first met) once every header is read; an `InputError` for an
+        unreadable file (`on_error="raise"`, or every file unreadable) or, without `image_size`, images of two sizes."""
+        if self._thread is not None:
+            self._thread.join()
+        self.read(len(self.files))
+        kept, failures, first_of_size = [], [], {}
+        for (path, label), (size, fault) in zip(self.files, self.results):
+            if fault is not None:
+                failures.append((path, fault))
+                continue
+            kept.append((path, label))
+            first_of_size.setdefault(size, path)
+        if failures and (self.on_error == "raise" or len(failures) == len(self.files)):
+            path, fault = failures[0]
+            hint = "" if self.on_error == "skip" else ", or pass on_error='skip' to leave them out"
+            raise InputError(f"Cannot read image {path} ({fault}); {len(failures)} of {len(self.files)} files are unreadable: "
+                             f"fix or remove them{hint}.")
+        if failures:
+            names = ", ".join(os.path.relpath(path, self.folder) for path, _ in failures[:NAMES_SHOWN])
+            more = ", ..." if len(failures) > NAMES_SHOWN else ""
+            warnings.warn(f"Skipped {len(failures)} unreadable image files of {len(self.files)} in {self.folder}: {names}{more}",
+                          stacklevel=3)
+        if len(first_of_size) > 1 and self.image_size is None:
+            (size_a, path_a), (size_b, path_b) = list(first_of_size.items())[:2]
+            raise InputError(f"Images differ in size: {path_a} is {size_a[0]}x{size_a[1]} and {path_b} is {size_b[0]}x{size_b[1]} "
+                             "(height x width); pass image_size=(height, width) to resize them all to one size.")
+        return kept, tuple(first_of_size)
+
+
 def list_images(folder, image_size=None, color_mode="grayscale", on_error="raise", held=None):
-    """A folder of images as an `ImageFolder`, each file's header read (never its pixels) so every refusal comes first.
+    """A folder of images as an `ImageFolder`, each file's header read (never its pixels) so every refusal comes first:
+    here for the first `PROBED_BEFORE_STREAMING` files (all of them with `on_error="skip"`), and for a larger folder
+    the rest while its stream starts (see `HeaderCheck`; the stream then stops at once with the same error).
 
     Args:
         folder: images, or class subfolders (sorted by name; a label is its folder's index) searched recursively;
@@ -241,31 +324,18 @@ def list_images(folder, image_size=None, color_mode="grayscale", on_error="raise
         raise InputError(f"{folder} holds no image files: looked in {inside} for {' '.join(IMAGE_EXTENSIONS)} (any case); "
                          "put images in it, or in one subfolder per class (images beside class subfolders are ignored).")
     _check_fits_in_memory(folder, files, image_size, color_mode, "image_size", "image_size=(64, 64)", held)
-    kept, failures, first_of_size = [], [], {}
-    for path, label in files:
-        size, fault = _probe_or_fault(path)
-        if fault is not None:
-            failures.append((path, fault))
-            continue
-        kept.append((path, label))
-        first_of_size.setdefault(size, path)
-    if failures and (on_error == "raise" or len(failures) == len(files)):
-        path, fault = failures[0]
-        hint = "" if on_error == "skip" else ", or pass on_error='skip' to leave them out"
-        raise InputError(f"Cannot read image {path} ({fault}); {len(failures)} of {len(files)} files are unreadable: "
-                         f"fix or remove them{hint}.")
-    if failures:
-        names = ", ".join(os.path.relpath(path, folder) for path, _ in failures[:NAMES_SHOWN])
-        more = ", ..." if len(failures) > NAMES_SHOWN else ""
-        warnings.warn(f"Skipped {len(failures)} unreadable image files of {len(files)} in {folder}: {names}{more}", stacklevel=2)
-    if len(first_of_size) > 1 and image_size is None:
-        (size_a, path_a), (size_b, path_b) = list(first_of_size.items())[:2]
-        raise InputError(f"Images differ in size: {path_a} is {size_a[0]}x{size_a[1]} and {path_b} is {size_b[0]}x{size_b[1]} "
-                         "(height x width); pass image_size=(height, width) to resize them all to one size.")
-    labels = np.array([label for _, label in kept], dtype=np.int64) if class_folders else None
-    size = tuple(int(side) for side in image_size) if image_size is not None else next(iter(first_of_size))
-    return ImageFolder([path for path, _ in kept], labels, [path.name for path in class_folders], size, color_mode,
-                       tuple(first_of_size))
+    check = HeaderCheck(folder, files, image_size, on_error)
+    check.read(len(files) if on_error == "skip" else min(len(files), PROBED_BEFORE_STREAMING))
+    if check.problem or check.results[-1] is not None:
+        files, found_sizes = check.verdict()
+        check = None
+    else:  # all well so far: the rest are read while the stream starts
+        found_sizes = (check.first_size,)
+        check.start()
+    labels = np.array([label for _, label in files], dtype=np.int64) if class_folders else None
+    size = tuple(int(side) for side in image_size) if image_size is not None else found_sizes[0]
+    return ImageFolder([path for path, _ in files], labels, [path.name for path in class_folders], size, color_mode,
+                       found_sizes, check)
 
 
 def decode_image(path, image_size, color_mode):

@@ -110,6 +110,59 @@ def test_image_files_named_outside_ascii_stream_shuffled_or_not(tmp_path, digits
     assert sorted(map(bytes, shuffled)) == sorted(map(bytes, in_order))
 
 
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:-12])
+
+
+def test_a_large_folder_streams_while_its_headers_are_read_and_stops_at_a_fault_with_the_same_error(tmp_path, digits, monkeypatch):
+    folder = digit_classes(tmp_path / "digits", digits)
+    clean = np.concatenate(list(data.load(str(folder), batch_size=16).as_numpy_iterator()))
+    monkeypatch.setattr(files, "PROBED_BEFORE_STREAMING", 4)  # a "large" folder: 4 headers read before the stream starts
+    monkeypatch.setattr(data, "CHECKED_CHUNK", 8)
+    assert data.open_path(folder).found.check is not None
+    np.testing.assert_array_equal(np.concatenate(list(data.load(str(folder), batch_size=16).as_numpy_iterator())), clean)
+    names = data.names(str(folder))
+    truncate(folder / names[50])
+    monkeypatch.setattr(files.HeaderCheck, "start", lambda check: None)  # no thread: the stream's own reads find it
+    expected = f"Cannot read image {folder / names[50]} (OSError: image file is truncated"
+    stream = data.load(str(folder), batch_size=16).as_numpy_iterator()
+    assert next(stream).shape == (16, 28, 28, 1)  # the faulty file is not among the first
+    with pytest.raises(Exception) as raised:
+        list(stream)
+    assert str(keras_ae.errors.carried_input_error(raised.value)).startswith(expected)
+    with pytest.raises(keras_ae.errors.InputError, match="1 of 60 files are unreadable"):
+        list(data.open_path(folder).batches(16))
+    with pytest.raises(Exception) as raised:
+        list(data.load(str(folder), batch_size=16, shuffle=True).as_numpy_iterator())
+    assert str(keras_ae.errors.carried_input_error(raised.value)).startswith(expected)
+    out = tmp_path / "scores.csv"
+    assert cli.main(["score", "conv_ae_mnist", str(folder), "--out", str(out)]) == 2 and not out.exists()
+    assert cli.main(["train", "--data", str(folder), "--epochs", "1", "--output", str(tmp_path / "model")]) == 2
+    assert not (tmp_path / "model").exists()
+    monkeypatch.setattr(files, "PROBED_BEFORE_STREAMING", 100)  # a small folder: refused before the stream starts
+    with pytest.raises(keras_ae.errors.InputError, match="1 of 60 files are unreadable"):
+        data.load(str(folder))
+
+
+def test_a_folder_read_while_streaming_refuses_a_second_size_and_a_fifo_without_blocking(tmp_path, digits, monkeypatch):
+    folder = digit_classes(tmp_path / "digits", digits)
+    names = data.names(str(folder))
+    monkeypatch.setattr(files, "PROBED_BEFORE_STREAMING", 4)
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(folder / names[40])
+    with pytest.raises(Exception) as raised:
+        list(data.load(str(folder), batch_size=16).as_numpy_iterator())
+    assert "Images differ in size" in str(keras_ae.errors.carried_input_error(raised.value))
+    assert len(list(data.load(str(folder), batch_size=16, image_size=(28, 28)).as_numpy_iterator())) == 4  # resized: fine
+    os.remove(folder / names[40])
+    os.mkfifo(folder / names[40])  # decoding it would block forever: its header is read first, without blocking
+    with pytest.raises(Exception) as raised:
+        list(data.load(str(folder), batch_size=16).as_numpy_iterator())
+    assert "a FIFO (named pipe), not a regular file" in str(keras_ae.errors.carried_input_error(raised.value))
+    with pytest.warns(UserWarning, match="Skipped 1 unreadable image files of 60"):  # skipping reads every header first
+        source = data.open_path(folder, on_error="skip")
+    assert source.count == 59 and source.found.check is None
+
+
 def test_a_npy_file_is_memory_mapped_and_streams_in_any_order(tmp_path, digits):
     path = tmp_path / "digits.npy"
     np.save(path, digits[0])
