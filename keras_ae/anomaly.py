@@ -208,7 +208,7 @@ class Detector(BaseEstimator):
         self.model_ = task.family(encoder, decoder, seed=self.seed, **task.options_off_images)
         self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate))
         batches = _row_batches(rows, self.batch_size, self.seed)
-        self.model_.fit(batches, epochs=self.epochs, verbose=0)
+        self.model_.fit(batches, epochs=self.epochs, verbose=0, shuffle=False)  # the batches shuffle themselves
         self.scorer_ = fit_scorer(self.model_, rows, self.score)
         self.decision_scores_ = np.asarray(self.scorer_(rows), "float64")
         self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - float(self.contamination)))

@@ -209,7 +209,8 @@ def train(
             None if split is None else kind.training_data(spec, split, batch_size, role == "train", seed, data_dir)
             for role, split in splits.items()
         )
-        history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+        history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=verbose,
+                            shuffle=False)  # the stream shuffles itself; Keras 3.15 warns that its own shuffle is ignored
     wall_time = time.perf_counter() - start
     kind.adapt(model, spec, data_dir)
     kept = int(np.argmin(history.history["val_loss"])) if stopping is not None and history.epoch else -1
