@@ -19,6 +19,7 @@ dataset, and on how many units and datasets the recommendation beats the PyOD de
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -47,18 +48,23 @@ def conv_autoencoder(unit, seed, epochs):
     return model
 
 
-def detector(family, network, batch_size=64):
-    """A candidate for rows: `keras_ae.anomaly.Detector`, otherwise its defaults (50 epochs, code 8; the image epochs do not apply)."""
+def detector(family, network, batch_size=64, steps=None):
+    """A candidate for rows: `keras_ae.anomaly.Detector`, otherwise its defaults (50 epochs, code 8; the image epochs do
+    not apply); with `steps`, as many epochs as make at least that many updates (a unit of 20 normal rows makes 2 a epoch)."""
     def fit(unit, seed, epochs):
         keras.utils.set_random_seed(seed)
-        return anomaly.Detector(family=family, network=network, batch_size=batch_size, seed=seed).fit(unit.train).model_
+        epochs = anomaly.ROWS["epochs"]
+        if steps is not None:
+            epochs = max(epochs, math.ceil(steps / math.ceil(len(unit.train) / batch_size)))
+        return anomaly.Detector(family=family, network=network, batch_size=batch_size, epochs=epochs, seed=seed).fit(unit.train).model_
     return fit
 
 
 CANDIDATES = {  # data kind -> {model: how to train it on a unit}; each model is scored by every anomaly.SCORES
     "images": {"conv ae": conv_autoencoder},
-    "signals": {"ae dense": detector("ae", "dense")},
-    "tables": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16": detector("ae", "dense", batch_size=16)},
+    "signals": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16, 2,000 steps": detector("ae", "dense", 16, 2000)},
+    "tables": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16": detector("ae", "dense", batch_size=16),
+               "ae dense, batches of 16, 2,000 steps": detector("ae", "dense", 16, 2000)},
 }
 
 
