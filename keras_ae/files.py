@@ -255,10 +255,9 @@ class HeaderCheck:
             self._read(index)
 
     def start(self):
-        """Read the headers not read yet on a thread (no-op once all are read)."""
-        if self.results[-1] is None:
-            self._thread = threading.Thread(target=self.read, args=(len(self.files),), name="keras_ae image headers", daemon=True)
-            self._thread.start()
+        """Read the headers not read yet on a thread."""
+        self._thread = threading.Thread(target=self.read, args=(len(self.files),), name="keras_ae image headers", daemon=True)
+        self._thread.start()
 
     def check(self, indices):
         """`indices` (numpy int64), once their headers are read and no fault is known; else the one-line error."""
@@ -330,7 +329,7 @@ def list_images(folder, image_size=None, color_mode="grayscale", on_error="raise
         files, found_sizes = check.verdict()
         check = None
     else:  # all well so far: the rest are read while the stream starts
-        found_sizes = (check.first_size,)
+        found_sizes = tuple(dict.fromkeys(result[0] for result in check.results if result is not None))
         check.start()
     labels = np.array([label for _, label in files], dtype=np.int64) if class_folders else None
     size = tuple(int(side) for side in image_size) if image_size is not None else found_sizes[0]
