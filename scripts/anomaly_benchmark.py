@@ -84,8 +84,10 @@ SEEDED_PEERS = ("IForest", "PCA")
 
 
 def peer_features(unit, kind):
-    """The unit's (train, test) rows for PyOD: flattened pixels, or features min-max scaled on the normal training rows."""
-    train, test = unit.train.reshape(len(unit.train), -1), unit.test.reshape(len(unit.test), -1)
+    """The unit's (train, test) rows for PyOD, in float64: flattened pixels, or features min-max scaled on the normal
+    training rows. (PyOD computes in the dtype it is given: in float32, PCA's last explained variance on ECG5000 was 0
+    and every score infinite.)"""
+    train, test = (rows.reshape(len(rows), -1).astype("float64") for rows in (unit.train, unit.test))
     if kind == "images":
         return train, test
     low, span = train.min(axis=0), train.max(axis=0) - train.min(axis=0)
