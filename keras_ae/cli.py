@@ -543,9 +543,11 @@ def _model_inputs(args, verb, counted=False):
     return card, model, found, labels
 
 
-def _name(found, index):
-    """An input's name: its file path relative to the folder, else its row number."""
-    return index if found.names is None else found.names[index]
+def _name_cells(found, start, count):
+    """The CSV cells naming inputs `start` to `start + count`: row numbers, or file paths made safe for spreadsheets."""
+    if found.names is None:
+        return range(start, start + count)
+    return [_as_text_cell(name) for name in found.names[start:start + count]]
 
 
 def command_embed(args):
@@ -570,8 +572,8 @@ def command_embed(args):
                 if not written["rows"]:
                     written["width"] = flat.shape[1]
                     writer.writerow(["input", *(f"code_{index}" for index in range(flat.shape[1]))])
-                writer.writerows([_as_text_cell(_name(found, written["rows"] + offset)), *(f"{value:.9g}" for value in row)]
-                                 for offset, row in enumerate(flat))
+                writer.writerows([name, *(f"{value:.9g}" for value in row)]
+                                 for name, row in zip(_name_cells(found, written["rows"], len(flat)), flat.tolist()))
                 written["rows"] += len(flat)
 
     files.atomic_copy(write, args.out)
@@ -592,11 +594,12 @@ def command_score(args):
             writer.writerow(header)
             for scores in _each_batch(model.anomaly_score, found.batches(BATCH_SIZE), labels, _Progress("score", found.count)):
                 scores = scores.astype("float64")
-                flags = [] if threshold is None else (scores > threshold).astype(int)
-                writer.writerows([_as_text_cell(_name(found, written["rows"] + offset)), f"{score:.9g}", *flags[offset:offset + 1]]
-                                 for offset, score in enumerate(scores.tolist()))
+                columns = [_name_cells(found, written["rows"], len(scores)), [f"{score:.9g}" for score in scores.tolist()]]
+                if threshold is not None:
+                    columns.append((scores > threshold).astype(int).tolist())
+                    written["flagged"] += sum(columns[-1])
+                writer.writerows(zip(*columns))
                 written["rows"] += len(scores)
-                written["flagged"] += int(np.sum(flags))
 
     files.atomic_copy(write, args.out)
     flagged = f", {written['flagged']} above the card's threshold {threshold:.6g}" if threshold is not None else ""
