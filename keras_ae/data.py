@@ -210,6 +210,7 @@ class ImageFolderSource:
         if shuffle_seed is not None:
             dataset = dataset.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
         if self.found.check is not None:  # headers still being read: each chunk waits for its own, and stops at a fault
+            self.found.check.start()
             dataset = dataset.batch(CHECKED_CHUNK).map(plain(self._checked)).unbatch()
         return dataset.map(plain(lambda index, path: (index, files.decode_image(path, self.found.image_size, self.found.color_mode))),
                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

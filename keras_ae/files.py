@@ -232,7 +232,7 @@ PROBED_BEFORE_STREAMING = 5_000  # image headers read before a stream starts; th
 
 class HeaderCheck:
     """Every image file's header read in file order (never its pixels): the first `PROBED_BEFORE_STREAMING` before
-    `list_images` returns, the rest on a thread while the stream starts. A stream calls `check(indices)` before decoding
+    `list_images` returns, the rest on a thread while the stream starts. A stream calls `start()`, then `check(indices)` before decoding
     those files: a fault anywhere then stops it with the one-line error a full check before streaming would give."""
 
     def __init__(self, folder, files, image_size, on_error):
@@ -255,9 +255,10 @@ class HeaderCheck:
             self._read(index)
 
     def start(self):
-        """Read the headers not read yet on a thread."""
-        self._thread = threading.Thread(target=self.read, args=(len(self.files),), name="keras_ae image headers", daemon=True)
-        self._thread.start()
+        """Read the headers not read yet on a thread, once (a stream's first use starts it; counting or naming does not)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.read, args=(len(self.files),), name="keras_ae image headers", daemon=True)
+            self._thread.start()
 
     def check(self, indices):
         """`indices` (numpy int64), once their headers are read and no fault is known; else the one-line error."""
@@ -330,7 +331,6 @@ def list_images(folder, image_size=None, color_mode="grayscale", on_error="raise
         check = None
     else:  # all well so far: the rest are read while the stream starts
         found_sizes = tuple(dict.fromkeys(result[0] for result in check.results if result is not None))
-        check.start()
     labels = np.array([label for _, label in files], dtype=np.int64) if class_folders else None
     size = tuple(int(side) for side in image_size) if image_size is not None else found_sizes[0]
     return ImageFolder([path for path, _ in files], labels, [path.name for path in class_folders], size, color_mode,
