@@ -62,7 +62,8 @@ def detector(family, network, batch_size=64, steps=None):
 
 CANDIDATES = {  # data kind -> {model: how to train it on a unit}; each model is scored by every anomaly.SCORES
     "images": {"conv ae": conv_autoencoder},
-    "signals": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16, 2,000 steps": detector("ae", "dense", 16, 2000)},
+    "signals": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16, 2,000 steps": detector("ae", "dense", 16, 2000),
+                "ae conv1d": detector("ae", "conv1d")},
     "tables": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16": detector("ae", "dense", batch_size=16),
                "ae dense, batches of 16, 2,000 steps": detector("ae", "dense", 16, 2000)},
 }

@@ -8,10 +8,8 @@ and NDCG@100 over the test users (fold-in items excluded from the ranking). The 
 as the zoo cards `multvae_ml_latest_small` / `autorec_ml_latest_small` say (Mult-DAE: the Mult-VAE card's sizes and
 input dropout, no KL); RecVAE (Shenbin et al. 2020) as its paper trains it, see `recvae`. EASE's l2, biased MF's l2 and
 epochs, the autoencoders' epoch and RecVAE's encoder width are chosen on the validation users. A second Mult-DAE has
-input dropout 0.1, the best of a screen on the validation users of splits 0 and 1 alone (mean best-epoch NDCG@100 over
-the two, up to 250-300 epochs; the same code with seeded layers, so not the numbers of this script's Mult-DAE): dropout
-0.1 0.359, 0.2 0.357, 0.3 0.357, 0.5 0.351, 0.7 0.349, 0.8 0.344; dropout 0.5 with L2 0.01 0.339, with a 600-unit code
-0.357, three seeds' mean softmax 0.354. RMSE on the held-out ratings of the same held-out users (their other ratings
+input dropout 0.1, the best of a screen on the validation users of splits 0 and 1 alone (`recommend_screen.py`; its
+numbers are in docs/applications.md). RMSE on the held-out ratings of the same held-out users (their other ratings
 folded into training) for the global mean, biased matrix factorization and item-based AutoRec. Seeds 0..N-1 each give
 a split and the initialisations; `--jobs` runs that many seeds at once, each in its own process (the numbers are the
 same).
