@@ -45,7 +45,8 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
 
     `"reconstruction"`: the model's own `anomaly_score`. `"reconstruction+code"` adds how far each code lies from
     the normal codes, for anomalies the model reconstructs well: the squared Mahalanobis distance to the normal codes'
-    mean and covariance (its diagonal raised by `ridge` times the mean variance). Both terms are taken in log and
+    mean and covariance (its diagonal raised by `ridge` times the mean variance; if the normal codes never vary, the
+    term is 0). Both terms are taken in log and
     standardized by their mean and spread on `normal_x`, then summed. `"weighted reconstruction+code"` takes as its
     first term the squared error of each value divided by that value's mean squared error on `normal_x` (raised by
     `weight_floor` times their mean), averaged: an error where normal examples are reconstructed closely counts more
@@ -70,7 +71,7 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
     mean = normal_codes.mean(axis=0)
     covariance = np.atleast_2d(np.cov(normal_codes - mean, rowvar=False))
     covariance += ridge * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
-    inverse = np.linalg.inv(covariance)
+    inverse = np.linalg.pinv(covariance, hermitian=True)  # codes that never vary (a collapsed encoder) add nothing
     if score == "weighted reconstruction+code":
         typical_error = squared_residuals(model, normal_x).mean(axis=0)
         typical_error += weight_floor * typical_error.mean()

@@ -117,3 +117,24 @@ def test_the_ucr_rule_picks_equal_length_univariate_datasets_within_the_limits()
     names = anomaly_suites.ucr_names()
     assert len(names) >= 12 and "ECG5000" not in names
     assert names == sorted(names, key=str.lower)
+
+
+@pytest.mark.parametrize("score", ["reconstruction+code", "weighted reconstruction+code"])
+def test_codes_that_never_vary_add_nothing_to_the_score(score):
+    import keras
+
+    from keras_ae import networks
+    from keras_ae.models import Autoencoder
+
+    rows = np.random.default_rng(0).normal(size=(60, 12)).astype("float32")
+    model = Autoencoder(*networks.dense((12,), 4, hidden_units=(8,)), reconstruction="mse")
+    model(rows[:1])
+    for variable in model.encoder.trainable_variables:  # a collapsed encoder: the same code for every input
+        variable.assign(keras.ops.zeros_like(variable))
+    scores = anomaly.fit_scorer(model, rows[:40], score)(rows[40:])  # the covariance of the codes is 0
+    reconstruction = anomaly.fit_scorer(model, rows[:40], "reconstruction")
+    if score == "reconstruction+code":
+        normal = np.log(reconstruction(rows[:40]).astype("float64"))
+        expected = (np.log(reconstruction(rows[40:]).astype("float64")) - normal.mean()) / normal.std()
+        np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+    assert np.isfinite(scores).all()
