@@ -12,7 +12,8 @@ candidates per data kind (CANDIDATES) are each trained once per seed and scored 
 
 The recommendation for a data kind is the candidate with the highest mean AUROC on the development parts (a seeded
 fifth of each unit's normal training examples plus training examples of the other classes; no test example) of the
-kind's suites in the run: the mean over suites of the mean over their units. Per suite the script prints and writes
+kind's suites in the run: the mean over suites of the mean over their units. Suites measured in separate runs (the
+image suites take an hour each here) get one recommendation per kind with `--recommend-only`, which trains nothing. Per suite the script prints and writes
 (`benchmarks/anomaly_<suite>.json`) the mean AUROC of every method, its spread over seeds and over units, the means per
 dataset, and on how many units and datasets the recommendation beats the PyOD detector with the best mean.
 """
@@ -189,22 +190,22 @@ def parse_args(argv):
     parser.add_argument("--image-test-limit", type=int, help="the first this many test images (default: all 10,000)")
     parser.add_argument("--output-dir", default=str(BENCHMARKS), help="where anomaly_<suite>.json go")
     parser.add_argument("--quick", action="store_true", help="smoke run: one unit per suite, 1 image epoch, 2,000 test images")
+    parser.add_argument("--recommend-only", action="store_true",
+                        help="train nothing: read the suites' anomaly_<suite>.json from --output-dir (measured in separate runs) and "
+                             "choose each data kind's recommendation over them together")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1; got {args.seeds}")
+    if args.recommend_only and (args.quick or args.image_train_limit or args.image_test_limit or "--seeds" in argv or "--image-epochs" in argv):
+        parser.error("--recommend-only reads measured suites; it takes only --suites and --output-dir")
     if args.quick:
         args.image_epochs, args.image_test_limit = 1, 2000
     return args
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    command = shlex.join(["python", "scripts/anomaly_benchmark.py", *argv])
-    if os.environ.get("KERAS_AE_DATA"):
-        command = f"KERAS_AE_DATA={shlex.quote(os.environ['KERAS_AE_DATA'])} {command}"
-    seeds = list(range(args.seeds))
-    suites = {}
+def measure(args, command):
+    """Every suite of `args` measured: {name: the suite's record, with the run's config, platform and command}."""
+    seeds, suites = list(range(args.seeds)), {}
     for name in args.suites:
         make_units, kind = SUITES[name]
         started, units = time.perf_counter(), []
@@ -213,22 +214,40 @@ def main(argv=None):
             print(f"{name} {unit.dataset} class {unit.normal_class}: " + ", ".join(
                 f"{method} {np.mean(values):.4f}" for method, values in units[-1]["test"].items()) + f" {units[-1]['seconds']}",
                 flush=True)
-        suites[name] = {"kind": kind, "units": units, "summary": summarize(units),
-                        "seconds": round(time.perf_counter() - started, 1)}
+        suites[name] = {"suite": name, "kind": kind, "units": units, "summary": summarize(units),
+                        "seconds": round(time.perf_counter() - started, 1),
+                        "config": {"seeds": seeds, "image_epochs": args.image_epochs, "image_train_limit": args.image_train_limit,
+                                   "image_test_limit": args.image_test_limit, "quick": args.quick, "suites_in_run": args.suites},
+                        "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, {len(tf.config.list_physical_devices('GPU'))} GPU",
+                        "tensorflow": tf.__version__, "keras": keras.__version__, "command": command}
+    return suites
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = shlex.join(["python", "scripts/anomaly_benchmark.py", *argv])
+    if os.environ.get("KERAS_AE_DATA"):
+        command = f"KERAS_AE_DATA={shlex.quote(os.environ['KERAS_AE_DATA'])} {command}"
+    paths = {name: Path(args.output_dir) / f"anomaly_{name}.json" for name in args.suites}
+    if args.recommend_only:
+        missing = [str(path) for path in paths.values() if not path.is_file()]
+        if missing:
+            sys.exit(f"--recommend-only: no measured suite at {missing[0]}; run the suite first")
+        suites = {name: json.loads(path.read_text()) for name, path in paths.items()}
+    else:
+        suites = measure(args, command)
     chosen = recommend(suites)
     for name, suite in suites.items():
         suite["recommended"] = chosen[suite["kind"]]
+        suite["recommended_over"] = [other for other in suites if suites[other]["kind"] == suite["kind"]]
         suite["wins"] = wins(suite, suite["recommended"])
         suite["markdown"] = markdown(name, suite)
-        payload = {"suite": name, **suite, "config": {"seeds": seeds, "image_epochs": args.image_epochs, "image_train_limit": args.image_train_limit,
-                                                       "image_test_limit": args.image_test_limit, "quick": args.quick,
-                                                       "suites_in_run": args.suites},
-                   "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, {len(tf.config.list_physical_devices('GPU'))} GPU",
-                   "tensorflow": tf.__version__, "keras": keras.__version__, "command": command}
-        path = Path(args.output_dir) / f"anomaly_{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        weights.atomic_copy(lambda temporary: Path(temporary).write_text(json.dumps(payload, indent=1) + "\n"), path)
-        print(f"\n{suite['markdown']}\n\nWrote {path}", flush=True)
+        if args.recommend_only:
+            suite["recommendation_command"] = command
+        paths[name].parent.mkdir(parents=True, exist_ok=True)
+        weights.atomic_copy(lambda temporary: Path(temporary).write_text(json.dumps(suite, indent=1) + "\n"), paths[name])
+        print(f"\n{suite['markdown']}\n\nWrote {paths[name]}", flush=True)
     print(f"\nCommand: {command}", flush=True)
 
 

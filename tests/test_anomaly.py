@@ -138,3 +138,23 @@ def test_codes_that_never_vary_add_nothing_to_the_score(score):
         expected = (np.log(reconstruction(rows[40:]).astype("float64")) - normal.mean()) / normal.std()
         np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
     assert np.isfinite(scores).all()
+
+
+def test_suites_measured_apart_get_one_recommendation_per_data_kind(tmp_path):
+    import anomaly_benchmark
+
+    def suite(name, development):  # one unit; candidate "a" or "b" is better on its development part
+        peers = {peer: [0.8] for peer in ("KNN", "IForest", "PCA", "OCSVM", "ECOD")}
+        units = [{"dataset": name, "class": "0", "development": {key: [value] for key, value in development.items()},
+                  "test": {"a": [0.9], "b": [0.7], **peers}}]
+        return {"suite": name, "kind": "signals", "units": units, "summary": anomaly_benchmark.summarize(units)}
+
+    for name, development in (("ecg5000", {"a": 0.9, "b": 0.7}), ("ucr", {"a": 0.6, "b": 0.95})):
+        (tmp_path / f"anomaly_{name}.json").write_text(json.dumps(suite(name, development)))
+    anomaly_benchmark.main(["--recommend-only", "--suites", "ecg5000", "ucr", "--output-dir", str(tmp_path)])
+    for name in ("ecg5000", "ucr"):
+        written = json.loads((tmp_path / f"anomaly_{name}.json").read_text())
+        assert written["recommended"] == "b" and written["recommended_over"] == ["ecg5000", "ucr"]  # mean 0.825 against 0.75
+        assert written["wins"]["units"]["wins"] == 0 and "**b** (recommended)" in written["markdown"]  # b's test 0.7 < KNN's 0.8
+    with pytest.raises(SystemExit, match="no measured suite at .*anomaly_tables.json"):
+        anomaly_benchmark.main(["--recommend-only", "--suites", "tables", "--output-dir", str(tmp_path)])
