@@ -759,8 +759,8 @@ def parser():
     train.add_argument("--data", help="your data: a folder of images (class subfolders give labels), a .npy/.npz array, a .csv/.tsv "
                        "table, a .parquet file or a .tfrecord file of tf.train.Example records")
     train.add_argument("--family", default="ae", help="with --data: a family's short name: ae, dae, sae, vae, vqvae...")
-    train.add_argument("--network", help="with --data: dense, conv (images) or conv1d (signals); default: conv for images, "
-                                          "dense (hidden layers 64 and 32) for rows")
+    train.add_argument("--network", help="with --data: dense, conv (images) or conv1d (series: the anomaly suites' pick for "
+                                          "them); default: conv for images, dense (hidden layers 64 and 32) for rows")
     train.add_argument("--latent-dim", type=_integer(1, 65_536), help="with --data: size (or channels) of the code; default: 32 "
                                                                       "for images, 8 for rows")
     train.add_argument("--label-column", type=_label_column, help="with --data: a table's label column (name or index), or a "
