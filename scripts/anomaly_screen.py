@@ -1,0 +1,71 @@
+"""Screens for the signal candidates of `anomaly_benchmark.py`, on the suites' development parts only (no test example).
+
+    KERAS_AE_DATA=../shared/data python scripts/anomaly_screen.py networks --suites ucr       # dense / conv1d, codes 8 and 32
+    KERAS_AE_DATA=../shared/data python scripts/anomaly_screen.py ensemble --suites ucr ecg5000
+
+`networks`: `keras_ae.anomaly.Detector` (its defaults otherwise, seed 0) with a dense or a conv1d network and a code of
+8 or 32, scored by the reconstruction error and by "reconstruction+code". `ensemble`: the conv1d candidate of
+`anomaly_benchmark.py` trained with seeds 0, 100 and 200; one model's reconstruction error against the mean of the
+three models' log errors, each standardized on the normal training rows. Prints each unit's development AUROC and the
+mean over the suite's units.
+"""
+
+import argparse
+import json
+
+import keras
+import numpy as np
+
+import anomaly_benchmark
+from anomaly_suites import SUITES
+from keras_ae import anomaly
+from keras_ae.metrics import auroc
+
+NETWORKS = [{"network": network, "latent_dim": code} for network in ("dense", "conv1d") for code in (8, 32)]
+ENSEMBLE_SEEDS = (0, 100, 200)
+
+
+def networks(unit):
+    """{variant and score: development AUROC} for every network of NETWORKS."""
+    results = {}
+    for options in NETWORKS:
+        keras.utils.set_random_seed(0)
+        model = anomaly.Detector(family="ae", seed=0, **options).fit(unit.train).model_
+        for score in ("reconstruction", "reconstruction+code"):
+            scorer = anomaly.fit_scorer(model, unit.train, score)
+            results[f"{options['network']}, code {options['latent_dim']}, {score}"] = auroc(scorer(unit.development), unit.development_is_anomaly)
+    return results
+
+
+def ensemble(unit):
+    """{"one model": AUROC, "mean of 3": AUROC} of the conv1d candidate's reconstruction error on the development part."""
+    fit, standardized = anomaly_benchmark.CANDIDATES["signals"]["ae conv1d"], []
+    for seed in ENSEMBLE_SEEDS:
+        model = fit(unit, seed, None)
+        normal = np.log(anomaly.anomaly_scores(model, unit.train).astype("float64") + 1e-12)
+        development = np.log(anomaly.anomaly_scores(model, unit.development).astype("float64") + 1e-12)
+        standardized.append((development - normal.mean()) / normal.std())
+    return {"one model": auroc(standardized[0], unit.development_is_anomaly),
+            f"mean of {len(ENSEMBLE_SEEDS)}": auroc(np.mean(standardized, axis=0), unit.development_is_anomaly)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("screen", choices=("networks", "ensemble"))
+    parser.add_argument("--suites", nargs="+", choices=[name for name, (_, kind) in SUITES.items() if kind == "signals"], default=["ucr"])
+    args = parser.parse_args(argv)
+    screen = networks if args.screen == "networks" else ensemble
+    for name in args.suites:
+        make_units, _ = SUITES[name]
+        collected = {}
+        for unit in make_units(False):
+            results = screen(unit)
+            print(json.dumps({"suite": name, "dataset": unit.dataset, "class": unit.normal_class,
+                              **{key: round(value, 4) for key, value in results.items()}}), flush=True)
+            for key, value in results.items():
+                collected.setdefault(key, []).append(value)
+        print(json.dumps({"suite": name, "mean development AUROC": {key: round(float(np.mean(values)), 4) for key, values in collected.items()}}))
+
+
+if __name__ == "__main__":
+    main()
