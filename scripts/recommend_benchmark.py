@@ -87,18 +87,23 @@ def autoencoder(family, split, seed, epochs, input_dropout=None):
     return best_on_validation(model, split, seed, epochs, recipe["batch_size"])
 
 
+def recvae_model(items, seed, width):
+    """A compiled RecVAE as the paper builds it, with an encoder of 5 summed dense layers of `width`, seeded."""
+    keras.utils.set_random_seed(seed)
+    encoder, decoder = networks.summed_dense((items,), 200, hidden_units=(width,) * 5, variational=True,
+                                             output_activation="linear", seed=seed)
+    model = keras_ae.RecVAE(encoder, decoder, gamma=0.005, encoder_updates=3, input_dropout=0.5, seed=seed)
+    model.compile(optimizer=keras.optimizers.Adam(5e-4))
+    return model
+
+
 def recvae(split, seed, epochs, widths):
     """RecVAE as the paper trains it (code 200, swish, layer norm, input dropout 0.5, gamma 0.005, 3 encoder updates per
     decoder update, Adam 5e-4; batches of 100 here, for 487 training users): for each encoder width of `widths` (5 summed
     dense layers of it), trained up to `epochs`, the width and epoch with the best validation NDCG@100 kept."""
     best = None
     for width in widths:
-        keras.utils.set_random_seed(seed)
-        encoder, decoder = networks.summed_dense((split.train.shape[1],), 200, hidden_units=(width,) * 5, variational=True,
-                                                 output_activation="linear", seed=seed)
-        model = keras_ae.RecVAE(encoder, decoder, gamma=0.005, encoder_updates=3, input_dropout=0.5, seed=seed)
-        model.compile(optimizer=keras.optimizers.Adam(5e-4))
-        model, chosen = best_on_validation(model, split, seed, epochs, batch_size=100)
+        model, chosen = best_on_validation(recvae_model(split.train.shape[1], seed, width), split, seed, epochs, batch_size=100)
         if best is None or chosen["validation_ndcg@100"] > best[1]["validation_ndcg@100"]:
             best = (model, {"width": width, **chosen})
     return best

@@ -5,7 +5,7 @@
 
 `dae`: a Mult-DAE without hidden layer (code `--latent`, input dropout `--dropout`), Adam 1e-3, batches of 100,
 validation NDCG@100 every 5 epochs; with `--members` > 1, also of the mean softmax of that many models (seeds s,
-s + 1000, ...). `recvae`: RecVAE as `recommend_benchmark.recvae` builds it, validation NDCG@100 every 10 epochs.
+s + 1000, ...). `recvae`: RecVAE as `recommend_benchmark.recvae_model` builds it (width 200), validation NDCG@100 every 10 epochs.
 Prints one JSON line per split seed (the curve and its best) and the mean of the bests over the split seeds. The
 layers are seeded, so the numbers are not those of the benchmark's own Mult-DAE.
 """
@@ -31,15 +31,6 @@ def mult_dae(items, seed, dropout, latent):
     encoder, decoder = networks.dense((items,), latent, hidden_units=(), activation="tanh", output_activation="linear", seed=seed)
     model = keras_ae.MultDAE(encoder, decoder, input_dropout=dropout, seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    return model
-
-
-def recvae(items, seed, width=200):
-    keras.utils.set_random_seed(seed)
-    encoder, decoder = networks.summed_dense((items,), 200, hidden_units=(width,) * 5, variational=True,
-                                             output_activation="linear", seed=seed)
-    model = keras_ae.RecVAE(encoder, decoder, gamma=0.005, encoder_updates=3, input_dropout=0.5, seed=seed)
-    model.compile(optimizer=keras.optimizers.Adam(5e-4))
     return model
 
 
@@ -78,7 +69,7 @@ def main(argv=None):
         if args.model == "dae":
             single, mean = curves(lambda seed: mult_dae(items, seed, args.dropout, args.latent), args.members, split, seed, args.epochs, every := 5)
         else:
-            single, mean = curves(lambda seed: recvae(items, seed), 1, split, seed, args.epochs, every := 10)
+            single, mean = curves(lambda seed: recommend_benchmark.recvae_model(items, seed, 200), 1, split, seed, args.epochs, every := 10)
         bests["single"].append(max(single))
         bests["mean of members"].append(max(mean))
         print(json.dumps({"split": seed, "every": every, "single": single, "best single": max(single),
