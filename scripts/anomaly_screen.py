@@ -2,11 +2,15 @@
 
     KERAS_AE_DATA=../shared/data python scripts/anomaly_screen.py networks --suites ucr       # dense / conv1d, codes 8 and 32
     KERAS_AE_DATA=../shared/data python scripts/anomaly_screen.py ensemble --suites ucr ecg5000
+    KERAS_AE_DATA=../shared/data python scripts/anomaly_screen.py denoising --suites tables
 
 `networks`: `keras_ae.anomaly.Detector` (its defaults otherwise, seed 0) with a dense or a conv1d network and a code of
 8 or 32, scored by the reconstruction error and by "reconstruction+code". `ensemble`: the conv1d candidate of
-`anomaly_benchmark.py` trained with seeds 0, 100 and 200; one model's reconstruction error against the mean of the
-three models' log errors, each standardized on the normal training rows. Prints each unit's development AUROC and the
+`anomaly_benchmark.py` trained with seeds 0, 100 and 200; one model's reconstruction error (seed 0's, and the mean of
+the three models' AUROC) against the mean of the three models' log errors, each standardized on the normal training
+rows. `denoising`: the dense autoencoder of `keras_ae.anomaly.Detector`'s defaults (seed 0) against the denoising one
+with Gaussian noise of each of NOISE_LEVELS (in the network's min-max scaled units), by reconstruction error. Prints
+each unit's development AUROC and the
 mean over the suite's units.
 """
 
@@ -23,6 +27,7 @@ from keras_ae.metrics import auroc
 
 NETWORKS = [{"network": network, "latent_dim": code} for network in ("dense", "conv1d") for code in (8, 32)]
 ENSEMBLE_SEEDS = (0, 100, 200)
+NOISE_LEVELS = (0.02, 0.05, 0.1, 0.2, 0.5)
 
 
 def networks(unit):
@@ -38,23 +43,45 @@ def networks(unit):
 
 
 def ensemble(unit):
-    """{"one model": AUROC, "mean of 3": AUROC} of the conv1d candidate's reconstruction error on the development part."""
+    """Development AUROC of the conv1d candidate's reconstruction error: one model's, and the ensemble's."""
     fit, standardized = anomaly_benchmark.CANDIDATES["signals"]["ae conv1d"], []
     for seed in ENSEMBLE_SEEDS:
         model = fit(unit, seed, None)
         normal = np.log(anomaly.anomaly_scores(model, unit.train).astype("float64") + 1e-12)
         development = np.log(anomaly.anomaly_scores(model, unit.development).astype("float64") + 1e-12)
         standardized.append((development - normal.mean()) / normal.std())
-    return {"one model": auroc(standardized[0], unit.development_is_anomaly),
-            f"mean of {len(ENSEMBLE_SEEDS)}": auroc(np.mean(standardized, axis=0), unit.development_is_anomaly)}
+    return {"one model (seed 0)": auroc(standardized[0], unit.development_is_anomaly),
+            "one model (mean over the seeds)": float(np.mean([auroc(scores, unit.development_is_anomaly) for scores in standardized])),
+            f"mean of {len(ENSEMBLE_SEEDS)} models' scores": auroc(np.mean(standardized, axis=0), unit.development_is_anomaly)}
+
+
+def denoising(unit):
+    """Development AUROC of the reconstruction error: the dense autoencoder, and the denoising one per noise level."""
+    import keras_ae
+    from keras_ae import networks as builders
+
+    rows, results = unit.train.reshape(len(unit.train), -1), {}
+    for level in (None, *NOISE_LEVELS):
+        keras.utils.set_random_seed(0)
+        defaults = anomaly.ROWS
+        encoder, decoder = builders.build("dense", input_shape=(rows.shape[1],), latent_dim=defaults["latent_dim"], scaling="minmax",
+                                          hidden_units=tuple(defaults["hidden_units"]), seed=0)
+        builders.adapt_scaling(encoder, decoder, rows)
+        model = (keras_ae.Autoencoder(encoder, decoder, seed=0) if level is None
+                 else keras_ae.DenoisingAutoencoder(encoder, decoder, noise_level=level, seed=0))
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        model.fit(anomaly._row_batches(rows, defaults["batch_size"], 0), epochs=defaults["epochs"], verbose=0, shuffle=False)
+        development = unit.development.reshape(len(unit.development), -1)
+        results["ae" if level is None else f"dae, noise {level}"] = auroc(anomaly.anomaly_scores(model, development), unit.development_is_anomaly)
+    return results
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("screen", choices=("networks", "ensemble"))
-    parser.add_argument("--suites", nargs="+", choices=[name for name, (_, kind) in SUITES.items() if kind == "signals"], default=["ucr"])
+    parser.add_argument("screen", choices=("networks", "ensemble", "denoising"))
+    parser.add_argument("--suites", nargs="+", choices=[name for name, (_, kind) in SUITES.items() if kind != "images"], default=["ucr"])
     args = parser.parse_args(argv)
-    screen = networks if args.screen == "networks" else ensemble
+    screen = {"networks": networks, "ensemble": ensemble, "denoising": denoising}[args.screen]
     for name in args.suites:
         make_units, _ = SUITES[name]
         collected = {}

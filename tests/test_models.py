@@ -366,3 +366,26 @@ def test_a_mixed_precision_update_computes_in_low_precision_and_matches_float32(
     cosine = update @ reference / (np.linalg.norm(update) * np.linalg.norm(reference))
     assert cosine > 0.99 and np.linalg.norm(update) == pytest.approx(np.linalg.norm(reference), rel=0.05), cosine
     assert np.abs(update - reference).max() > 0  # not float32 in disguise
+
+
+@pytest.mark.parametrize("scaling", ["minmax", "standard"])
+def test_denoising_corrupts_raw_rows_in_the_networks_scaled_units(scaling):
+    rows = np.random.default_rng(0).uniform(100.0, 300.0, size=(200, 6)).astype("float32")  # raw values, far from [0, 1]
+    encoder, decoder = networks.dense((6,), 3, scaling=scaling)
+    networks.adapt_scaling(encoder, decoder, rows)
+    model = keras_ae.DenoisingAutoencoder(encoder, decoder, noise="gaussian", noise_level=0.1, seed=0)
+    scaled = np.asarray(encoder.get_layer("scaling")(rows))
+    noise = np.asarray(model.corrupt(rows, seed=3)) - rows
+    added = noise / np.asarray(encoder.get_layer("scaling").scale)  # the noise in scaled units
+    if scaling == "minmax":  # kept within the training rows' range, as images are kept within [0, 1]
+        noisy = np.asarray(model.corrupt(rows, seed=3))
+        assert (noisy >= rows.min(axis=0) - 1e-3).all() and (noisy <= rows.max(axis=0) + 1e-3).all()
+        free = (scaled + added > 1e-3) & (scaled + added < 1 - 1e-3)
+        assert abs(added[free].std() - 0.1) < 0.02
+    else:
+        assert abs(added.std() - 0.1) < 0.01 and abs(added.mean()) < 0.01
+    masked = np.asarray(keras_ae.DenoisingAutoencoder(encoder, decoder, noise="masking", noise_level=0.5, seed=0).corrupt(rows, seed=3))
+    hit = ~np.isclose(masked, rows, rtol=1e-5)  # the rest only goes through the scaling and back
+    assert 0.4 < hit.mean() < 0.6
+    offset = np.asarray(encoder.get_layer("scaling").offset)
+    np.testing.assert_allclose(masked[hit], np.broadcast_to(offset, rows.shape)[hit], rtol=1e-5)  # masked to the scaled 0
