@@ -34,7 +34,7 @@ class DenoisingAutoencoder(Autoencoder):
     Args:
         noise: `"gaussian"` (add N(0, noise_level^2), clip to [0, 1]), `"masking"` (zero a
             `noise_level` fraction of values) or `"salt_and_pepper"` (set a `noise_level` fraction
-            of values to 0 or 1 at random).
+            of values to 0 or 1 at random), in the network's scaled units if it scales raw values inside (see `corrupt`).
         noise_level: standard deviation or fraction, by `noise`.
         **kwargs: as in `Autoencoder`.
 
