@@ -184,8 +184,8 @@ def markdown(name, suite):
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suites", nargs="+", choices=list(SUITES), default=list(SUITES))
-    parser.add_argument("--seeds", type=int, default=3, help="keras-ae and seeded peers run with seeds 0..N-1")
-    parser.add_argument("--image-epochs", type=int, default=10, help="epochs of the image autoencoder")
+    parser.add_argument("--seeds", type=int, help="keras-ae and seeded peers run with seeds 0..N-1 (default: 3)")
+    parser.add_argument("--image-epochs", type=int, help="epochs of the image autoencoder (default: 10)")
     parser.add_argument("--image-train-limit", type=int, help="a seeded sample of this many training images per class (default: all)")
     parser.add_argument("--image-test-limit", type=int, help="the first this many test images (default: all 10,000)")
     parser.add_argument("--output-dir", default=str(BENCHMARKS), help="where anomaly_<suite>.json go")
@@ -194,10 +194,13 @@ def parse_args(argv):
                         help="train nothing: read the suites' anomaly_<suite>.json from --output-dir (measured in separate runs) and "
                              "choose each data kind's recommendation over them together")
     args = parser.parse_args(argv)
+    measuring = (args.quick, args.seeds, args.image_epochs, args.image_train_limit, args.image_test_limit)
+    if args.recommend_only and any(option not in (None, False) for option in measuring):
+        parser.error("--recommend-only reads measured suites; it takes only --suites and --output-dir")
+    args.seeds = 3 if args.seeds is None else args.seeds
+    args.image_epochs = 10 if args.image_epochs is None else args.image_epochs
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1; got {args.seeds}")
-    if args.recommend_only and (args.quick or args.image_train_limit or args.image_test_limit or "--seeds" in argv or "--image-epochs" in argv):
-        parser.error("--recommend-only reads measured suites; it takes only --suites and --output-dir")
     if args.quick:
         args.image_epochs, args.image_test_limit = 1, 2000
     return args

@@ -375,10 +375,9 @@ def test_denoising_corrupts_raw_rows_in_the_networks_scaled_units(scaling):
     networks.adapt_scaling(encoder, decoder, rows)
     model = keras_ae.DenoisingAutoencoder(encoder, decoder, noise="gaussian", noise_level=0.1, seed=0)
     scaled = np.asarray(encoder.get_layer("scaling")(rows))
-    noise = np.asarray(model.corrupt(rows, seed=3)) - rows
-    added = noise / np.asarray(encoder.get_layer("scaling").scale)  # the noise in scaled units
+    noisy = np.asarray(model.corrupt(rows, seed=3))
+    added = (noisy - rows) / np.asarray(encoder.get_layer("scaling").scale)  # the noise in scaled units
     if scaling == "minmax":  # kept within the training rows' range, as images are kept within [0, 1]
-        noisy = np.asarray(model.corrupt(rows, seed=3))
         assert (noisy >= rows.min(axis=0) - 1e-3).all() and (noisy <= rows.max(axis=0) + 1e-3).all()
         free = (scaled + added > 1e-3) & (scaled + added < 1 - 1e-3)
         assert abs(added[free].std() - 0.1) < 0.02
