@@ -81,6 +81,9 @@ def main(argv=None):
     parser.add_argument("screen", choices=("networks", "ensemble", "denoising"))
     parser.add_argument("--suites", nargs="+", choices=[name for name, (_, kind) in SUITES.items() if kind != "images"], default=["ucr"])
     args = parser.parse_args(argv)
+    tables = [name for name in args.suites if SUITES[name][1] != "signals"]
+    if args.screen != "denoising" and tables:
+        parser.error(f"the {args.screen} screen compares networks for series; {tables[0]} is not a signal suite")
     screen = {"networks": networks, "ensemble": ensemble, "denoising": denoising}[args.screen]
     for name in args.suites:
         make_units, _ = SUITES[name]
