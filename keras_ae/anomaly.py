@@ -43,6 +43,9 @@ def squared_residuals(model, x, batch_size=500):
 def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor=0.1):
     """A function from examples to anomaly scores (higher: more anomalous), fitted on known-normal examples.
 
+    `model` is one autoencoder or a list of them (an ensemble): each model's score (for `"reconstruction"`, its log)
+    is standardized by its mean and spread on `normal_x`, and the ensemble scores their mean.
+
     `"reconstruction"`: the model's own `anomaly_score`. `"reconstruction+code"` adds how far each code lies from
     the normal codes, for anomalies the model reconstructs well: the squared Mahalanobis distance to the normal codes'
     mean and covariance (its diagonal raised by `ridge` times the mean variance; if the normal codes never vary, the
@@ -60,6 +63,8 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
     """
     if score not in SCORES:
         raise InputError(f"Unknown anomaly score {score!r}; expected one of {list(SCORES)}.")
+    if isinstance(model, (list, tuple)):
+        return _ensemble_scorer(model, normal_x, score, ridge, weight_floor)
     if score == "reconstruction":
         return lambda x: anomaly_scores(model, x)
     normal_x = np.asarray(normal_x)
@@ -86,6 +91,29 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
         return _log_of_errors(reconstruction_term(x), model, score), np.log(distance + 1e-12)
 
     return _standardized_sum(terms, terms(normal_x))
+
+
+def _ensemble_scorer(models, normal_x, score, ridge, weight_floor):
+    """The mean of the `models`' scores, each standardized on `normal_x` (see `fit_scorer`)."""
+    if not models:
+        raise InputError("An ensemble needs at least one model; got an empty list.")
+    normal_x = np.asarray(normal_x)
+    scorers = [fit_scorer(model, normal_x, score, ridge, weight_floor) for model in models]
+    if score == "reconstruction":  # errors spread over decades: standardized in log, as the code scores' first term
+        scorers = [_in_log(scorer, model) for scorer, model in zip(scorers, models)]
+    summed = _standardized_sum(lambda x: [scorer(x) for scorer in scorers], [scorer(normal_x) for scorer in scorers])
+    return lambda x: summed(x) / len(scorers)
+
+
+def _in_log(scorer, model):
+    """`scorer`'s reconstruction errors in log; refused if any is negative (a VAE's negative ELBO can be)."""
+    def scores(x):
+        errors = np.asarray(scorer(x), "float64")
+        if np.min(errors) < 0:
+            raise InputError(f"An ensemble's 'reconstruction' score takes the log of {type(model).__name__}'s anomaly scores, "
+                             "which must be non-negative; score with one model instead.")
+        return np.log(errors + 1e-12)
+    return scores
 
 
 def _neighbours_scorer(model, normal_x, normal_codes):
@@ -162,14 +190,17 @@ class Detector(BaseEstimator):
             training scores (`threshold_`), as PyOD sets it.
         score: one of `SCORES` (see `fit_scorer`).
         seed: seed of the weights and of the model's draws.
+        ensemble_size: how many autoencoders to train, with seeds `seed`, `seed + 1000`, ...; each one's score is
+            standardized on `X` and the detector scores their mean (see `fit_scorer`). `model_` is the first,
+            `models_` all of them.
     """
 
     def __init__(self, family="ae", network=ROWS["network"], latent_dim=ROWS["latent_dim"], hidden_units=ROWS["hidden_units"],
                  epochs=ROWS["epochs"], batch_size=ROWS["batch_size"], learning_rate=1e-3, contamination=0.1,
-                 score="reconstruction", seed=0):
+                 score="reconstruction", seed=0, ensemble_size=1):
         self.family, self.network, self.latent_dim, self.hidden_units = family, network, latent_dim, hidden_units
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
-        self.contamination, self.score, self.seed = contamination, score, seed
+        self.contamination, self.score, self.seed, self.ensemble_size = contamination, score, seed, ensemble_size
 
     def _rows(self, X):
         rows = np.asarray(X, dtype="float32")
@@ -183,38 +214,45 @@ class Detector(BaseEstimator):
         """Train the autoencoder on the rows of `X` (`y` is ignored, as in unsupervised scikit-learn estimators).
 
         Raises:
-            InputError: `contamination` outside (0, 0.5], an unknown `family`, `X` not 2-D rows (or empty, or not
-                finite), or an unknown `score` (each before training).
+            InputError: `contamination` outside (0, 0.5], `ensemble_size` not a positive whole number, an unknown
+                `family`, `X` not 2-D rows (or empty, or not finite), or an unknown `score` (each before training).
         """
-        import keras
-
-        from keras_ae import networks
-        from keras_ae.models import by_short_name
-
         if not _is_number(self.contamination) or not 0.0 < float(self.contamination) <= 0.5:
             raise InputError(f"contamination must lie in (0, 0.5], a number; got {self.contamination!r}.")
+        if not isinstance(self.ensemble_size, numbers.Integral) or isinstance(self.ensemble_size, bool) or self.ensemble_size < 1:
+            raise InputError(f"ensemble_size must be a whole number of at least 1; got {self.ensemble_size!r}.")
         if self.score not in SCORES:
             raise InputError(f"Unknown anomaly score {self.score!r}; expected one of {list(SCORES)}.")
+        from keras_ae.models import by_short_name
+
         tasks = by_short_name()
         if self.family not in tasks:
             raise InputError(f"Unknown family {self.family!r}; expected one of {sorted(tasks)}.")
         rows = self._rows(X)
-        task = tasks[self.family]
-        options = {**task.network_options.get("*", {}), **task.network_options.get(self.network, {})}
-        if self.network == "dense":
-            options["hidden_units"] = tuple(self.hidden_units)
-        encoder, decoder = networks.build(self.network, input_shape=(rows.shape[1],), latent_dim=self.latent_dim, scaling="minmax",
-                                          seed=self.seed, **options)
-        networks.adapt_scaling(encoder, decoder, rows)
-        self.model_ = task.family(encoder, decoder, seed=self.seed, **task.options_off_images)
-        self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate))
-        batches = _row_batches(rows, self.batch_size, self.seed)
-        self.model_.fit(batches, epochs=self.epochs, verbose=0, shuffle=False)  # the batches shuffle themselves
-        self.scorer_ = fit_scorer(self.model_, rows, self.score)
+        self.models_ = [self._train(tasks[self.family], rows, self.seed + 1000 * member) for member in range(self.ensemble_size)]
+        self.model_ = self.models_[0]
+        self.scorer_ = fit_scorer(self.models_ if self.ensemble_size > 1 else self.model_, rows, self.score)
         self.decision_scores_ = np.asarray(self.scorer_(rows), "float64")
         self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - float(self.contamination)))
         self.n_features_in_ = rows.shape[1]
         return self
+
+    def _train(self, task, rows, seed):
+        """One autoencoder of the family's `task`, trained on `rows` with `seed`."""
+        import keras
+
+        from keras_ae import networks
+
+        options = {**task.network_options.get("*", {}), **task.network_options.get(self.network, {})}
+        if self.network == "dense":
+            options["hidden_units"] = tuple(self.hidden_units)
+        encoder, decoder = networks.build(self.network, input_shape=(rows.shape[1],), latent_dim=self.latent_dim, scaling="minmax",
+                                          seed=seed, **options)
+        networks.adapt_scaling(encoder, decoder, rows)
+        model = task.family(encoder, decoder, seed=seed, **task.options_off_images)
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate))
+        model.fit(_row_batches(rows, self.batch_size, seed), epochs=self.epochs, verbose=0, shuffle=False)  # batches shuffle themselves
+        return model
 
     def _check_fitted(self, X):
         if not hasattr(self, "model_"):

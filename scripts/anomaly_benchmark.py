@@ -49,24 +49,29 @@ def conv_autoencoder(unit, seed, epochs):
     return model
 
 
-def detector(family, network, batch_size=64, steps=None):
+def detector(family, network, batch_size=64, steps=None, ensemble_size=1):
     """A candidate for rows: `keras_ae.anomaly.Detector`, otherwise its defaults (50 epochs, code 8; the image epochs do
-    not apply); with `steps`, as many epochs as make at least that many updates (a unit of 20 normal rows makes 2 a epoch)."""
+    not apply); with `steps`, as many epochs as make at least that many updates (a unit of 20 normal rows makes 2 a epoch);
+    with `ensemble_size`, that many models (scored together by `anomaly.fit_scorer`)."""
     def fit(unit, seed, epochs):
         keras.utils.set_random_seed(seed)
         epochs = anomaly.ROWS["epochs"]
         if steps is not None:
             epochs = max(epochs, math.ceil(steps / math.ceil(len(unit.train) / batch_size)))
-        return anomaly.Detector(family=family, network=network, batch_size=batch_size, epochs=epochs, seed=seed).fit(unit.train).model_
+        fitted = anomaly.Detector(family=family, network=network, batch_size=batch_size, epochs=epochs, seed=seed,
+                                  ensemble_size=ensemble_size).fit(unit.train)
+        return fitted.models_ if ensemble_size > 1 else fitted.model_
     return fit
 
 
 CANDIDATES = {  # data kind -> {model: how to train it on a unit}; each model is scored by every anomaly.SCORES
     "images": {"conv ae": conv_autoencoder},
-    "signals": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16, 2,000 steps": detector("ae", "dense", 16, 2000),
-                "ae conv1d": detector("ae", "conv1d")},
+    "signals": {"ae dense": detector("ae", "dense"), "ae conv1d": detector("ae", "conv1d"), "dae conv1d": detector("dae", "conv1d"),
+                "ae conv1d, ensemble of 3": detector("ae", "conv1d", ensemble_size=3)},
     "tables": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16": detector("ae", "dense", batch_size=16),
-               "ae dense, batches of 16, 2,000 steps": detector("ae", "dense", 16, 2000)},
+               "ae dense, batches of 16, 2,000 steps": detector("ae", "dense", 16, 2000),
+               "dae dense, batches of 16": detector("dae", "dense", batch_size=16),
+               "ae dense, batches of 16, ensemble of 3": detector("ae", "dense", batch_size=16, ensemble_size=3)},
 }
 
 
