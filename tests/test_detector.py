@@ -7,6 +7,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from keras_ae import anomaly
 from keras_ae.anomaly import Detector
 from keras_ae.errors import InputError
 
@@ -50,3 +51,29 @@ def test_bad_input_is_one_line():
         Detector().fit(np.full((4, 2), np.nan))
     with pytest.raises(InputError, match="Unknown family 'gan'"):
         Detector(family="gan").fit(np.zeros((4, 2)))
+
+
+def test_an_ensemble_scores_the_mean_of_its_models_standardized_log_errors(cancer):
+    train, test, is_anomaly = cancer
+    detector = Detector(epochs=5, ensemble_size=2, seed=3).fit(train)
+    assert len(detector.models_) == 2 and detector.model_ is detector.models_[0]
+    single = Detector(epochs=5, seed=1003).fit(train)  # the second member, trained alone with its seed
+    np.testing.assert_allclose(single.model_.get_weights()[-1], detector.models_[1].get_weights()[-1], rtol=1e-5)
+
+    def standardized_log(model, rows):
+        reconstruct = lambda x: np.square(x - np.asarray(model(x.astype("float32")))).mean(axis=1)  # noqa: E731
+        normal = np.log(reconstruct(train))
+        return (np.log(reconstruct(rows)) - normal.mean()) / normal.std()
+
+    expected = np.mean([standardized_log(model, test) for model in detector.models_], axis=0)
+    np.testing.assert_allclose(detector.decision_function(test), expected, rtol=1e-3, atol=1e-3)
+    assert roc_auc_score(is_anomaly, detector.decision_function(test)) > 0.85
+
+
+def test_ensemble_size_must_be_a_positive_whole_number():
+    rows = np.random.default_rng(0).random((20, 3))
+    for bad in (0, 2.0, True, "3"):
+        with pytest.raises(InputError, match="ensemble_size must be a whole number"):
+            Detector(ensemble_size=bad, epochs=10_000).fit(rows)
+    with pytest.raises(InputError, match="at least one model"):
+        anomaly.fit_scorer([], rows)
