@@ -190,6 +190,7 @@ class Detector(BaseEstimator):
             training scores (`threshold_`), as PyOD sets it.
         score: one of `SCORES` (see `fit_scorer`).
         seed: seed of the weights and of the model's draws.
+        family_options: the family's model arguments, over its defaults for rows, e.g. `{"noise_level": 0.2}` for `"dae"`.
         ensemble_size: how many autoencoders to train, with seeds `seed`, `seed + 1000`, ...; each one's score is
             standardized on `X` and the detector scores their mean (see `fit_scorer`). `model_` is the first,
             `models_` all of them.
@@ -197,10 +198,11 @@ class Detector(BaseEstimator):
 
     def __init__(self, family="ae", network=ROWS["network"], latent_dim=ROWS["latent_dim"], hidden_units=ROWS["hidden_units"],
                  epochs=ROWS["epochs"], batch_size=ROWS["batch_size"], learning_rate=1e-3, contamination=0.1,
-                 score="reconstruction", seed=0, ensemble_size=1):
+                 score="reconstruction", seed=0, family_options=None, ensemble_size=1):
         self.family, self.network, self.latent_dim, self.hidden_units = family, network, latent_dim, hidden_units
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
-        self.contamination, self.score, self.seed, self.ensemble_size = contamination, score, seed, ensemble_size
+        self.contamination, self.score, self.seed = contamination, score, seed
+        self.family_options, self.ensemble_size = family_options, ensemble_size
 
     def _rows(self, X):
         rows = np.asarray(X, dtype="float32")
@@ -215,7 +217,8 @@ class Detector(BaseEstimator):
 
         Raises:
             InputError: `contamination` outside (0, 0.5], `ensemble_size` not a positive whole number, an unknown
-                `family`, `X` not 2-D rows (or empty, or not finite), or an unknown `score` (each before training).
+                `family` or argument of it in `family_options`, `X` not 2-D rows (or empty, or not finite), or an
+                unknown `score` (each before training).
         """
         if not _is_number(self.contamination) or not 0.0 < float(self.contamination) <= 0.5:
             raise InputError(f"contamination must lie in (0, 0.5], a number; got {self.contamination!r}.")
@@ -228,6 +231,7 @@ class Detector(BaseEstimator):
         tasks = by_short_name()
         if self.family not in tasks:
             raise InputError(f"Unknown family {self.family!r}; expected one of {sorted(tasks)}.")
+        self._check_family_options(tasks[self.family].family)
         rows = self._rows(X)
         self.models_ = [self._train(tasks[self.family], rows, self.seed + 1000 * member) for member in range(self.ensemble_size)]
         self.model_ = self.models_[0]
@@ -236,6 +240,19 @@ class Detector(BaseEstimator):
         self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - float(self.contamination)))
         self.n_features_in_ = rows.shape[1]
         return self
+
+    def _check_family_options(self, family):
+        import inspect
+
+        if self.family_options is None:
+            return
+        if not isinstance(self.family_options, dict):
+            raise InputError(f"family_options must be a dict of {family.__name__}'s arguments; got {self.family_options!r}.")
+        accepted = [name for name, parameter in inspect.signature(family).parameters.items()
+                    if name not in ("encoder", "decoder") and parameter.kind is not parameter.VAR_KEYWORD]
+        unknown = [name for name in self.family_options if name not in accepted]
+        if unknown:
+            raise InputError(f"{family.__name__} takes no argument {unknown[0]!r} in family_options; expected some of {accepted}.")
 
     def _train(self, task, rows, seed):
         """One autoencoder of the family's `task`, trained on `rows` with `seed`."""
@@ -249,7 +266,7 @@ class Detector(BaseEstimator):
         encoder, decoder = networks.build(self.network, input_shape=(rows.shape[1],), latent_dim=self.latent_dim, scaling="minmax",
                                           seed=seed, **options)
         networks.adapt_scaling(encoder, decoder, rows)
-        model = task.family(encoder, decoder, seed=seed, **task.options_off_images)
+        model = task.family(encoder, decoder, seed=seed, **{**task.options_off_images, **(self.family_options or {})})
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate))
         model.fit(_row_batches(rows, self.batch_size, seed), epochs=self.epochs, verbose=0, shuffle=False)  # batches shuffle themselves
         return model

@@ -104,9 +104,11 @@ class Scaling(layers.Layer):
         self.scale = self.add_weight(shape=feature_shape, initializer="ones", trainable=False, name="scale")
 
     def call(self, x):
-        if self.invert:
-            return x * self.scale + self.offset
-        return (x - self.offset) / self.scale
+        return self.unscale(x) if self.invert else (x - self.offset) / self.scale
+
+    def unscale(self, x):
+        """Scaled values back in raw units, `x * scale + offset`."""
+        return x * self.scale + self.offset
 
     def adapt(self, examples):
         """Set `offset` and `scale` per feature from training examples: a batch-first array, or an iterable of such
@@ -131,6 +133,11 @@ class Scaling(layers.Layer):
         return {**super().get_config(), "kind": self.kind, "invert": self.invert}
 
 
+def scaling_layers(*networks):
+    """The `Scaling` layers of `networks`, in order (none for networks built without `scaling=`)."""
+    return [layer for network in networks for layer in network.layers if isinstance(layer, Scaling)]
+
+
 def adapt_scaling(encoder, decoder, examples):
     """Set the scaling of a pair built with `scaling=` from training data; a no-op for networks without it.
 
@@ -142,7 +149,7 @@ def adapt_scaling(encoder, decoder, examples):
         InputError: `examples` not of the scaling's feature shape, holding NaN or Inf, or none (see
             `FeatureStatistics.of`).
     """
-    scalings = [layer for network in (encoder, decoder) for layer in network.layers if isinstance(layer, Scaling)]
+    scalings = scaling_layers(encoder, decoder)
     if scalings:  # one pass over the examples, whatever their number
         statistics = FeatureStatistics.of(examples, tuple(scalings[0].offset.shape))
         for layer in scalings:

@@ -57,22 +57,12 @@ def ensemble(unit):
 
 def denoising(unit):
     """Development AUROC of the reconstruction error: the dense autoencoder, and the denoising one per noise level."""
-    import keras_ae
-    from keras_ae import networks as builders
-
-    rows, results = unit.train.reshape(len(unit.train), -1), {}
+    results = {}
     for level in (None, *NOISE_LEVELS):
         keras.utils.set_random_seed(0)
-        defaults = anomaly.ROWS
-        encoder, decoder = builders.build("dense", input_shape=(rows.shape[1],), latent_dim=defaults["latent_dim"], scaling="minmax",
-                                          hidden_units=tuple(defaults["hidden_units"]), seed=0)
-        builders.adapt_scaling(encoder, decoder, rows)
-        model = (keras_ae.Autoencoder(encoder, decoder, seed=0) if level is None
-                 else keras_ae.DenoisingAutoencoder(encoder, decoder, noise_level=level, seed=0))
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
-        model.fit(anomaly._row_batches(rows, defaults["batch_size"], 0), epochs=defaults["epochs"], verbose=0, shuffle=False)
-        development = unit.development.reshape(len(unit.development), -1)
-        results["ae" if level is None else f"dae, noise {level}"] = auroc(anomaly.anomaly_scores(model, development), unit.development_is_anomaly)
+        family, options = ("ae", None) if level is None else ("dae", {"noise_level": level})
+        model = anomaly.Detector(family=family, family_options=options, seed=0).fit(unit.train).model_
+        results["ae" if level is None else f"dae, noise {level}"] = auroc(anomaly.anomaly_scores(model, unit.development), unit.development_is_anomaly)
     return results
 
 

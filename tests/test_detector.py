@@ -77,3 +77,13 @@ def test_ensemble_size_must_be_a_positive_whole_number():
             Detector(ensemble_size=bad, epochs=10_000).fit(rows)
     with pytest.raises(InputError, match="at least one model"):
         anomaly.fit_scorer([], rows)
+
+
+def test_family_options_reach_the_model_and_unknown_ones_are_refused():
+    rows = np.random.default_rng(0).random((40, 3)).astype("float32")
+    assert Detector(family="dae", epochs=1, family_options={"noise_level": 0.3}).fit(rows).model_.noise_level == 0.3
+    assert Detector(family="dae", epochs=1).fit(rows).model_.noise_level == 0.1  # the family's default for rows
+    with pytest.raises(InputError, match="takes no argument 'noise_levl'"):
+        Detector(family="dae", family_options={"noise_levl": 0.3}, epochs=10_000).fit(rows)
+    with pytest.raises(InputError, match="family_options must be a dict"):
+        Detector(family_options=[("noise_level", 0.3)], epochs=10_000).fit(rows)

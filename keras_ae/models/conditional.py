@@ -66,9 +66,9 @@ def condition_networks(encoder, decoder, num_classes):
             f"as wide as z_mean) or one widened by num_classes={num_classes}; got encoder input {encoder.inputs[0].shape}, "
             f"z_mean {encoder.outputs[0].shape}, decoder code {decoder.inputs[0].shape}, output {decoder.outputs[0].shape}."
         )
-    from keras_ae.networks import Scaling
+    from keras_ae.networks import scaling_layers
 
-    if any(isinstance(layer, Scaling) for layer in encoder.layers):
+    if scaling_layers(encoder):
         raise InputError("ConditionalVAE does not take networks with scaling= (the label would be scaled); scale the data first.")
     return _widened(encoder, num_classes), _widened(decoder, num_classes)
 

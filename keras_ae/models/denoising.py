@@ -22,7 +22,7 @@ from keras_ae.errors import InputError
 from keras_ae.models.autoencoder import Autoencoder, AutoencoderTask
 from keras_ae.models.base import check_choice, per_batch
 from keras_ae.models.task import metric_column, metric_text
-from keras_ae.networks import Scaling
+from keras_ae.networks import scaling_layers
 
 NOISE_KINDS = ("gaussian", "masking", "salt_and_pepper")
 
@@ -58,11 +58,11 @@ class DenoisingAutoencoder(Autoencoder):
         signals), the scaled values (bounded only for "minmax"), mapped back to raw units after corruption.
         """
         x = ops.convert_to_tensor(x)
-        scaling = next((layer for layer in self.encoder.layers if isinstance(layer, Scaling)), None)
-        if scaling is None:
+        scalings = scaling_layers(self.encoder)
+        if not scalings:
             return self._corrupt_in_unit_range(x, seed, bounded=True)
-        scaled = self._corrupt_in_unit_range(ops.cast(scaling(x), "float32"), seed, bounded=scaling.kind == "minmax")
-        return ops.cast(scaled * scaling.scale + scaling.offset, x.dtype)
+        scaled = self._corrupt_in_unit_range(ops.cast(scalings[0](x), "float32"), seed, bounded=scalings[0].kind == "minmax")
+        return ops.cast(scalings[0].unscale(scaled), x.dtype)
 
     def _corrupt_in_unit_range(self, x, seed, bounded):
         first_seed, second_seed = (self.seed_generator,) * 2 if seed is None else (seed, seed + 1)
