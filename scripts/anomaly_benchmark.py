@@ -71,7 +71,8 @@ CANDIDATES = {  # data kind -> {model: how to train it on a unit}; each model is
     "tables": {"ae dense": detector("ae", "dense"), "ae dense, batches of 16": detector("ae", "dense", batch_size=16),
                "ae dense, batches of 16, 2,000 steps": detector("ae", "dense", 16, 2000),
                "dae dense, batches of 16": detector("dae", "dense", batch_size=16),
-               "ae dense, batches of 16, ensemble of 3": detector("ae", "dense", batch_size=16, ensemble_size=3)},
+               "ae dense, batches of 16, ensemble of 3": detector("ae", "dense", batch_size=16, ensemble_size=3),
+               "ae dense, batches of 16, ensemble of 5": detector("ae", "dense", batch_size=16, ensemble_size=5)},
 }
 
 
