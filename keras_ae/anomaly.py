@@ -58,8 +58,8 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
     normal class of several clusters is not one Gaussian.
 
     Raises:
-        InputError: an unknown `score`; for a code term, fewer than 2 `normal_x`, examples refused by `check_input`, or
-            negative anomaly scores to take the log of.
+        InputError: an unknown `score`; an empty list of models; for a code term or an ensemble, fewer than 2
+            `normal_x`, examples refused by `check_input`, or negative anomaly scores to take the log of.
     """
     if score not in SCORES:
         raise InputError(f"Unknown anomaly score {score!r}; expected one of {list(SCORES)}.")
@@ -98,6 +98,8 @@ def _ensemble_scorer(models, normal_x, score, ridge, weight_floor):
     if not models:
         raise InputError("An ensemble needs at least one model; got an empty list.")
     normal_x = np.asarray(normal_x)
+    if len(normal_x) < 2:
+        raise InputError(f"An ensemble needs at least 2 normal examples to standardize its members' scores; got {len(normal_x)}.")
     scorers = [fit_scorer(model, normal_x, score, ridge, weight_floor) for model in models]
     if score == "reconstruction":  # errors spread over decades: standardized in log, as the code scores' first term
         scorers = [_in_log(scorer, model) for scorer, model in zip(scorers, models)]

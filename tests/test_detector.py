@@ -77,6 +77,9 @@ def test_ensemble_size_must_be_a_positive_whole_number():
             Detector(ensemble_size=bad, epochs=10_000).fit(rows)
     with pytest.raises(InputError, match="at least one model"):
         anomaly.fit_scorer([], rows)
+    models = Detector(epochs=1, ensemble_size=2).fit(rows).models_
+    with pytest.raises(InputError, match="at least 2 normal examples"):
+        anomaly.fit_scorer(models, rows[:1])
 
 
 def test_family_options_reach_the_model_and_unknown_ones_are_refused():
