@@ -88,7 +88,7 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
     def terms(x):
         offsets = codes(model, x).reshape(len(x), -1) - mean
         distance = np.einsum("ij,ij->i", offsets @ inverse, offsets)
-        return _log_of_errors(reconstruction_term(x), model, score), np.log(distance + 1e-12)
+        return _log_of_errors(reconstruction_term(x), model, f"score={score!r}"), np.log(distance + 1e-12)
 
     return _standardized_sum(terms, terms(normal_x))
 
@@ -109,13 +109,8 @@ def _ensemble_scorer(models, normal_x, score, ridge, weight_floor):
 
 def _in_log(scorer, model):
     """`scorer`'s reconstruction errors in log; refused if any is negative (a VAE's negative ELBO can be)."""
-    def scores(x):
-        errors = np.asarray(scorer(x), "float64")
-        if np.min(errors) < 0:
-            raise InputError(f"An ensemble's 'reconstruction' score takes the log of {type(model).__name__}'s anomaly scores, "
-                             "which must be non-negative; score with one model instead.")
-        return np.log(errors + 1e-12)
-    return scores
+    return lambda x: _log_of_errors(np.asarray(scorer(x), "float64"), model, "an ensemble's 'reconstruction' score",
+                                    remedy="score with one model instead")
 
 
 def _neighbours_scorer(model, normal_x, normal_codes):
@@ -129,16 +124,16 @@ def _neighbours_scorer(model, normal_x, normal_codes):
         reconstruction = np.asarray(anomaly_scores(model, x), "float64")
         found = normal_codes if own else codes(model, x).reshape(len(x), -1).astype("float64")
         distance = index.kneighbors(found, n_neighbors=k + 1)[0][:, k if own else k - 1]
-        return _log_of_errors(reconstruction, model, "reconstruction+neighbours"), np.log(distance + 1e-12)
+        return _log_of_errors(reconstruction, model, "score='reconstruction+neighbours'"), np.log(distance + 1e-12)
 
     return _standardized_sum(terms, terms(normal_x, own=True))
 
 
-def _log_of_errors(reconstruction, model, score):
-    """The log of reconstruction errors, the first term of a code score; refused if any is negative."""
+def _log_of_errors(reconstruction, model, score, remedy="use score='reconstruction'"):
+    """The log of reconstruction errors, the first term of a code score (`score` names what takes it, as in
+    "score='reconstruction+code'"); refused if any is negative."""
     if np.min(reconstruction) < 0:
-        raise InputError(f"score={score!r} takes the log of {type(model).__name__}'s anomaly scores, "
-                         "which must be non-negative; use score='reconstruction'.")
+        raise InputError(f"{score} takes the log of {type(model).__name__}'s anomaly scores, which must be non-negative; {remedy}.")
     return np.log(reconstruction + 1e-12)
 
 

@@ -44,15 +44,12 @@ def networks(unit):
 
 def ensemble(unit):
     """Development AUROC of the conv1d candidate's reconstruction error: one model's, and the ensemble's."""
-    fit, standardized = anomaly_benchmark.CANDIDATES["signals"]["ae conv1d"], []
-    for seed in ENSEMBLE_SEEDS:
-        model = fit(unit, seed, None)
-        normal = np.log(anomaly.anomaly_scores(model, unit.train).astype("float64") + 1e-12)
-        development = np.log(anomaly.anomaly_scores(model, unit.development).astype("float64") + 1e-12)
-        standardized.append((development - normal.mean()) / normal.std())
-    return {"one model (seed 0)": auroc(standardized[0], unit.development_is_anomaly),
-            "one model (mean over the seeds)": float(np.mean([auroc(scores, unit.development_is_anomaly) for scores in standardized])),
-            f"mean of {len(ENSEMBLE_SEEDS)} models' scores": auroc(np.mean(standardized, axis=0), unit.development_is_anomaly)}
+    fit = anomaly_benchmark.CANDIDATES["signals"]["ae conv1d"]
+    models = [fit(unit, seed, None) for seed in ENSEMBLE_SEEDS]
+    alone = [auroc(anomaly.anomaly_scores(model, unit.development), unit.development_is_anomaly) for model in models]
+    together = anomaly.fit_scorer(models, unit.train, "reconstruction")(unit.development)
+    return {"one model (seed 0)": alone[0], "one model (mean over the seeds)": float(np.mean(alone)),
+            f"mean of {len(ENSEMBLE_SEEDS)} models' scores": auroc(together, unit.development_is_anomaly)}
 
 
 def denoising(unit):
