@@ -1,14 +1,17 @@
 """Anomaly detection with any autoencoder: scores, a threshold fitted on normal data, and AUROC."""
 
+import dataclasses
 import numbers
 
 import numpy as np
+from keras import ops
 from sklearn.base import BaseEstimator
 
+from keras_ae.card_types import Anomaly
 from keras_ae.errors import InputError
 from keras_ae.metrics import auroc
 from keras_ae.models import per_batch
-from keras_ae.training import OWN_DATA_DEFAULTS
+from keras_ae.training import OWN_DATA_DEFAULTS, PRESET_SCORES
 
 ROWS = OWN_DATA_DEFAULTS["rows"]  # the recipe `keras-ae train --data` uses on rows too
 
@@ -70,27 +73,119 @@ def fit_scorer(model, normal_x, score="reconstruction", ridge=1e-3, weight_floor
     normal_x = np.asarray(normal_x)
     if len(normal_x) < 2:
         raise InputError(f"score={score!r} needs at least 2 normal examples to fit; got {len(normal_x)}.")
+    if score == "reconstruction+code":
+        fitted = CodeScore.fit(model, normal_x, ridge)
+        return lambda x: np.asarray(per_batch(lambda batch: fitted(model, batch), np.asarray(x)))
     normal_codes = codes(model, normal_x).reshape(len(normal_x), -1).astype("float64")
     if score == "reconstruction+neighbours":
         return _neighbours_scorer(model, normal_x, normal_codes)
-    mean = normal_codes.mean(axis=0)
-    covariance = np.atleast_2d(np.cov(normal_codes - mean, rowvar=False))
-    covariance += ridge * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
-    inverse = np.linalg.pinv(covariance, hermitian=True)  # codes that never vary (a collapsed encoder) add nothing
-    if score == "weighted reconstruction+code":
-        typical_error = squared_residuals(model, normal_x).mean(axis=0)
-        typical_error += weight_floor * typical_error.mean()
-        reconstruction_term = lambda x: (squared_residuals(model, x) / typical_error).mean(axis=1)  # noqa: E731
-    else:
-        # float64, as the other terms: standardized in float32, the normal examples' mean strayed from 0 by 1e-6
-        reconstruction_term = lambda x: np.asarray(anomaly_scores(model, x), "float64")  # noqa: E731
+    mean, inverse = _code_statistics(normal_codes, ridge)
+    typical_error = squared_residuals(model, normal_x).mean(axis=0)
+    typical_error += weight_floor * typical_error.mean()
 
     def terms(x):
         offsets = codes(model, x).reshape(len(x), -1) - mean
         distance = np.einsum("ij,ij->i", offsets @ inverse, offsets)
-        return _log_of_errors(reconstruction_term(x), model, f"score={score!r}"), np.log(distance + 1e-12)
+        weighted = (squared_residuals(model, x) / typical_error).mean(axis=1)
+        return _log_of_errors(weighted, model, f"score={score!r}"), np.log(distance + 1e-12)
 
     return _standardized_sum(terms, terms(normal_x))
+
+
+def _code_statistics(normal_codes, ridge):
+    """The normal codes' mean and the inverse of their covariance, its diagonal raised by `ridge` times the mean
+    variance (a pseudo-inverse: codes that never vary, a collapsed encoder, add nothing)."""
+    mean = normal_codes.mean(axis=0)
+    covariance = np.atleast_2d(np.cov(normal_codes - mean, rowvar=False))
+    covariance += ridge * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
+    return mean, np.linalg.pinv(covariance, hermitian=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeScore:
+    """The "reconstruction+code" score fitted on normal examples, as numbers a card can carry (see `fit_scorer`).
+
+    `score = CodeScore.fit(model, normal_x)`; `score(model, x)` scores a batch with Keras ops (so it runs inside a
+    `tf.function`); `score.to_json()` and `CodeScore.from_json(mapping)` carry it in a card's `anomaly.code_score`.
+    """
+
+    code_mean: tuple  # the normal codes' mean, one value per code value
+    code_precision: tuple  # rows of the inverse of their (ridged) covariance
+    centers: tuple  # the mean on the normal examples of the two terms: log reconstruction error, log code distance
+    spreads: tuple  # their standard deviations (plus 1e-12)
+
+    @classmethod
+    def fit(cls, model, normal_x, ridge=1e-3):
+        """Fitted on the known-normal examples `normal_x` (at least 2; their scores must be non-negative)."""
+        normal_x = np.asarray(normal_x)
+        normal_codes = codes(model, normal_x).reshape(len(normal_x), -1).astype("float64")
+        mean, inverse = _code_statistics(normal_codes, ridge)
+        unstandardized = cls(tuple(mean.tolist()), tuple(map(tuple, inverse.tolist())), (0.0, 0.0), (1.0, 1.0))
+        reconstruction = np.asarray(anomaly_scores(model, normal_x), "float64")
+        _log_of_errors(reconstruction, model, "score='reconstruction+code'")
+        terms = np.asarray(per_batch(lambda batch: ops.stack(unstandardized.terms(model, batch), axis=1), normal_x))
+        return cls(unstandardized.code_mean, unstandardized.code_precision, tuple(terms.mean(axis=0).tolist()),
+                   tuple((terms.std(axis=0) + 1e-12).tolist()))
+
+    @classmethod
+    def from_json(cls, mapping, source="code_score"):
+        """The score of a card's `anomaly.code_score`; a one-line `InputError` naming `source` if its sizes disagree."""
+        try:
+            score = cls(tuple(map(float, mapping["code_mean"])), tuple(tuple(map(float, row)) for row in mapping["code_precision"]),
+                        tuple(map(float, mapping["centers"])), tuple(map(float, mapping["spreads"])))
+            size = len(score.code_mean)
+            if any(len(row) != size for row in score.code_precision) or len(score.code_precision) != size \
+                    or len(score.centers) != 2 or len(score.spreads) != 2:
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{source} must hold code_mean (n values), code_precision (n rows of n), centers and spreads "
+                             f"(2 values each); got {mapping!r:.200}") from None
+        return score
+
+    def to_json(self):
+        return {field.name: _lists(getattr(self, field.name)) for field in dataclasses.fields(self)}
+
+    def terms(self, model, x):
+        """(log reconstruction error, log squared Mahalanobis distance of the code) of a batch, in float64."""
+        reconstruction = ops.cast(model.anomaly_score(x), "float64")
+        code = ops.reshape(ops.cast(model.embed(x), "float64"), (-1, len(self.code_mean)))
+        offsets = code - ops.convert_to_tensor(self.code_mean, "float64")
+        distance = ops.sum(ops.matmul(offsets, ops.convert_to_tensor(self.code_precision, "float64")) * offsets, axis=1)
+        return ops.log(reconstruction + 1e-12), ops.log(distance + 1e-12)
+
+    def __call__(self, model, x):
+        """The anomaly score of each example of the batch `x` (higher: more anomalous), in float64."""
+        return sum((term - center) / spread for term, center, spread in zip(self.terms(model, x), self.centers, self.spreads))
+
+
+def preset_score(model, settings):
+    """The per-batch scoring function a card's `anomaly` section (`settings`: typed, its JSON form, or None) names: the
+    model's own `anomaly_score`, or for `score` "reconstruction+code" its fitted `code_score`, e.g.
+    `preset_scores(keras_ae.load("detector"), keras_ae.model_card("detector")["anomaly"], x)`.
+
+    Raises:
+        InputError: a score not in `PRESET_SCORES`, or "reconstruction+code" without a valid fitted `code_score`.
+    """
+    settings = Anomaly.from_json(settings) if isinstance(settings, dict) else settings
+    score = "reconstruction" if settings is None else settings.score
+    if score not in PRESET_SCORES:
+        raise InputError(f"Unknown anomaly.score {score!r}; a card takes one of {list(PRESET_SCORES)}.")
+    if score == "reconstruction":
+        return model.anomaly_score
+    if settings.code_score is None:
+        raise InputError("The card's anomaly.score is 'reconstruction+code' but it holds no fitted anomaly.code_score; "
+                         "train it (keras-ae train) to fit one on its normal training examples.")
+    fitted = CodeScore.from_json(settings.code_score, source="the card's anomaly.code_score")
+    return lambda x: fitted(model, x)
+
+
+def preset_scores(model, settings, x, batch_size=500):
+    """`preset_score(model, settings)` of every example of `x`, as a numpy array."""
+    return np.asarray(per_batch(preset_score(model, settings), np.asarray(x), batch_size=batch_size))
+
+
+def _lists(value):
+    return [_lists(item) for item in value] if isinstance(value, (tuple, list)) else value
 
 
 def _ensemble_scorer(models, normal_x, score, ridge, weight_floor):

@@ -162,9 +162,12 @@ class Weights(Section):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Anomaly(Section):
-    """`anomaly`: which label is normal, and the score threshold above which an example is called anomalous."""
+    """`anomaly`: which label is normal, which score (`keras_ae.anomaly.PRESET_SCORES`; "reconstruction+code" carries
+    its fitted `code_score`), and the score threshold above which an example is called anomalous."""
 
     normal_label: Any = None
+    score: str = "reconstruction"
+    code_score: dict = None
     threshold_rule: str = "percentile"
     percentile: float = 99.0
     threshold: float = None

@@ -93,7 +93,7 @@ def command_info(args):
         rule = anomaly.threshold_rule
         rule += f" {anomaly.percentile:g}" if rule == "percentile" and "percentile" in anomaly.given else ""
         print(f"  anomaly threshold: {anomaly.threshold:.6g} ({rule}; {anomaly.threshold_source or 'from the training split'}); "
-              f"scores above it are called anomalous, normal label {anomaly.normal_label!r}")
+              f"{anomaly.score} scores above it are called anomalous, normal label {anomaly.normal_label!r}")
     for section in ("model", "network", "data", "recipe", "training", "metrics", "anomaly", "weights"):
         if isinstance(shown.get(section), dict):
             print(f"\n[{section}]")
@@ -172,7 +172,8 @@ def command_train(args):
                                           ("--normal-label", args.normal_label),
                                           ("--threshold-percentile", args.threshold_percentile), ("--image-size", args.image_size),
                                           ("--color-mode", args.color_mode), ("--contamination", args.contamination),
-                                          ("--from", args.start_from), ("--network", args.network), ("--latent-dim", args.latent_dim)) if value is not None]
+                                          ("--from", args.start_from), ("--network", args.network), ("--latent-dim", args.latent_dim),
+                                          ("--score", args.score)) if value is not None]
     if given and not args.data:
         raise InputError(f"{given[0]} is for --data (your own data); a zoo name or --card trains as its card says: drop {given[0]}")
     if args.output:  # refused before any data is read, and again under the lock before training
@@ -187,7 +188,7 @@ def command_train(args):
             batch_size=args.batch_size, normal_label=args.normal_label, threshold_percentile=args.threshold_percentile,
             image_size=args.image_size, color_mode=args.color_mode, label_column=args.label_column, columns=args.columns,
             name=Path(args.output).name if args.output else None, threshold_rule=args.threshold_rule.replace("-", "_"),
-            contamination=args.contamination, start_from=args.start_from,
+            contamination=args.contamination, start_from=args.start_from, score=args.score,
         )
     else:
         card = cards.find_preset(args.name).card if args.name else cards.read_card(args.card)
@@ -581,7 +582,7 @@ def command_embed(args):
 
 
 def command_score(args):
-    from keras_ae import files
+    from keras_ae import anomaly, files
 
     card, model, found, labels = _model_inputs(args, "score")
     threshold = None if card.anomaly is None else card.anomaly.threshold
@@ -592,7 +593,8 @@ def command_score(args):
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(header)
-            for scores in _each_batch(model.anomaly_score, found.batches(BATCH_SIZE), labels, _Progress("score", found.count)):
+            scorer = anomaly.preset_score(model, card.anomaly)
+            for scores in _each_batch(scorer, found.batches(BATCH_SIZE), labels, _Progress("score", found.count)):
                 scores = scores.astype("float64")
                 columns = [_name_cells(found, written["rows"], len(scores)), [f"{score:.9g}" for score in scores.tolist()]]
                 if threshold is not None:
@@ -694,9 +696,9 @@ def command_export(args):
     from keras_ae import cards
     from keras_ae.exporting import export
 
-    _family(args.source, "export")
+    card, _ = _family(args.source, "export")
     signatures = args.signatures.split(",") if args.signatures else None
-    print(f"wrote {export(cards.load(args.source), args.directory, format=args.format, signatures=signatures)}")
+    print(f"wrote {export(cards.load(args.source), args.directory, format=args.format, signatures=signatures, anomaly=card.anomaly)}")
 
 
 def command_download(args):
@@ -773,6 +775,10 @@ def parser():
                        help="with --normal-label: percentile of the normal training scores (default), their mean plus one "
                             "standard deviation, or the threshold that classifies the labelled training data best (it needs "
                             "anomalies in the training data)")
+    train.add_argument("--score", choices=("reconstruction", "reconstruction+code"),
+                       help="with --normal-label: the anomaly score the preset scores and thresholds with; default: "
+                            "reconstruction+code for images with the ae family (the image suites' pick: the reconstruction "
+                            "error and the code's distance from the normal codes), reconstruction otherwise")
     train.add_argument("--contamination", type=float,
                        help="with --normal-label: the expected share of anomalies (as PyOD's contamination): the threshold is "
                             "the 100 x (1 - contamination) percentile of the training scores")

@@ -10,8 +10,8 @@ data is measured on one fixed, seeded binarization of the test split (see `data.
 import numpy as np
 
 from keras_ae import kinds
+from keras_ae.anomaly import codes, preset_scores
 from keras_ae.card_types import as_card
-from keras_ae.anomaly import anomaly_scores, codes
 from keras_ae.errors import InputError
 from keras_ae.metrics import auroc, ndcg_at_k, psnr, recall_at_k, rmse, top_k  # noqa: F401  (public here too, as before)
 from keras_ae.models import task_for
@@ -90,7 +90,7 @@ def shared_measures(card, model, arrays, probe=None, data_dir=None, **settings):
     task = task_for(model)(model)
     measured = task.measure(arrays["examples"], arrays["inputs"], arrays["targets"], **evaluation_settings(card, model, settings))
     if card.anomaly is not None:
-        measured.update(detection_metrics(card.anomaly, anomaly_scores(model, arrays["inputs"]), arrays["labels"]))
+        measured.update(detection_metrics(card.anomaly, preset_scores(model, card.anomaly, arrays["inputs"]), arrays["labels"]))
     if probe if probe is not None else card.evaluation.get("linear_probe", False):
         train_examples, train_labels = kinds.of(task).arrays(card, "train", data_dir=data_dir)
         measured["linear_probe_accuracy"] = linear_probe(codes(model, train_examples), train_labels,

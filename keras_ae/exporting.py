@@ -13,7 +13,9 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+from keras import ops
 
+from keras_ae.anomaly import preset_score
 from keras_ae.errors import InputError, MissingExtraError
 from keras_ae.models import task_for
 
@@ -31,7 +33,7 @@ def _check_destination(path):
     return path
 
 
-def export(model, path, format="savedmodel", signatures=None):
+def export(model, path, format="savedmodel", signatures=None, anomaly=None):
     """Write `model` for serving, whole or not at all.
 
     Args:
@@ -44,6 +46,8 @@ def export(model, path, format="savedmodel", signatures=None):
             `"onnx"`: one `<signature>.onnx` per deterministic signature (`tf2onnx`, opset 17; run with `onnxruntime`).
         signatures: the names to write (default: every one the format takes); e.g. `("serve", "encode")` where a
             converter cannot express a VAE's `anomaly_score` (it draws from a seeded normal).
+        anomaly: a card's `anomaly` section (`keras-ae export` passes the preset's): `anomaly_score` then scores as
+            the card does (`keras_ae.anomaly.preset_score`), so the card's threshold applies to it.
 
     Raises:
         InputError: an unknown format, signatures the family does not offer in that format (or none), or a signature
@@ -55,6 +59,9 @@ def export(model, path, format="savedmodel", signatures=None):
         raise InputError(f"Unknown export format {format!r}; expected one of {list(FORMATS)}.")
     path = _check_destination(path)
     endpoints = task_for(model)(model).export_endpoints()
+    if anomaly is not None and "anomaly_score" in endpoints:
+        score = preset_score(model, anomaly)
+        endpoints["anomaly_score"] = (lambda x: ops.cast(score(x), "float32"), endpoints["anomaly_score"][1])
     offered = list(endpoints) if format == "savedmodel" else [name for name in CONVERTED_SIGNATURES if name in endpoints]
     chosen = offered if signatures is None else list(signatures)
     unknown = sorted(set(chosen) - set(offered))

@@ -411,11 +411,12 @@ THRESHOLD_RULES = {
 
 
 def anomaly_threshold(model, card, data_dir=None):
-    """The score above which an example is called anomalous, from the card's training split only, and how it was chosen.
+    """The score above which an example is called anomalous, from the card's training split only, and how it was chosen;
+    for `anomaly.score` "reconstruction+code", first its code score, fitted on the split's normal examples.
 
     `anomaly.threshold_rule` "percentile" (default): that `percentile` of the scores of the normal training examples;
     "mean_plus_std": their mean plus one standard deviation; "best_accuracy": the threshold that classifies the whole
-    labelled training split best. Returns `{"threshold": ..., "threshold_source": ...}`.
+    labelled training split best. Returns `{"threshold": ..., "threshold_source": ...}` (and `"code_score"`).
     """
     from keras_ae import anomaly
 
@@ -426,18 +427,22 @@ def anomaly_threshold(model, card, data_dir=None):
         raise InputError(f"Unknown anomaly.threshold_rule {rule!r}; expected one of {sorted(THRESHOLD_RULES)}.")
     split = card.data.train_split
     examples, labels = kinds.of(cards.task_of(card)).arrays(card, split, data_dir=data_dir, every_label=rule == "best_accuracy")
-    scores = anomaly.anomaly_scores(model, examples)
+    normal = labels == np.asarray(settings.normal_label, dtype=labels.dtype) if rule == "best_accuracy" else np.ones(len(examples), bool)
+    fitted = {}
+    if settings.score == "reconstruction+code":
+        fitted = {"code_score": anomaly.CodeScore.fit(model, examples[normal]).to_json()}
+        settings = dataclasses.replace(settings, **fitted)
+    scores = anomaly.preset_scores(model, settings, examples)
     source = THRESHOLD_RULES[rule].format(percentile=settings.percentile, split=split)
     if rule == "percentile":
         threshold = np.percentile(scores, settings.percentile)
     elif rule == "mean_plus_std":
         threshold = np.mean(scores) + np.std(scores)
     else:
-        normal = labels == np.asarray(settings.normal_label, dtype=labels.dtype)
         candidates = np.sort(scores)
         accuracy = [np.mean((scores <= threshold) == normal) for threshold in candidates]
         threshold = candidates[int(np.argmax(accuracy))]
-    return {"threshold": float(threshold), "threshold_source": source}
+    return {**fitted, "threshold": float(threshold), "threshold_source": source}
 
 
 READ_OPTIONS_FOR = {"image_size": "a folder of images", "color_mode": "a folder of images", "label_column": "a table",
@@ -487,10 +492,13 @@ def own_data_defaults(example_shape):
     return OWN_DATA_DEFAULTS["images" if len(example_shape) == 3 else "rows"]
 
 
+PRESET_SCORES = ("reconstruction", "reconstruction+code")  # the anomaly scores a card can name (see keras_ae.anomaly)
+
+
 def card_for_data(
     source, family="ae", network=None, latent_dim=None, epochs=None, batch_size=None, validation_split=0.1,
     normal_label=None, threshold_percentile=None, name=None, threshold_rule="percentile", contamination=None, start_from=None,
-    **read_options,
+    score=None, **read_options,
 ):
     """A card that trains a family on the user's own data (a folder of images, an array, a table, a Parquet or TFRecord file).
 
@@ -505,6 +513,10 @@ def card_for_data(
     `threshold_rule`: "percentile" (of the normal training scores), "mean_plus_std" (TensorFlow's tutorial's rule) or
     "best_accuracy" (the threshold that classifies the labelled training data best; it needs anomalies in it);
     `contamination`, the expected share of anomalies as PyOD users give it, stands for the percentile 100 x (1 - it).
+    `score` (with `normal_label`): the anomaly score the preset scores with and thresholds, one of
+    `anomaly.PRESET_SCORES`; default "reconstruction+code" for images with an `Autoencoder` (what the image suites
+    chose), "reconstruction" otherwise (what the signal suites chose for one dense network; see docs/applications.md).
+    "reconstruction+code" is for families whose score is a reconstruction error (ae, dae, sae, vqvae).
     `start_from`: fine-tune a preset (any source `keras_ae.load` takes) on this data: its family, network and weights
     (pinned by sha256 in `recipe.initial_weights`); the data must have its input shape.
 
@@ -514,7 +526,8 @@ def card_for_data(
     `normal_label`, with fewer than `MIN_THRESHOLD_EXAMPLES` of that label to set its threshold.
 
     Raises:
-        InputError: an unknown family or threshold rule; a read option the source does not use; `contamination` or
+        InputError: an unknown family, score or threshold rule; a score without `normal_label`, or a code score for a
+            family whose score is no reconstruction error; a read option the source does not use; `contamination` or
             `threshold_percentile` out of range, given together or without `normal_label`; a 1-D array; too few examples
             (of `normal_label`); a `start_from` that is no preset source, or one of another input shape, or without a
             network section or weights.
@@ -545,6 +558,11 @@ def card_for_data(
     if (threshold_percentile is not None or threshold_rule != "percentile") and normal_label is None:
         raise InputError("a threshold (its percentile, rule or contamination) is set for a detector of normal_label's examples; "
                          "without normal_label nothing is thresholded: drop it, or give normal_label.")
+    if score is not None and normal_label is None:
+        raise InputError(f"the anomaly score {score!r} is for a detector of normal_label's examples; without normal_label "
+                         "nothing is scored: drop it, or give normal_label.")
+    if score is not None and score not in PRESET_SCORES:
+        raise InputError(f"Unknown anomaly score {score!r}; expected one of {list(PRESET_SCORES)}.")
     if threshold_percentile is not None and threshold_rule != "percentile":
         raise InputError(f"threshold_percentile is for the percentile rule, not {threshold_rule!r}: drop one of them.")
     threshold_percentile = 99.0 if threshold_percentile is None else float(threshold_percentile)
@@ -598,7 +616,22 @@ def card_for_data(
     })
     if start_from is not None:
         card = cards.Card.from_json(_fine_tuning(card, start_from, input_shape, dataset).to_json())  # checked as a whole
+    if normal_label is not None:
+        card = dataclasses.replace(card, anomaly=dataclasses.replace(card.anomaly, score=_anomaly_score(card, score, images)))
     return card.to_json()
+
+
+def _anomaly_score(card, score, images):
+    """The anomaly score of a card for one's own data: `score`, or the suites' pick for the card's family and kind."""
+    from keras_ae import models
+
+    family = cards.model_class(card)
+    if score is None:
+        return "reconstruction+code" if images and family is models.Autoencoder else "reconstruction"
+    if score == "reconstruction+code" and not issubclass(family, (models.Autoencoder, models.VQVAE)):
+        raise InputError(f"score 'reconstruction+code' takes the log of a reconstruction error; {family.__name__}'s anomaly score "
+                         "is not one (it can be negative, or needs labels): use score 'reconstruction'.")
+    return score
 
 
 def _fine_tuning(card, start_from, input_shape, dataset):
