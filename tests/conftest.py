@@ -45,6 +45,22 @@ def mnist_images(data_root):
     return images[:4096].astype("float32") / 255.0
 
 
+@pytest.fixture(scope="session")
+def digit_folder(data_root, tmp_path_factory):
+    """Real MNIST test digits as PNG files in one subfolder per class (class_0, class_1, class_2), 30 each."""
+    from PIL import Image
+
+    from keras_ae import data
+
+    folder = tmp_path_factory.mktemp("digits")
+    images, labels = data.load_arrays("mnist", "test")
+    for digit in (0, 1, 2):
+        (folder / f"class_{digit}").mkdir()
+        for index in np.flatnonzero(labels == digit)[:30]:
+            Image.fromarray(images[index, ..., 0]).save(folder / f"class_{digit}" / f"{index}.png")
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def float32_policy():
     """Each test starts and ends with the float32 policy and a fixed seed."""

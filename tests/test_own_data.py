@@ -17,18 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def digit_folder(data_root, tmp_path_factory):
-    """Real MNIST test digits as PNG files in one subfolder per class (0, 1, 2), 30 each."""
-    folder = tmp_path_factory.mktemp("digits")
-    images, labels = data.load_arrays("mnist", "test")
-    for digit in (0, 1, 2):
-        (folder / f"class_{digit}").mkdir()
-        for index in np.flatnonzero(labels == digit)[:30]:
-            Image.fromarray(images[index, ..., 0]).save(folder / f"class_{digit}" / f"{index}.png")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def ecg_csv(data_root):
     return Path(data_root) / "ecg5000" / "ecg.csv"
 
