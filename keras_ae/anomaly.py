@@ -164,7 +164,8 @@ def preset_score(model, settings):
     `preset_scores(keras_ae.load("detector"), keras_ae.model_card("detector")["anomaly"], x)`.
 
     Raises:
-        InputError: a score not in `PRESET_SCORES`, or "reconstruction+code" without a valid fitted `code_score`.
+        InputError: a score not in `PRESET_SCORES`, or "reconstruction+code" without a valid fitted `code_score` of the
+            model's code size.
     """
     settings = Anomaly.from_json(settings) if isinstance(settings, dict) else settings
     score = "reconstruction" if settings is None else settings.score
@@ -176,6 +177,10 @@ def preset_score(model, settings):
         raise InputError("The card's anomaly.score is 'reconstruction+code' but it holds no fitted anomaly.code_score; "
                          "train it (keras-ae train) to fit one on its normal training examples.")
     fitted = CodeScore.from_json(settings.code_score, source="the card's anomaly.code_score")
+    code_size = int(np.prod(model.code_shape))
+    if len(fitted.code_mean) != code_size:
+        raise InputError(f"The card's anomaly.code_score was fitted to codes of {len(fitted.code_mean)} values; this model's "
+                         f"codes have {code_size}: train the card again to fit it.")
     return lambda x: fitted(model, x)
 
 

@@ -3,6 +3,7 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -84,6 +85,17 @@ def test_an_image_detector_scores_with_its_fitted_code_score_in_score_evaluate_a
 
     python_scores = anomaly.preset_scores(model, keras_ae.model_card(out)["anomaly"], images)
     np.testing.assert_allclose(python_scores, scores, rtol=1e-6, atol=1e-6)
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(out, tampered)
+    card_file = tampered / "card.json"
+    changed = json.loads(card_file.read_text())
+    changed["anomaly"]["code_score"]["code_mean"] = changed["anomaly"]["code_score"]["code_mean"][:8]
+    changed["anomaly"]["code_score"]["code_precision"] = [row[:8] for row in changed["anomaly"]["code_score"]["code_precision"][:8]]
+    card_file.write_text(json.dumps(changed))
+    code, _, err = run(capsys, "score", tampered, digit_folder, "--out", tmp_path / "tampered.csv")
+    assert code == 2 and err.count("\n") == 1 and "fitted to codes of 8 values; this model's codes have 32" in err, err
+    assert not (tmp_path / "tampered.csv").exists()
 
     code, printed, err = run(capsys, "evaluate", out)
     assert code == 0, err
