@@ -119,11 +119,11 @@ class CodeScore:
         """Fitted on the known-normal examples `normal_x` (at least 2; their scores must be non-negative)."""
         normal_x = np.asarray(normal_x)
         normal_codes = codes(model, normal_x).reshape(len(normal_x), -1).astype("float64")
-        mean, inverse = _code_statistics(normal_codes, ridge)
-        unstandardized = cls(tuple(mean.tolist()), tuple(map(tuple, inverse.tolist())), (0.0, 0.0), (1.0, 1.0))
         reconstruction = np.asarray(anomaly_scores(model, normal_x), "float64")
         _log_of_errors(reconstruction, model, "score='reconstruction+code'")
-        terms = np.asarray(per_batch(lambda batch: ops.stack(unstandardized.terms(model, batch), axis=1), normal_x))
+        mean, inverse = _code_statistics(normal_codes, ridge)
+        unstandardized = cls(tuple(mean.tolist()), tuple(map(tuple, inverse.tolist())), (0.0, 0.0), (1.0, 1.0))
+        terms = np.stack([np.asarray(term) for term in unstandardized.terms_of(reconstruction, normal_codes)], axis=1)
         return cls(unstandardized.code_mean, unstandardized.code_precision, tuple(terms.mean(axis=0).tolist()),
                    tuple((terms.std(axis=0) + 1e-12).tolist()))
 
@@ -147,8 +147,12 @@ class CodeScore:
 
     def terms(self, model, x):
         """(log reconstruction error, log squared Mahalanobis distance of the code) of a batch, in float64."""
-        reconstruction = ops.cast(model.anomaly_score(x), "float64")
-        code = ops.reshape(ops.cast(model.embed(x), "float64"), (-1, len(self.code_mean)))
+        return self.terms_of(model.anomaly_score(x), model.embed(x))
+
+    def terms_of(self, reconstruction, code):
+        """`terms` of examples' reconstruction errors and codes, already computed."""
+        reconstruction = ops.cast(reconstruction, "float64")
+        code = ops.reshape(ops.cast(code, "float64"), (-1, len(self.code_mean)))
         offsets = code - ops.convert_to_tensor(self.code_mean, "float64")
         distance = ops.sum(ops.matmul(offsets, ops.convert_to_tensor(self.code_precision, "float64")) * offsets, axis=1)
         return ops.log(reconstruction + 1e-12), ops.log(distance + 1e-12)

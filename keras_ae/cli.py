@@ -586,6 +586,7 @@ def command_score(args):
 
     card, model, found, labels = _model_inputs(args, "score")
     threshold = None if card.anomaly is None else card.anomaly.threshold
+    scorer = anomaly.preset_score(model, card.anomaly)
     header = ["input", "score"] + ["is_anomaly"] * (threshold is not None)
     written = {"rows": 0, "flagged": 0}
 
@@ -593,7 +594,6 @@ def command_score(args):
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(header)
-            scorer = anomaly.preset_score(model, card.anomaly)
             for scores in _each_batch(scorer, found.batches(BATCH_SIZE), labels, _Progress("score", found.count)):
                 scores = scores.astype("float64")
                 columns = [_name_cells(found, written["rows"], len(scores)), [f"{score:.9g}" for score in scores.tolist()]]

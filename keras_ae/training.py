@@ -623,12 +623,10 @@ def card_for_data(
 
 def _anomaly_score(card, score, images):
     """The anomaly score of a card for one's own data: `score`, or the suites' pick for the card's family and kind."""
-    from keras_ae import models
-
     family = cards.model_class(card)
     if score is None:
-        return "reconstruction+code" if images and family is models.Autoencoder else "reconstruction"
-    if score == "reconstruction+code" and not issubclass(family, (models.Autoencoder, models.VQVAE)):
+        return "reconstruction+code" if images and vars(cards.task_of(card)).get("short_name") == "ae" else "reconstruction"
+    if score == "reconstruction+code" and not family.error_score:
         raise InputError(f"score 'reconstruction+code' takes the log of a reconstruction error; {family.__name__}'s anomaly score "
                          "is not one (it can be negative, or needs labels): use score 'reconstruction'.")
     return score

@@ -23,6 +23,13 @@ def run(capsys, *argv):
     return code, captured.out, captured.err
 
 
+def train_detector(capsys, digit_folder, out, *options):
+    """`keras-ae train --data` on the digits with class_1 as normal; the card it writes."""
+    code, _, err = run(capsys, "train", "--data", digit_folder, "--normal-label", "class_1", *options, "--output", out)
+    assert code == 0, err
+    return json.loads((out / "card.json").read_text())
+
+
 def independent_code_score(model, normal, x, ridge=1e-3):
     """The score written out in numpy from its definition: log reconstruction error and log squared Mahalanobis
     distance of the code, each standardized on the normal examples, summed."""
@@ -60,10 +67,7 @@ def test_the_code_score_is_its_definition_and_survives_a_card_s_json():
 
 def test_an_image_detector_scores_with_its_fitted_code_score_in_score_evaluate_and_export(digit_folder, tmp_path, capsys):
     out = tmp_path / "ones"
-    code, _, err = run(capsys, "train", "--data", digit_folder, "--normal-label", "class_1", "--epochs", "5", "--batch-size", "16",
-                       "--output", out)
-    assert code == 0, err
-    card = json.loads((out / "card.json").read_text())
+    card = train_detector(capsys, digit_folder, out, "--epochs", "5", "--batch-size", "16")
     settings = card["anomaly"]
     assert settings["score"] == "reconstruction+code" and set(settings["code_score"]) == {"code_mean", "code_precision", "centers", "spreads"}
     model = keras_ae.load(out)
@@ -111,10 +115,7 @@ def test_an_image_detector_scores_with_its_fitted_code_score_in_score_evaluate_a
 
 def test_the_reconstruction_score_is_kept_where_asked_and_a_code_score_is_refused_where_it_has_no_meaning(digit_folder, tmp_path, capsys):
     out = tmp_path / "plain"
-    code, _, err = run(capsys, "train", "--data", digit_folder, "--normal-label", "class_1", "--score", "reconstruction", "--epochs", "1",
-                       "--output", out)
-    assert code == 0, err
-    card = json.loads((out / "card.json").read_text())
+    card = train_detector(capsys, digit_folder, out, "--score", "reconstruction", "--epochs", "1")
     assert "score" not in card["anomaly"] and "code_score" not in card["anomaly"]  # the default for everything but images' ae
     refusals = {
         ("--family", "vae", "--score", "reconstruction+code", "--normal-label", "class_1"): "VAE's anomaly score is not one",

@@ -35,6 +35,7 @@ class Autoencoder(BaseAutoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss")
+    error_score = True
 
     def __init__(self, encoder, decoder, reconstruction="mse", **kwargs):
         self.reconstruction = check_choice("reconstruction", reconstruction, RECONSTRUCTION_LOSSES)

@@ -121,6 +121,9 @@ class BaseAutoencoder(keras.Model):
     uses_y = False
     #: Whether the model keeps `training_steps`, a saved counter of its training steps (for warm-ups and annealing).
     counts_steps = False
+    #: Whether `anomaly_score` is a non-negative reconstruction error without labels, so a code term can join it in log
+    #: (`keras_ae.anomaly.CodeScore`).
+    error_score = False
 
     def __init__(self, encoder, decoder, seed=None, **kwargs):
         super().__init__(**kwargs)

@@ -60,6 +60,7 @@ class VQVAE(BaseAutoencoder):
     """
 
     metric_names = ("loss", "reconstruction_loss", "commitment_loss", "perplexity")
+    error_score = True
 
     def __init__(self, encoder, decoder, num_embeddings=256, commitment_cost=0.25, ema_decay=0.99, **kwargs):
         check_networks(encoder, decoder)
